@@ -1,0 +1,116 @@
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <stdexcept>
+
+#include "exports.hpp"
+#include "smartcity/batch.hpp"
+
+namespace py = pybind11;
+
+namespace smartcity::bindings {
+
+namespace {
+
+// The Python-side batch: a lease that release() can give up before garbage collection.
+struct PyBatch {
+  std::shared_ptr<BatchLease> lease;
+  const BatchLease& Get() const {
+    if (!lease) throw std::runtime_error("this batch was released");
+    return *lease;
+  }
+};
+
+template <typename T, typename F>
+py::array_t<T> MetaArray(const PyBatch& b, int cols, F value) {
+  const BatchLease& l = b.Get();
+  std::vector<py::ssize_t> shape = {l.size()};
+  if (cols > 1) shape.push_back(cols);
+  py::array_t<T> out(shape);
+  T* p = out.mutable_data();
+  for (int i = 0; i < l.size(); ++i) {
+    for (int c = 0; c < cols; ++c) p[i * cols + c] = value(l.meta()[i], c);
+  }
+  return out;
+}
+
+}  // namespace
+
+void ExportBatch(py::module_& m) {
+  py::class_<PyBatch>(m, "Batch",
+                      "Frames of several streams in one tensor. The tensor is a view of the core's buffer: the buffer "
+                      "goes back to the pool once release() is called or the Batch and every view of it are gone.")
+      .def_property_readonly("size", [](const PyBatch& b) { return b.Get().size(); })
+      .def("__len__", [](const PyBatch& b) { return b.Get().size(); })
+      .def_property_readonly(
+          "tensor",
+          [](const PyBatch& b) {
+            const BatchLease& l = b.Get();
+            const TensorLayout& t = l.layout();
+            const auto keep = new std::shared_ptr<BatchLease>(b.lease);
+            py::capsule owner(keep, [](void* p) { delete static_cast<std::shared_ptr<BatchLease>*>(p); });
+            const py::ssize_t es = static_cast<py::ssize_t>(t.ElementSize());
+            const std::vector<py::ssize_t> shape = {l.size(), 3, t.height, t.width};
+            const std::vector<py::ssize_t> strides = {3 * t.height * t.width * es, t.height * t.width * es,
+                                                      t.width * es, es};
+            if (t.dtype == DType::kFloat32) {
+              return py::array(py::dtype::of<float>(), shape, strides, l.data(), owner);
+            }
+            return py::array(py::dtype::of<uint8_t>(), shape, strides, l.data(), owner);
+          },
+          "The (N, 3, H, W) input tensor, RGB planes, float32 in [0,1] or uint8.")
+      .def_property_readonly("camera_ids",
+                             [](const PyBatch& b) {
+                               std::vector<std::string> ids;
+                               for (int i = 0; i < b.Get().size(); ++i) ids.push_back(b.Get().meta()[i].camera_id);
+                               return ids;
+                             })
+      .def_property_readonly("frame_numbers",
+                             [](const PyBatch& b) {
+                               return MetaArray<int64_t>(b, 1, [](const SlotMeta& s, int) { return s.frame_number; });
+                             })
+      .def_property_readonly(
+          "pts", [](const PyBatch& b) { return MetaArray<double>(b, 1, [](const SlotMeta& s, int) { return s.pts_s; }); },
+          "Presentation time in seconds per slot.")
+      .def_property_readonly("capture_ns",
+                             [](const PyBatch& b) {
+                               return MetaArray<int64_t>(b, 1,
+                                                         [](const SlotMeta& s, int) { return s.capture_wall_ns; });
+                             })
+      .def_property_readonly(
+          "scale",
+          [](const PyBatch& b) {
+            return MetaArray<float>(b, 2, [](const SlotMeta& s, int c) {
+              return c == 0 ? s.geometry.scale_x : s.geometry.scale_y;
+            });
+          },
+          "(N, 2) scale_x, scale_y: x_model = x_frame * scale_x + pad_x.")
+      .def_property_readonly("pad",
+                             [](const PyBatch& b) {
+                               return MetaArray<float>(b, 2, [](const SlotMeta& s, int c) {
+                                 return c == 0 ? s.geometry.pad_x : s.geometry.pad_y;
+                               });
+                             })
+      .def_property_readonly("frame_size",
+                             [](const PyBatch& b) {
+                               return MetaArray<int32_t>(b, 2, [](const SlotMeta& s, int c) {
+                                 return c == 0 ? s.geometry.src_w : s.geometry.src_h;
+                               });
+                             })
+      .def_property_readonly(
+          "valid", [](const PyBatch& b) { return MetaArray<bool>(b, 1, [](const SlotMeta& s, int) { return s.valid; }); },
+          "False where a frame could not be converted (the slot holds padding).")
+      .def("release", [](PyBatch& b) { b.lease.reset(); }, "Give the buffer back now (views keep it alive).")
+      .def("__enter__", [](PyBatch& b) -> PyBatch& { return b; })
+      .def("__exit__", [](PyBatch& b, py::args) { b.lease.reset(); });
+
+}
+
+py::object WrapBatch(std::shared_ptr<BatchLease> lease) {
+  if (!lease) return py::none();
+  return py::cast(PyBatch{std::move(lease)});
+}
+
+}  // namespace smartcity::bindings

@@ -1,0 +1,46 @@
+// Colour conversion of decoded frames with libswscale: straight into a batch slot
+// (planar RGB, float32 in [0,1] or uint8, letterboxed or stretched), or to BGR uint8.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "smartcity/batch.hpp"
+#include "smartcity/geometry.hpp"
+
+struct AVFrame;
+struct SwsContext;
+
+namespace smartcity {
+
+class FrameConverter {
+ public:
+  explicit FrameConverter(TensorLayout layout);
+  ~FrameConverter();
+  FrameConverter(const FrameConverter&) = delete;
+  FrameConverter& operator=(const FrameConverter&) = delete;
+
+  // Writes the whole slot (picture and padding). Throws std::runtime_error on failure.
+  SlotGeometry ToSlot(const AVFrame* frame, uint8_t* slot);
+  // Fills a slot with the pad value only.
+  void FillPad(uint8_t* slot) const;
+  // BGR uint8, frame->height rows of frame->width * 3 bytes.
+  void ToBgr(const AVFrame* frame, std::vector<uint8_t>* out);
+
+ private:
+  void PadBorders(uint8_t* slot, const SlotGeometry& g) const;
+
+  // One swscale context, rebuilt only when the source or target description changes.
+  struct CachedSws {
+    SwsContext* ctx = nullptr;
+    int key[7] = {-1, -1, -1, -1, -1, -1, -1};
+    ~CachedSws();
+    SwsContext* Get(const AVFrame* f, int dst_w, int dst_h, int dst_fmt);
+  };
+
+  const TensorLayout layout_;
+  CachedSws slot_sws_;
+  CachedSws bgr_sws_;
+};
+
+}  // namespace smartcity

@@ -1,0 +1,144 @@
+#include "smartcity/batch.hpp"
+
+#include <chrono>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace smartcity {
+
+const char* DTypeName(DType d) { return d == DType::kFloat32 ? "float32" : "uint8"; }
+const char* ResizeModeName(ResizeMode m) { return m == ResizeMode::kLetterbox ? "letterbox" : "stretch"; }
+
+void TensorLayout::Validate() const {
+  if (width < 16 || width > 4096) throw std::invalid_argument("width must be in 16..4096, got " + std::to_string(width));
+  if (height < 16 || height > 4096) throw std::invalid_argument("height must be in 16..4096, got " + std::to_string(height));
+  if (pad_value < 0 || pad_value > 255) throw std::invalid_argument("pad_value must be in 0..255, got " + std::to_string(pad_value));
+}
+
+BatchLease::BatchLease(std::shared_ptr<Batcher> owner, BatchBuffer* buffer, int size)
+    : owner_(std::move(owner)), buffer_(buffer), size_(size) {}
+
+BatchLease::~BatchLease() { owner_->Release(buffer_); }
+
+const TensorLayout& BatchLease::layout() const { return owner_->layout(); }
+
+Batcher::Batcher(TensorLayout layout, int capacity, int buffers)
+    : layout_(layout), capacity_(capacity), fill_limit_(capacity) {
+  layout_.Validate();
+  if (capacity < 1 || capacity > 256) throw std::invalid_argument("max_batch must be in 1..256, got " + std::to_string(capacity));
+  if (buffers < 2 || buffers > 16) throw std::invalid_argument("buffers must be in 2..16, got " + std::to_string(buffers));
+  const size_t bytes = layout_.SlotBytes() * static_cast<size_t>(capacity);
+  const size_t aligned = (bytes + 63) / 64 * 64;
+  for (int i = 0; i < buffers; ++i) {
+    auto b = std::make_unique<BatchBuffer>();
+    b->data = static_cast<uint8_t*>(std::aligned_alloc(64, aligned));
+    if (!b->data) throw std::bad_alloc();
+    b->meta.resize(capacity);
+    buffers_.push_back(std::move(b));
+  }
+}
+
+Batcher::~Batcher() {
+  for (auto& b : buffers_) std::free(b->data);
+}
+
+bool Batcher::Acquire(SlotTicket* ticket, bool block, const std::atomic<bool>* stop) {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    if (closed_ || (stop && stop->load())) return false;
+    if (!filling_) {
+      for (auto& b : buffers_) {
+        if (b->state == BatchBuffer::State::kFree) {
+          filling_ = b.get();
+          filling_->state = BatchBuffer::State::kFilling;
+          filling_->acquired = 0;
+          filling_->committed = 0;
+          break;
+        }
+      }
+    }
+    if (filling_ && filling_->acquired < fill_limit_) {
+      const int i = filling_->acquired++;
+      ticket->buffer = filling_;
+      ticket->index = i;
+      ticket->data = filling_->data + layout_.SlotBytes() * static_cast<size_t>(i);
+      ticket->meta = &filling_->meta[i];
+      return true;
+    }
+    if (filling_) consumer_.notify_one();  // a full buffer is waiting to be taken
+    if (!block) return false;
+    producers_.wait(lock);
+  }
+}
+
+void Batcher::Commit(const SlotTicket& ticket) {
+  std::lock_guard<std::mutex> lock(mu_);
+  BatchBuffer* b = ticket.buffer;
+  ++b->committed;
+  if (b->state == BatchBuffer::State::kClosing ? b->committed == b->acquired
+                                               : b->committed >= fill_limit_) {
+    consumer_.notify_all();
+  }
+}
+
+std::shared_ptr<BatchLease> Batcher::Next(int max_batch, int max_wait_ms) {
+  if (max_batch < 1) throw std::invalid_argument("max_batch must be at least 1");
+  if (max_wait_ms < 0) throw std::invalid_argument("max_wait_ms must not be negative");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_wait_ms);
+  std::unique_lock<std::mutex> lock(mu_);
+  fill_limit_ = max_batch < capacity_ ? max_batch : capacity_;
+  producers_.notify_all();  // a raised limit frees slots for blocked producers
+  BatchBuffer* taken = nullptr;
+  for (;;) {
+    if (closed_) return nullptr;
+    BatchBuffer* f = filling_;
+    if (f && f->committed >= fill_limit_) {
+      taken = f;
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      if (f && f->acquired > 0) taken = f;
+      break;
+    }
+    consumer_.wait_until(lock, deadline);
+  }
+  if (!taken) return nullptr;
+  filling_ = nullptr;
+  taken->state = BatchBuffer::State::kClosing;
+  // Slots acquired before the close are being written right now: wait for them.
+  consumer_.wait(lock, [&] { return taken->committed == taken->acquired || closed_; });
+  taken->state = BatchBuffer::State::kLeased;
+  const int n = taken->acquired;
+  producers_.notify_all();  // a free buffer may be picked up as the next filling one
+  lock.unlock();
+  return std::make_shared<BatchLease>(shared_from_this(), taken, n);
+}
+
+void Batcher::Release(BatchBuffer* buffer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  buffer->state = BatchBuffer::State::kFree;
+  buffer->acquired = 0;
+  buffer->committed = 0;
+  producers_.notify_all();
+}
+
+void Batcher::Close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  producers_.notify_all();
+  consumer_.notify_all();
+}
+
+void Batcher::WakeProducers() {
+  std::lock_guard<std::mutex> lock(mu_);
+  producers_.notify_all();
+}
+
+int Batcher::free_buffers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int n = 0;
+  for (const auto& b : buffers_) n += b->state == BatchBuffer::State::kFree;
+  return n;
+}
+
+}  // namespace smartcity

@@ -1,0 +1,32 @@
+"""smartcity: video analytics appliance for police and traffic command centers."""
+
+from smartcity._core import (
+    Batch,
+    DType,
+    Pipeline,
+    ResizeMode,
+    SlotGeometry,
+    StreamConfig,
+    StreamState,
+    UnknownCameraError,
+    build_info,
+    compute_geometry,
+    redact_url,
+)
+
+__version__ = build_info()["version"]
+
+__all__ = [
+    "Batch",
+    "DType",
+    "Pipeline",
+    "ResizeMode",
+    "SlotGeometry",
+    "StreamConfig",
+    "StreamState",
+    "UnknownCameraError",
+    "__version__",
+    "build_info",
+    "compute_geometry",
+    "redact_url",
+]
