@@ -161,5 +161,33 @@ void Nv12ToTensorU8(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& p
   Launch(d_y, d_uv, params, d_dst_slot, stream, "cuda::Nv12ToTensorU8");
 }
 
+void Nv12ToTensorFromHost(const uint8_t* y, const uint8_t* uv, const Nv12Params& params, float* dst_slot) {
+  ValidateNv12Params(params);
+  const size_t y_bytes = static_cast<size_t>(Nv12YPitch(params)) * params.src_h;
+  const size_t uv_bytes = static_cast<size_t>(Nv12UvPitch(params)) * (params.src_h / 2);
+  const size_t dst_bytes = 3 * static_cast<size_t>(params.dst_w) * params.dst_h * sizeof(float);
+  uint8_t* d_y = nullptr;
+  uint8_t* d_uv = nullptr;
+  float* d_dst = nullptr;
+  const auto free_all = [&] {
+    cudaFree(d_y);
+    cudaFree(d_uv);
+    cudaFree(d_dst);
+  };
+  try {
+    ThrowOnError(cudaMalloc(&d_y, y_bytes), "cudaMalloc");
+    ThrowOnError(cudaMalloc(&d_uv, uv_bytes), "cudaMalloc");
+    ThrowOnError(cudaMalloc(&d_dst, dst_bytes), "cudaMalloc");
+    ThrowOnError(cudaMemcpy(d_y, y, y_bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
+    ThrowOnError(cudaMemcpy(d_uv, uv, uv_bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
+    Nv12ToTensor(d_y, d_uv, params, d_dst, nullptr);
+    ThrowOnError(cudaMemcpy(dst_slot, d_dst, dst_bytes, cudaMemcpyDeviceToHost), "cudaMemcpy");
+  } catch (...) {
+    free_all();
+    throw;
+  }
+  free_all();
+}
+
 }  // namespace cuda
 }  // namespace smartcity

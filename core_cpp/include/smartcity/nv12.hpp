@@ -119,5 +119,9 @@ void Nv12ToTensor(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& par
 void Nv12ToTensorU8(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, uint8_t* d_dst_slot,
                     void* stream);
 
+// Test and tooling helper: copies host planes to the device, runs Nv12ToTensor, copies the slot
+// back to dst_slot (host). Synchronous.
+void Nv12ToTensorFromHost(const uint8_t* y, const uint8_t* uv, const Nv12Params& params, float* dst_slot);
+
 }  // namespace cuda
 }  // namespace smartcity
