@@ -1,0 +1,1 @@
+"""The engine process: ingest, batching and (in later issues) inference and tracking."""
