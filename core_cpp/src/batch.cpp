@@ -10,9 +10,12 @@ const char* DTypeName(DType d) { return d == DType::kFloat32 ? "float32" : "uint
 const char* ResizeModeName(ResizeMode m) { return m == ResizeMode::kLetterbox ? "letterbox" : "stretch"; }
 
 void TensorLayout::Validate() const {
-  if (width < 16 || width > 4096) throw std::invalid_argument("width must be in 16..4096, got " + std::to_string(width));
-  if (height < 16 || height > 4096) throw std::invalid_argument("height must be in 16..4096, got " + std::to_string(height));
-  if (pad_value < 0 || pad_value > 255) throw std::invalid_argument("pad_value must be in 0..255, got " + std::to_string(pad_value));
+  if (width < 16 || width > 4096)
+    throw std::invalid_argument("width must be in 16..4096, got " + std::to_string(width));
+  if (height < 16 || height > 4096)
+    throw std::invalid_argument("height must be in 16..4096, got " + std::to_string(height));
+  if (pad_value < 0 || pad_value > 255)
+    throw std::invalid_argument("pad_value must be in 0..255, got " + std::to_string(pad_value));
 }
 
 BatchLease::BatchLease(std::shared_ptr<Batcher> owner, BatchBuffer* buffer, int size)
@@ -25,8 +28,10 @@ const TensorLayout& BatchLease::layout() const { return owner_->layout(); }
 Batcher::Batcher(TensorLayout layout, int capacity, int buffers)
     : layout_(layout), capacity_(capacity), fill_limit_(capacity) {
   layout_.Validate();
-  if (capacity < 1 || capacity > 256) throw std::invalid_argument("max_batch must be in 1..256, got " + std::to_string(capacity));
-  if (buffers < 2 || buffers > 16) throw std::invalid_argument("buffers must be in 2..16, got " + std::to_string(buffers));
+  if (capacity < 1 || capacity > 256)
+    throw std::invalid_argument("max_batch must be in 1..256, got " + std::to_string(capacity));
+  if (buffers < 2 || buffers > 16)
+    throw std::invalid_argument("buffers must be in 2..16, got " + std::to_string(buffers));
   const size_t bytes = layout_.SlotBytes() * static_cast<size_t>(capacity);
   const size_t aligned = (bytes + 63) / 64 * 64;
   for (int i = 0; i < buffers; ++i) {
@@ -75,8 +80,7 @@ void Batcher::Commit(const SlotTicket& ticket) {
   std::lock_guard<std::mutex> lock(mu_);
   BatchBuffer* b = ticket.buffer;
   ++b->committed;
-  if (b->state == BatchBuffer::State::kClosing ? b->committed == b->acquired
-                                               : b->committed >= fill_limit_) {
+  if (b->state == BatchBuffer::State::kClosing ? b->committed == b->acquired : b->committed >= fill_limit_) {
     consumer_.notify_all();
   }
 }

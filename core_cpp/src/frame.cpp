@@ -23,10 +23,8 @@ bool IsFullRange(const AVFrame* f) {
     case AV_PIX_FMT_YUVJ422P:
     case AV_PIX_FMT_YUVJ444P:
     case AV_PIX_FMT_YUVJ440P:
-    case AV_PIX_FMT_YUVJ411P:
-      return true;
-    default:
-      return false;
+    case AV_PIX_FMT_YUVJ411P: return true;
+    default: return false;
   }
 }
 
@@ -56,8 +54,8 @@ const char* PixFmtName(int fmt) {
 FrameConverter::CachedSws::~CachedSws() { sws_freeContext(ctx); }
 
 SwsContext* FrameConverter::CachedSws::Get(const AVFrame* f, int dst_w, int dst_h, int dst_fmt) {
-  const int k[7] = {f->width, f->height, f->format, dst_w, dst_h, dst_fmt,
-                    SwsColorspace(f) * 2 + (IsFullRange(f) ? 1 : 0)};
+  const int k[7] = {
+      f->width, f->height, f->format, dst_w, dst_h, dst_fmt, SwsColorspace(f) * 2 + (IsFullRange(f) ? 1 : 0)};
   if (ctx && std::equal(k, k + 7, key)) return ctx;
   sws_freeContext(ctx);
   ctx = sws_getContext(f->width, f->height, static_cast<AVPixelFormat>(f->format), dst_w, dst_h,

@@ -65,9 +65,9 @@ void Convert(const uint8_t* y_plane, const uint8_t* uv_plane, const Nv12Params& 
   const SlotGeometry g = ComputeGeometry(p.src_w, p.src_h, p.dst_w, p.dst_h, p.mode);
   const YuvToRgbCoeffs c = ComputeYuvToRgbCoeffs(p.matrix, p.full_range);
   const std::size_t plane = static_cast<std::size_t>(p.dst_w) * static_cast<std::size_t>(p.dst_h);
-  T* first = dst;                 // R, or B when bgr
-  T* second = dst + plane;        // G
-  T* third = dst + 2 * plane;     // B, or R when bgr
+  T* first = dst;              // R, or B when bgr
+  T* second = dst + plane;     // G
+  T* third = dst + 2 * plane;  // B, or R when bgr
   if (p.bgr) std::swap(first, third);
   for (int y = 0; y < p.dst_h; ++y) {
     for (int x = 0; x < p.dst_w; ++x) {

@@ -35,8 +35,8 @@ struct KernelArgs {
 
 __device__ __forceinline__ float Clamp(float v, float lo, float hi) { return fminf(fmaxf(v, lo), hi); }
 
-__device__ __forceinline__ float Bilinear(const uint8_t* __restrict__ plane, int pitch, int step, int w, int h,
-                                          float x, float y) {
+__device__ __forceinline__ float Bilinear(const uint8_t* __restrict__ plane, int pitch, int step, int w, int h, float x,
+                                          float y) {
   const int x0 = static_cast<int>(floorf(x));
   const int y0 = static_cast<int>(floorf(y));
   const int x1 = min(x0 + 1, w - 1);
@@ -151,8 +151,7 @@ int DeviceCount() {
   return n;
 }
 
-void Nv12ToTensor(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, float* d_dst_slot,
-                  void* stream) {
+void Nv12ToTensor(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, float* d_dst_slot, void* stream) {
   Launch(d_y, d_uv, params, d_dst_slot, stream, "cuda::Nv12ToTensor");
 }
 

@@ -29,9 +29,7 @@ double BucketMid(int b) {
 }
 }  // namespace
 
-void LatencyHistogram::Record(double seconds) {
-  counts_[BucketOf(seconds)].fetch_add(1, std::memory_order_relaxed);
-}
+void LatencyHistogram::Record(double seconds) { counts_[BucketOf(seconds)].fetch_add(1, std::memory_order_relaxed); }
 
 uint64_t LatencyHistogram::Count() const {
   uint64_t n = 0;
@@ -61,14 +59,12 @@ void LatencyHistogram::Reset() {
 }
 
 int64_t SteadyNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
 int64_t WallNowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 

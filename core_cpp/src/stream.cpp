@@ -67,13 +67,16 @@ void StreamConfig::Validate() const {
   }
   if (url.empty()) bad("url must not be empty (camera " + camera_id + ")");
   if (url.size() > 4096) bad("url is longer than 4096 characters (camera " + camera_id + ")");
-  if (url.find('\n') != std::string::npos || url.find('\r') != std::string::npos || url.find('\0') != std::string::npos) {
+  if (url.find('\n') != std::string::npos || url.find('\r') != std::string::npos ||
+      url.find('\0') != std::string::npos) {
     bad("url must not contain control characters (camera " + camera_id + ")");
   }
-  if (rtsp_transport != "tcp" && rtsp_transport != "udp") bad("rtsp_transport must be 'tcp' or 'udp', got '" + rtsp_transport + "'");
+  if (rtsp_transport != "tcp" && rtsp_transport != "udp")
+    bad("rtsp_transport must be 'tcp' or 'udp', got '" + rtsp_transport + "'");
   auto positive = [&](double v, const char* name, double max) {
     if (!std::isfinite(v) || v <= 0 || v > max) {
-      bad(std::string(name) + " must be > 0 and <= " + std::to_string(static_cast<int>(max)) + ", got " + std::to_string(v));
+      bad(std::string(name) + " must be > 0 and <= " + std::to_string(static_cast<int>(max)) + ", got " +
+          std::to_string(v));
     }
   };
   if (!std::isfinite(analyze_fps) || analyze_fps < 0 || analyze_fps > 1000) {
@@ -84,8 +87,10 @@ void StreamConfig::Validate() const {
   positive(backoff_initial_s, "backoff_initial_s", 3600);
   positive(backoff_max_s, "backoff_max_s", 3600);
   if (backoff_initial_s > backoff_max_s) bad("backoff_initial_s must not exceed backoff_max_s");
-  if (!std::isfinite(pre_event_s) || pre_event_s < 0 || pre_event_s > 600) bad("pre_event_s must be in 0..600, got " + std::to_string(pre_event_s));
-  if (decoder_threads < 0 || decoder_threads > 64) bad("decoder_threads must be in 0..64, got " + std::to_string(decoder_threads));
+  if (!std::isfinite(pre_event_s) || pre_event_s < 0 || pre_event_s > 600)
+    bad("pre_event_s must be in 0..600, got " + std::to_string(pre_event_s));
+  if (decoder_threads < 0 || decoder_threads > 64)
+    bad("decoder_threads must be in 0..64, got " + std::to_string(decoder_threads));
 }
 
 // Everything one connection owns; freed when the session ends.
@@ -130,7 +135,9 @@ Stream::~Stream() {
   av_frame_free(&latest_);
 }
 
-void Stream::Start() { thread_ = std::thread([this] { Run(); }); }
+void Stream::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void Stream::RequestStop() {
   stop_.store(true);
@@ -231,7 +238,8 @@ Stream::End Stream::RunSession(Session& s) {
     av_dict_set(&opts, "rtsp_transport", config_.rtsp_transport.c_str(), 0);
   }
   if (!s.is_file) {
-    const std::string us = std::to_string(static_cast<int64_t>(config_.stall_timeout_s * 1e6));
+    // Socket time-outs a second beyond the stall time-out: the interrupt callback reports the stall.
+    const std::string us = std::to_string(static_cast<int64_t>((config_.stall_timeout_s + 1) * 1e6));
     av_dict_set(&opts, "timeout", us.c_str(), 0);
     av_dict_set(&opts, "rw_timeout", us.c_str(), 0);
   }
@@ -243,7 +251,8 @@ Stream::End Stream::RunSession(Session& s) {
     if (timed_out_) return Fail(End::kRetry, "open timed out after " + std::to_string(config_.open_timeout_s) + " s");
     const std::string what = "cannot open " + display_url_ + ": " + AvError(ret);
     // A file that is missing or is not media will not get better by retrying.
-    if (s.is_file || ret == AVERROR_PROTOCOL_NOT_FOUND || ret == AVERROR_DEMUXER_NOT_FOUND) return Fail(End::kFatal, what);
+    if (s.is_file || ret == AVERROR_PROTOCOL_NOT_FOUND || ret == AVERROR_DEMUXER_NOT_FOUND)
+      return Fail(End::kFatal, what);
     return Fail(End::kRetry, what);
   }
   ret = avformat_find_stream_info(s.fmt, nullptr);
@@ -295,7 +304,15 @@ Stream::End Stream::RunSession(Session& s) {
   int64_t last_packet_ns = SteadyNowNs();
   for (;;) {
     io_deadline_ns_ = last_packet_ns + static_cast<int64_t>(config_.stall_timeout_s * 1e9);
+    timed_out_ = false;
     ret = av_read_frame(s.fmt, s.pkt);
+    // An interrupted read can still hand back a packet (FFmpeg flushes its parser on the error):
+    // the stall is what counts, not that packet.
+    if ((ret >= 0 && timed_out_) || (ret < 0 && (timed_out_ || ret == AVERROR(ETIMEDOUT)) && !stop_.load())) {
+      if (ret >= 0) av_packet_unref(s.pkt);
+      return Fail(End::kRetry,
+                  "stalled: no packet for " + std::to_string(static_cast<int>(config_.stall_timeout_s)) + " s");
+    }
     if (ret == AVERROR_EOF || (ret < 0 && s.is_file && s.fmt->pb && avio_feof(s.fmt->pb))) {
       // Drain the decoder, then loop or end.
       if (avcodec_send_packet(s.dec, nullptr) >= 0) {
@@ -317,9 +334,6 @@ Stream::End Stream::RunSession(Session& s) {
     }
     if (ret < 0) {
       if (stop_.load()) return End::kStopped;
-      if (timed_out_) {
-        return Fail(End::kRetry, "stalled: no packet for " + std::to_string(static_cast<int>(config_.stall_timeout_s)) + " s");
-      }
       return Fail(End::kRetry, "read error: " + AvError(ret));
     }
     if (s.pkt->stream_index != s.video_index) {

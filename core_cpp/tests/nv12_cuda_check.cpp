@@ -106,7 +106,8 @@ struct CpuChecks {
   int failures = 0;
 
   void Report(const std::string& name, bool ok, const std::string& detail = "") {
-    std::printf("CPU check %-56s %s%s%s\n", name.c_str(), ok ? "ok" : "FAIL", detail.empty() ? "" : "  ", detail.c_str());
+    std::printf("CPU check %-56s %s%s%s\n", name.c_str(), ok ? "ok" : "FAIL", detail.empty() ? "" : "  ",
+                detail.c_str());
     if (!ok) ++failures;
   }
 
@@ -206,8 +207,10 @@ struct CpuChecks {
   void Pitch() {
     const Frame a = MakeNoisyFrame(768, 576, 768, 768, 11);
     Frame b = AllocFrame(768, 576, 768 + 37, 768 + 64);
-    for (int y = 0; y < 576; ++y) std::memcpy(&b.y[static_cast<size_t>(y) * b.y_pitch], &a.y[static_cast<size_t>(y) * 768], 768);
-    for (int y = 0; y < 288; ++y) std::memcpy(&b.uv[static_cast<size_t>(y) * b.uv_pitch], &a.uv[static_cast<size_t>(y) * 768], 768);
+    for (int y = 0; y < 576; ++y)
+      std::memcpy(&b.y[static_cast<size_t>(y) * b.y_pitch], &a.y[static_cast<size_t>(y) * 768], 768);
+    for (int y = 0; y < 288; ++y)
+      std::memcpy(&b.uv[static_cast<size_t>(y) * b.uv_pitch], &a.uv[static_cast<size_t>(y) * 768], 768);
     const std::vector<float> ta = RunCpu(a, ParamsFor(a, 640, 384, ResizeMode::kLetterbox));
     const std::vector<float> tb = RunCpu(b, ParamsFor(b, 640, 384, ResizeMode::kLetterbox));
     Report("pitch > width gives the same output", ta == tb);
@@ -316,18 +319,18 @@ struct GpuCase {
 
 int RunGpuCases() {
   const GpuCase frames[] = {
-      {768, 576, false, ColorMatrix::kBt601, false, false},
-      {1920, 1080, true, ColorMatrix::kBt709, false, false},
-      {1280, 720, true, ColorMatrix::kBt601, true, true},
-      {640, 360, false, ColorMatrix::kBt709, true, false},
+      {768, 576, false, ColorMatrix::kBt601, false, false}, {1920, 1080, true, ColorMatrix::kBt709, false, false},
+      {1280, 720, true, ColorMatrix::kBt601, true, true},   {640, 360, false, ColorMatrix::kBt709, true, false},
       {320, 240, true, ColorMatrix::kBt601, false, true},  // upscaling
   };
   struct Dst {
     int w, h;
     ResizeMode mode;
   };
-  const Dst dsts[] = {{640, 640, ResizeMode::kLetterbox}, {640, 640, ResizeMode::kStretch},
-                      {640, 384, ResizeMode::kLetterbox}, {640, 384, ResizeMode::kStretch},
+  const Dst dsts[] = {{640, 640, ResizeMode::kLetterbox},
+                      {640, 640, ResizeMode::kStretch},
+                      {640, 384, ResizeMode::kLetterbox},
+                      {640, 384, ResizeMode::kStretch},
                       {300, 300, ResizeMode::kStretch}};
   int failures = 0;
   uint32_t seed = 1;

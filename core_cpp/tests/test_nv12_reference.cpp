@@ -19,7 +19,7 @@ TEST(Nv12Reference, GreyFrameAndLetterboxPadding) {
   Nv12ToTensorCpu(y.data(), uv.data(), p, out.data());
   const float grey = (126.f - 16.f) / 219.f;
   for (int c = 0; c < 3; ++c) {
-    EXPECT_NEAR(out[c * 64 * 64 + 32 * 64 + 32], grey, 1e-5);   // inside the picture
+    EXPECT_NEAR(out[c * 64 * 64 + 32 * 64 + 32], grey, 1e-5);        // inside the picture
     EXPECT_NEAR(out[c * 64 * 64 + 2 * 64 + 10], 114 / 255.f, 1e-6);  // top padding (8 rows)
   }
 }

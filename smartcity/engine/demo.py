@@ -67,9 +67,7 @@ def format_table(stats: list[dict], previous: dict[str, dict], dt: float, batche
     return "\n".join(lines)
 
 
-def run_demo(
-    clip: Path, streams: int, seconds: float, analyze_fps: float, max_batch: int
-) -> int:
+def run_demo(clip: Path, streams: int, seconds: float, analyze_fps: float, max_batch: int) -> int:
     pipeline = _core.Pipeline(max_batch=max_batch)
     stop = threading.Event()
     batches = 0

@@ -44,7 +44,7 @@ struct SlotMeta {
   double pts_s = 0;             // presentation time in seconds (monotonic across file loops)
   int64_t capture_wall_ns = 0;  // wall clock when the frame left the decoder
   SlotGeometry geometry;
-  bool valid = false;           // false: the conversion failed, the slot holds padding only
+  bool valid = false;  // false: the conversion failed, the slot holds padding only
 };
 
 class Batcher;

@@ -29,9 +29,9 @@ struct SlotGeometry {
 
 inline SlotGeometry ComputeGeometry(int src_w, int src_h, int dst_w, int dst_h, ResizeMode mode) {
   if (src_w <= 0 || src_h <= 0 || dst_w <= 0 || dst_h <= 0) {
-    throw std::invalid_argument("ComputeGeometry: sizes must be positive (src " + std::to_string(src_w) +
-                                "x" + std::to_string(src_h) + ", dst " + std::to_string(dst_w) + "x" +
-                                std::to_string(dst_h) + ")");
+    throw std::invalid_argument("ComputeGeometry: sizes must be positive (src " + std::to_string(src_w) + "x" +
+                                std::to_string(src_h) + ", dst " + std::to_string(dst_w) + "x" + std::to_string(dst_h) +
+                                ")");
   }
   SlotGeometry g;
   g.src_w = src_w;

@@ -114,8 +114,7 @@ int DeviceCount();
 // Device pointers; stream is a cudaStream_t (nullptr: the default stream). Asynchronous: returns
 // after the launch. Throws std::invalid_argument on bad params, std::runtime_error with the CUDA
 // error string when the launch fails. Defined only when built with CUDA (SMARTCITY_WITH_CUDA).
-void Nv12ToTensor(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, float* d_dst_slot,
-                  void* stream);
+void Nv12ToTensor(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, float* d_dst_slot, void* stream);
 void Nv12ToTensorU8(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, uint8_t* d_dst_slot,
                     void* stream);
 

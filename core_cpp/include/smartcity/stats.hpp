@@ -37,8 +37,8 @@ struct StreamStatsSnapshot {
   uint64_t bytes = 0;
   uint64_t frames_decoded = 0;
   uint64_t frames_sampled = 0;
-  uint64_t frames_skipped = 0;   // decoded, not sampled (never colour-converted)
-  uint64_t frames_dropped = 0;   // sampled, but no free batch slot (back-pressure)
+  uint64_t frames_skipped = 0;  // decoded, not sampled (never colour-converted)
+  uint64_t frames_dropped = 0;  // sampled, but no free batch slot (back-pressure)
   uint64_t corrupt_packets = 0;
   uint64_t reconnects = 0;
   uint64_t loops = 0;
@@ -69,7 +69,9 @@ struct StreamCounters {
   LatencyHistogram decode_time;
   LatencyHistogram convert_time;
 
-  void Add(std::atomic<uint64_t>& c, uint64_t n = 1) { c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void Add(std::atomic<uint64_t>& c, uint64_t n = 1) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
 };
 
 // The last error is rare: a mutex is fine here.

@@ -23,19 +23,19 @@ namespace smartcity {
 
 struct StreamConfig {
   std::string camera_id;
-  std::string url;                    // file path, file://, rtsp://, rtsps://, http(s)://
+  std::string url;                     // file path, file://, rtsp://, rtsps://, http(s)://
   std::string rtsp_transport = "tcp";  // tcp | udp
-  bool loop = false;                  // files: start again at EOF (demos)
-  bool realtime = false;              // files: pace reading at the clip's own frame rate
-  double analyze_fps = 0;             // frames per second sampled for analysis; 0 = every frame
-  bool decode_only = false;           // decode but sample nothing (benchmarks)
-  bool block_when_busy = false;       // wait for a batch slot instead of dropping (offline files)
+  bool loop = false;                   // files: start again at EOF (demos)
+  bool realtime = false;               // files: pace reading at the clip's own frame rate
+  double analyze_fps = 0;              // frames per second sampled for analysis; 0 = every frame
+  bool decode_only = false;            // decode but sample nothing (benchmarks)
+  bool block_when_busy = false;        // wait for a batch slot instead of dropping (offline files)
   double open_timeout_s = 10;
-  double stall_timeout_s = 10;        // no packet for this long: reconnect
+  double stall_timeout_s = 10;  // no packet for this long: reconnect
   double backoff_initial_s = 1;
   double backoff_max_s = 30;
-  double pre_event_s = 10;            // seconds of packets kept for evidence; 0 = none
-  int decoder_threads = 1;            // 0 = FFmpeg's choice
+  double pre_event_s = 10;  // seconds of packets kept for evidence; 0 = none
+  int decoder_threads = 1;  // 0 = FFmpeg's choice
 
   void Validate() const;  // throws std::invalid_argument naming the bad field
 };

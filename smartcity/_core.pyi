@@ -1,0 +1,209 @@
+"""smartcity C++ core: multi-stream ingest, decode, sampling and batching (typing stub)."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+class UnknownCameraError(KeyError):
+    """A camera_id that the pipeline does not hold."""
+
+class ResizeMode(enum.IntEnum):
+    letterbox = 0
+    stretch = 1
+
+class DType(enum.IntEnum):
+    float32 = 0
+    uint8 = 1
+
+class StreamState(enum.IntEnum):
+    connecting = 0
+    running = 1
+    backoff = 2
+    stopped = 3
+    failed = 4
+
+class SlotGeometry:
+    """Where a frame lands in a tensor slot: x_model = x_frame * scale_x + pad_x."""
+
+    src_w: int
+    src_h: int
+    dst_x: int
+    dst_y: int
+    dst_w: int
+    dst_h: int
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+
+def compute_geometry(
+    src_w: int, src_h: int, dst_w: int, dst_h: int, resize: ResizeMode = ...
+) -> SlotGeometry:
+    """Placement of a src_w x src_h frame in a dst_w x dst_h slot."""
+
+def build_info() -> dict[str, str]:
+    """Versions of smartcity and FFmpeg, CUDA yes/no and architectures, compiler, build type."""
+
+def set_ffmpeg_log_level(level: int) -> None:
+    """FFmpeg's log level (-8 quiet ... 48 debug); the module starts at 8 (fatal only)."""
+
+def redact_url(url: str) -> str:
+    """The URL with any user:password@ replaced by ***@."""
+
+def nv12_to_tensor(
+    y: npt.NDArray[np.uint8],
+    uv: npt.NDArray[np.uint8],
+    *,
+    width: int = 640,
+    height: int = 640,
+    resize: ResizeMode = ...,
+    pad_value: int = 114,
+    bt709: bool = False,
+    full_range: bool = False,
+    bgr: bool = False,
+    device: str = "cpu",
+) -> npt.NDArray[np.float32]:
+    """NV12 planes to a (3, height, width) float32 RGB slot; device 'cpu' (reference) or 'cuda'."""
+
+def cuda_device_count() -> int:
+    """Visible CUDA devices (0 in builds without CUDA)."""
+
+class StreamConfig:
+    """One camera's ingest settings. ValueError naming the field for a bad value."""
+
+    def __init__(
+        self,
+        *,
+        camera_id: str,
+        url: str,
+        rtsp_transport: str = "tcp",
+        loop: bool = False,
+        realtime: bool = False,
+        analyze_fps: float = 0.0,
+        decode_only: bool = False,
+        block_when_busy: bool = False,
+        open_timeout_s: float = 10.0,
+        stall_timeout_s: float = 10.0,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 30.0,
+        pre_event_s: float = 10.0,
+        decoder_threads: int = 1,
+    ) -> None: ...
+    @property
+    def camera_id(self) -> str: ...
+    @property
+    def url(self) -> str:
+        """The URL with credentials redacted (the real one is never handed back)."""
+    @property
+    def rtsp_transport(self) -> str: ...
+    @property
+    def loop(self) -> bool: ...
+    @property
+    def realtime(self) -> bool: ...
+    @property
+    def analyze_fps(self) -> float: ...
+    @property
+    def decode_only(self) -> bool: ...
+    @property
+    def block_when_busy(self) -> bool: ...
+    @property
+    def open_timeout_s(self) -> float: ...
+    @property
+    def stall_timeout_s(self) -> float: ...
+    @property
+    def backoff_initial_s(self) -> float: ...
+    @property
+    def backoff_max_s(self) -> float: ...
+    @property
+    def pre_event_s(self) -> float: ...
+    @property
+    def decoder_threads(self) -> int: ...
+
+class Batch:
+    """Frames of several streams in one tensor (a view of the core's buffer).
+
+    The buffer goes back to the pool once release() is called or the Batch and every view of
+    it are gone.
+    """
+
+    @property
+    def size(self) -> int: ...
+    def __len__(self) -> int: ...
+    @property
+    def tensor(self) -> npt.NDArray[Any]:
+        """The (N, 3, H, W) input tensor, RGB planes, float32 in [0, 1] or uint8."""
+    @property
+    def camera_ids(self) -> list[str]: ...
+    @property
+    def frame_numbers(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def pts(self) -> npt.NDArray[np.float64]:
+        """Presentation time in seconds per slot (monotonic across file loops)."""
+    @property
+    def capture_ns(self) -> npt.NDArray[np.int64]:
+        """Wall-clock time (ns since the epoch) when each frame left the decoder."""
+    @property
+    def scale(self) -> npt.NDArray[np.float32]:
+        """(N, 2) scale_x, scale_y: x_model = x_frame * scale_x + pad_x."""
+    @property
+    def pad(self) -> npt.NDArray[np.float32]:
+        """(N, 2) pad_x, pad_y in model pixels."""
+    @property
+    def frame_size(self) -> npt.NDArray[np.int32]:
+        """(N, 2) width, height of each source frame."""
+    @property
+    def valid(self) -> npt.NDArray[np.bool_]:
+        """False where a frame could not be converted (the slot holds padding)."""
+    def release(self) -> None:
+        """Give the buffer back now (array views taken earlier keep it alive)."""
+    def __enter__(self) -> Batch: ...
+    def __exit__(self, *args: object) -> None: ...
+
+class Pipeline:
+    """Streams decoded in C++ threads; sampled frames batched into one tensor."""
+
+    def __init__(
+        self,
+        *,
+        width: int = 640,
+        height: int = 640,
+        resize: ResizeMode = ...,
+        dtype: DType = ...,
+        pad_value: int = 114,
+        max_batch: int = 8,
+        buffers: int = 3,
+    ) -> None: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def resize(self) -> ResizeMode: ...
+    @property
+    def dtype(self) -> DType: ...
+    @property
+    def max_batch(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def add_stream(self, config: StreamConfig) -> None:
+        """Start a stream. ValueError for a bad config or a camera_id already present."""
+    def remove_stream(self, camera_id: str) -> bool:
+        """Stop a stream and wait for its thread; False when there is no such stream."""
+    def camera_ids(self) -> list[str]: ...
+    def stats(self) -> list[dict[str, Any]]:
+        """Per-stream counters and state; see docs/engine.md for every key."""
+    def stream_stats(self, camera_id: str) -> dict[str, Any]: ...
+    def packet_ring(self, camera_id: str) -> dict[str, Any]:
+        """What the evidence packet ring of a stream holds now."""
+    def latest_frame(self, camera_id: str) -> tuple[npt.NDArray[np.uint8], int] | None:
+        """(BGR uint8 image H x W x 3, frame number) of the latest sampled frame, or None."""
+    def next_batch(self, max_batch: int = 8, max_wait_ms: int = 50) -> Batch | None:
+        """The next batch of up to max_batch sampled frames, or None after max_wait_ms."""
+    def close(self) -> None:
+        """Stop every stream; next_batch returns None from then on."""
+    def __enter__(self) -> Pipeline: ...
+    def __exit__(self, *args: object) -> None: ...
