@@ -1,3 +1,5 @@
+#include "smartcity/batch.hpp"
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -6,7 +8,6 @@
 #include <stdexcept>
 
 #include "exports.hpp"
-#include "smartcity/batch.hpp"
 
 namespace py = pybind11;
 
@@ -72,7 +73,8 @@ void ExportBatch(py::module_& m) {
                                return MetaArray<int64_t>(b, 1, [](const SlotMeta& s, int) { return s.frame_number; });
                              })
       .def_property_readonly(
-          "pts", [](const PyBatch& b) { return MetaArray<double>(b, 1, [](const SlotMeta& s, int) { return s.pts_s; }); },
+          "pts",
+          [](const PyBatch& b) { return MetaArray<double>(b, 1, [](const SlotMeta& s, int) { return s.pts_s; }); },
           "Presentation time in seconds per slot.")
       .def_property_readonly("capture_ns",
                              [](const PyBatch& b) {
@@ -82,9 +84,8 @@ void ExportBatch(py::module_& m) {
       .def_property_readonly(
           "scale",
           [](const PyBatch& b) {
-            return MetaArray<float>(b, 2, [](const SlotMeta& s, int c) {
-              return c == 0 ? s.geometry.scale_x : s.geometry.scale_y;
-            });
+            return MetaArray<float>(
+                b, 2, [](const SlotMeta& s, int c) { return c == 0 ? s.geometry.scale_x : s.geometry.scale_y; });
           },
           "(N, 2) scale_x, scale_y: x_model = x_frame * scale_x + pad_x.")
       .def_property_readonly("pad",
@@ -100,12 +101,13 @@ void ExportBatch(py::module_& m) {
                                });
                              })
       .def_property_readonly(
-          "valid", [](const PyBatch& b) { return MetaArray<bool>(b, 1, [](const SlotMeta& s, int) { return s.valid; }); },
+          "valid",
+          [](const PyBatch& b) { return MetaArray<bool>(b, 1, [](const SlotMeta& s, int) { return s.valid; }); },
           "False where a frame could not be converted (the slot holds padding).")
-      .def("release", [](PyBatch& b) { b.lease.reset(); }, "Give the buffer back now (views keep it alive).")
+      .def(
+          "release", [](PyBatch& b) { b.lease.reset(); }, "Give the buffer back now (views keep it alive).")
       .def("__enter__", [](PyBatch& b) -> PyBatch& { return b; })
       .def("__exit__", [](PyBatch& b, py::args) { b.lease.reset(); });
-
 }
 
 py::object WrapBatch(std::shared_ptr<BatchLease> lease) {

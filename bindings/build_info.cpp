@@ -1,7 +1,8 @@
+#include "smartcity/build_info.hpp"
+
 #include <pybind11/pybind11.h>
 
 #include "exports.hpp"
-#include "smartcity/build_info.hpp"
 
 namespace py = pybind11;
 

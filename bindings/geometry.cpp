@@ -1,8 +1,9 @@
+#include "smartcity/geometry.hpp"
+
 #include <pybind11/pybind11.h>
 
 #include "exports.hpp"
 #include "smartcity/batch.hpp"
-#include "smartcity/geometry.hpp"
 
 namespace py = pybind11;
 

@@ -1,10 +1,11 @@
+#include "smartcity/nv12.hpp"
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <stdexcept>
 
 #include "exports.hpp"
-#include "smartcity/nv12.hpp"
 
 namespace py = pybind11;
 

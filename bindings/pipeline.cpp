@@ -1,9 +1,10 @@
+#include "smartcity/pipeline.hpp"
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include "exports.hpp"
-#include "smartcity/pipeline.hpp"
 
 namespace py = pybind11;
 
@@ -42,18 +43,18 @@ py::dict StatsDict(const StreamStatsSnapshot& s) {
 
 void ExportPipeline(py::module_& m) {
   py::class_<Pipeline>(m, "Pipeline", "Streams decoded in C++ threads, sampled frames batched into one tensor.")
-      .def(py::init([](int width, int height, ResizeMode resize, DType dtype, int pad_value, int max_batch,
-                       int buffers) {
-             PipelineConfig c;
-             c.layout.width = width;
-             c.layout.height = height;
-             c.layout.resize = resize;
-             c.layout.dtype = dtype;
-             c.layout.pad_value = pad_value;
-             c.max_batch = max_batch;
-             c.buffers = buffers;
-             return std::make_unique<Pipeline>(c);
-           }),
+      .def(py::init(
+               [](int width, int height, ResizeMode resize, DType dtype, int pad_value, int max_batch, int buffers) {
+                 PipelineConfig c;
+                 c.layout.width = width;
+                 c.layout.height = height;
+                 c.layout.resize = resize;
+                 c.layout.dtype = dtype;
+                 c.layout.pad_value = pad_value;
+                 c.max_batch = max_batch;
+                 c.buffers = buffers;
+                 return std::make_unique<Pipeline>(c);
+               }),
            py::kw_only(), py::arg("width") = 640, py::arg("height") = 640, py::arg("resize") = ResizeMode::kLetterbox,
            py::arg("dtype") = DType::kFloat32, py::arg("pad_value") = 114, py::arg("max_batch") = 8,
            py::arg("buffers") = 3)
@@ -78,60 +79,65 @@ void ExportPipeline(py::module_& m) {
              for (const auto& s : snaps) out.append(StatsDict(s));
              return out;
            })
-      .def("stream_stats",
-           [](const Pipeline& p, const std::string& id) {
-             StreamStatsSnapshot s;
-             {
-               py::gil_scoped_release release;
-               s = p.StreamStats(id);
-             }
-             return StatsDict(s);
-           },
-           py::arg("camera_id"))
-      .def("packet_ring",
-           [](const Pipeline& p, const std::string& id) {
-             const RingInfo r = p.PacketRing(id);
-             py::dict d;
-             d["packets"] = r.packets;
-             d["keyframes"] = r.keyframes;
-             d["bytes"] = r.bytes;
-             d["first_s"] = r.first_s;
-             d["last_s"] = r.last_s;
-             d["seconds"] = r.last_s - r.first_s;
-             d["starts_with_keyframe"] = r.starts_with_keyframe;
-             return d;
-           },
-           py::arg("camera_id"), "What the evidence packet ring of a stream holds now.")
-      .def("latest_frame",
-           [](const Pipeline& p, const std::string& id) -> py::object {
-             std::vector<uint8_t> bgr;
-             int w = 0, h = 0;
-             int64_t number = -1;
-             bool ok;
-             {
-               py::gil_scoped_release release;
-               ok = p.LatestFrameBgr(id, &bgr, &w, &h, &number);
-             }
-             if (!ok) return py::none();
-             py::array_t<uint8_t> img({h, w, 3});
-             std::memcpy(img.mutable_data(), bgr.data(), bgr.size());
-             return py::make_tuple(img, number);
-           },
-           py::arg("camera_id"), "(BGR uint8 image H x W x 3, frame number) of the latest sampled frame, or None.")
-      .def("next_batch",
-           [](Pipeline& p, int max_batch, int max_wait_ms) {
-             std::shared_ptr<BatchLease> lease;
-             {
-               py::gil_scoped_release release;
-               lease = p.NextBatch(max_batch, max_wait_ms);
-             }
-             return WrapBatch(std::move(lease));
-           },
-           py::arg("max_batch") = 8, py::arg("max_wait_ms") = 50,
-           "The next batch of up to max_batch sampled frames, or None when none came within max_wait_ms.")
+      .def(
+          "stream_stats",
+          [](const Pipeline& p, const std::string& id) {
+            StreamStatsSnapshot s;
+            {
+              py::gil_scoped_release release;
+              s = p.StreamStats(id);
+            }
+            return StatsDict(s);
+          },
+          py::arg("camera_id"))
+      .def(
+          "packet_ring",
+          [](const Pipeline& p, const std::string& id) {
+            const RingInfo r = p.PacketRing(id);
+            py::dict d;
+            d["packets"] = r.packets;
+            d["keyframes"] = r.keyframes;
+            d["bytes"] = r.bytes;
+            d["first_s"] = r.first_s;
+            d["last_s"] = r.last_s;
+            d["seconds"] = r.last_s - r.first_s;
+            d["starts_with_keyframe"] = r.starts_with_keyframe;
+            return d;
+          },
+          py::arg("camera_id"), "What the evidence packet ring of a stream holds now.")
+      .def(
+          "latest_frame",
+          [](const Pipeline& p, const std::string& id) -> py::object {
+            std::vector<uint8_t> bgr;
+            int w = 0, h = 0;
+            int64_t number = -1;
+            bool ok;
+            {
+              py::gil_scoped_release release;
+              ok = p.LatestFrameBgr(id, &bgr, &w, &h, &number);
+            }
+            if (!ok) return py::none();
+            py::array_t<uint8_t> img({h, w, 3});
+            std::memcpy(img.mutable_data(), bgr.data(), bgr.size());
+            return py::make_tuple(img, number);
+          },
+          py::arg("camera_id"), "(BGR uint8 image H x W x 3, frame number) of the latest sampled frame, or None.")
+      .def(
+          "next_batch",
+          [](Pipeline& p, int max_batch, int max_wait_ms) {
+            std::shared_ptr<BatchLease> lease;
+            {
+              py::gil_scoped_release release;
+              lease = p.NextBatch(max_batch, max_wait_ms);
+            }
+            return WrapBatch(std::move(lease));
+          },
+          py::arg("max_batch") = 8, py::arg("max_wait_ms") = 50,
+          "The next batch of up to max_batch sampled frames, or None when none came within max_wait_ms.")
       .def("close", &Pipeline::Close, py::call_guard<py::gil_scoped_release>(), "Stop every stream.")
       .def_property_readonly("closed", &Pipeline::closed)
-      .def("__enter__", [](Pipeline& p) -> Pipeline& { return p; }, py::return_value_policy::reference)
+      .def(
+          "__enter__", [](Pipeline& p) -> Pipeline& { return p; }, py::return_value_policy::reference)
       .def("__exit__", [](Pipeline& p, py::args) {
         py::gil_scoped_release release;
         p.Close();
