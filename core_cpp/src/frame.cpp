@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "smartcity/nv12.hpp"  // ComputeYuvToRgbCoeffs: one definition of the colour maths
+
 extern "C" {
 #include <libavutil/frame.h>
 #include <libavutil/pixdesc.h>
@@ -66,8 +68,15 @@ SwsContext* FrameConverter::CachedSws::Get(const AVFrame* f, int dst_w, int dst_
                              PixFmtName(dst_fmt));
   }
   if (!IsRgbInput(f)) {
-    sws_setColorspaceDetails(ctx, sws_getCoefficients(SwsColorspace(f)), IsFullRange(f) ? 1 : 0,
-                             sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16);
+    const int* coefs = sws_getCoefficients(SwsColorspace(f));
+    const int range = IsFullRange(f) ? 1 : 0;
+    const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(static_cast<AVPixelFormat>(dst_fmt));
+    if (d && !(d->flags & AV_PIX_FMT_FLAG_RGB)) {
+      // YUV out: resize only, keep the matrix and the range.
+      sws_setColorspaceDetails(ctx, coefs, range, coefs, range, 0, 1 << 16, 1 << 16);
+    } else {
+      sws_setColorspaceDetails(ctx, coefs, range, sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16);
+    }
   }
   std::copy(k, k + 7, key);
   return ctx;
@@ -114,8 +123,57 @@ void FrameConverter::PadBorders(uint8_t* slot, const SlotGeometry& g) const {
   }
 }
 
+// One row of 4:4:4 YUV to three float rows, clamped to [0, 1]. Built for AVX2 and for the
+// baseline; the loader picks one at run time.
+__attribute__((target_clones("avx2", "default"))) static void YuvRowToRgbFloat(
+    const uint8_t* __restrict y, const uint8_t* __restrict u, const uint8_t* __restrict v, int n,
+    const YuvToRgbCoeffs& c, float* __restrict r, float* __restrict g, float* __restrict b) {
+  const float yo = c.y_offset, ys = c.y_scale, rv = c.r_v, gu = c.g_u, gv = c.g_v, bu = c.b_u;
+  for (int x = 0; x < n; ++x) {
+    const float yy = (static_cast<float>(y[x]) - yo) * ys;
+    const float uu = static_cast<float>(u[x]) - 128.f;
+    const float vv = static_cast<float>(v[x]) - 128.f;
+    r[x] = std::min(1.f, std::max(0.f, yy + rv * vv));
+    g[x] = std::min(1.f, std::max(0.f, yy + gu * uu + gv * vv));
+    b[x] = std::min(1.f, std::max(0.f, yy + bu * uu));
+  }
+}
+
+bool FrameConverter::YuvToFloatSlot(const AVFrame* frame, const SlotGeometry& g, uint8_t* slot) {
+  const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(static_cast<AVPixelFormat>(frame->format));
+  if (!d || (d->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_HWACCEL | AV_PIX_FMT_FLAG_PAL)) ||
+      d->nb_components < 3 || d->comp[0].depth != 8) {
+    return false;
+  }
+  const int cs = SwsColorspace(frame);
+  if (cs != SWS_CS_ITU601 && cs != SWS_CS_ITU709) return false;
+  SwsContext* ctx = yuv_sws_.Get(frame, g.dst_w, g.dst_h, AV_PIX_FMT_YUV444P);
+  const size_t plane = static_cast<size_t>(g.dst_w) * g.dst_h;
+  yuv_.resize(3 * plane);
+  uint8_t* planes[4] = {yuv_.data(), yuv_.data() + plane, yuv_.data() + 2 * plane, nullptr};
+  int strides[4] = {g.dst_w, g.dst_w, g.dst_w, 0};
+  if (sws_scale(ctx, frame->data, frame->linesize, 0, frame->height, planes, strides) <= 0) {
+    throw std::runtime_error("swscale failed to resize the frame");
+  }
+  const YuvToRgbCoeffs c =
+      ComputeYuvToRgbCoeffs(cs == SWS_CS_ITU709 ? ColorMatrix::kBt709 : ColorMatrix::kBt601, IsFullRange(frame));
+  float* out = reinterpret_cast<float*>(slot);
+  const size_t tensor_plane = layout_.PlaneElements();
+  for (int row = 0; row < g.dst_h; ++row) {
+    const size_t src = static_cast<size_t>(row) * g.dst_w;
+    const size_t dst = static_cast<size_t>(g.dst_y + row) * layout_.width + g.dst_x;
+    YuvRowToRgbFloat(planes[0] + src, planes[1] + src, planes[2] + src, g.dst_w, c, out + dst, out + tensor_plane + dst,
+                     out + 2 * tensor_plane + dst);
+  }
+  return true;
+}
+
 SlotGeometry FrameConverter::ToSlot(const AVFrame* frame, uint8_t* slot) {
   const SlotGeometry g = ComputeGeometry(frame->width, frame->height, layout_.width, layout_.height, layout_.resize);
+  if (layout_.dtype == DType::kFloat32 && YuvToFloatSlot(frame, g, slot)) {
+    PadBorders(slot, g);
+    return g;
+  }
   const AVPixelFormat dst_fmt = layout_.dtype == DType::kFloat32 ? AV_PIX_FMT_GBRPF32 : AV_PIX_FMT_GBRP;
   SwsContext* ctx = slot_sws_.Get(frame, g.dst_w, g.dst_h, dst_fmt);
 

@@ -38,9 +38,15 @@ class FrameConverter {
     SwsContext* Get(const AVFrame* f, int dst_w, int dst_h, int dst_fmt);
   };
 
+  // 8-bit YUV to float32: swscale resizes into YUV 4:4:4 scratch planes, then a vectorized loop
+  // turns them into the R, G, B float planes (faster than swscale's own float output).
+  bool YuvToFloatSlot(const AVFrame* frame, const SlotGeometry& g, uint8_t* slot);
+
   const TensorLayout layout_;
   CachedSws slot_sws_;
+  CachedSws yuv_sws_;
   CachedSws bgr_sws_;
+  std::vector<uint8_t> yuv_;  // scratch: three dst_w x dst_h planes
 };
 
 }  // namespace smartcity
