@@ -56,12 +56,14 @@ void ExportBatch(py::module_& m) {
             const std::vector<py::ssize_t> shape = {l.size(), 3, t.height, t.width};
             const std::vector<py::ssize_t> strides = {3 * t.height * t.width * es, t.height * t.width * es,
                                                       t.width * es, es};
-            if (t.dtype == DType::kFloat32) {
-              return py::array(py::dtype::of<float>(), shape, strides, l.data(), owner);
-            }
-            return py::array(py::dtype::of<uint8_t>(), shape, strides, l.data(), owner);
+            py::array view = t.dtype == DType::kFloat32
+                                 ? py::array(py::dtype::of<float>(), shape, strides, l.data(), owner)
+                                 : py::array(py::dtype::of<uint8_t>(), shape, strides, l.data(), owner);
+            // Read-only: the core reuses what a slot holds (its padding) for the next frame.
+            view.attr("setflags")(py::arg("write") = false);
+            return view;
           },
-          "The (N, 3, H, W) input tensor, RGB planes, float32 in [0,1] or uint8.")
+          "The (N, 3, H, W) input tensor (read-only view), RGB planes, float32 in [0,1] or uint8.")
       .def_property_readonly("camera_ids",
                              [](const PyBatch& b) {
                                std::vector<std::string> ids;

@@ -60,8 +60,11 @@ SwsContext* FrameConverter::CachedSws::Get(const AVFrame* f, int dst_w, int dst_
       f->width, f->height, f->format, dst_w, dst_h, dst_fmt, SwsColorspace(f) * 2 + (IsFullRange(f) ? 1 : 0)};
   if (ctx && std::equal(k, k + 7, key)) return ctx;
   sws_freeContext(ctx);
+  // Bilinear; for downscales of 2x and more, area averaging (as good, and cheaper than the wide
+  // bilinear filter swscale builds for them).
+  const int flags = (f->width >= 2 * dst_w && f->height >= 2 * dst_h) ? SWS_AREA : SWS_BILINEAR;
   ctx = sws_getContext(f->width, f->height, static_cast<AVPixelFormat>(f->format), dst_w, dst_h,
-                       static_cast<AVPixelFormat>(dst_fmt), SWS_BILINEAR, nullptr, nullptr, nullptr);
+                       static_cast<AVPixelFormat>(dst_fmt), flags, nullptr, nullptr, nullptr);
   if (!ctx) {
     std::fill(key, key + 7, -1);
     throw std::runtime_error(std::string("no swscale conversion from ") + PixFmtName(f->format) + " to " +
@@ -168,16 +171,17 @@ bool FrameConverter::YuvToFloatSlot(const AVFrame* frame, const SlotGeometry& g,
   return true;
 }
 
-SlotGeometry FrameConverter::ToSlot(const AVFrame* frame, uint8_t* slot) {
+SlotGeometry FrameConverter::ToSlot(const AVFrame* frame, uint8_t* slot, const SlotGeometry* padded) {
   const SlotGeometry g = ComputeGeometry(frame->width, frame->height, layout_.width, layout_.height, layout_.resize);
+  const bool pad = !(padded && padded->SamePlacement(g));
   if (layout_.dtype == DType::kFloat32 && YuvToFloatSlot(frame, g, slot)) {
-    PadBorders(slot, g);
+    if (pad) PadBorders(slot, g);
     return g;
   }
   const AVPixelFormat dst_fmt = layout_.dtype == DType::kFloat32 ? AV_PIX_FMT_GBRPF32 : AV_PIX_FMT_GBRP;
   SwsContext* ctx = slot_sws_.Get(frame, g.dst_w, g.dst_h, dst_fmt);
 
-  PadBorders(slot, g);
+  if (pad) PadBorders(slot, g);
   const size_t es = layout_.ElementSize();
   const size_t plane_bytes = layout_.PlaneElements() * es;
   const size_t offset = (static_cast<size_t>(g.dst_y) * layout_.width + g.dst_x) * es;

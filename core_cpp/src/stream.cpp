@@ -441,7 +441,8 @@ void Stream::HandleFrame(Session& s, AVFrame* frame) {
   m.pts_s = t;
   m.capture_wall_ns = WallNowNs();
   try {
-    m.geometry = converter_->ToSlot(frame, ticket.data);
+    // The slot still holds the frame written there before, and so its padding, when that one was valid.
+    m.geometry = converter_->ToSlot(frame, ticket.data, m.valid ? &m.geometry : nullptr);
     m.valid = true;
   } catch (const std::exception& e) {
     converter_->FillPad(ticket.data);

@@ -101,3 +101,36 @@ def test_uint8_tensor_and_colour_order(tmp_path, make_pipeline):
     assert t.shape == (3, 160, 160)
     assert t[0, 80, 80] == 255 and t[1, 80, 80] == 0 and t[2, 80, 80] == 0
     assert t[0, 5, 80] == 114  # the letterbox's top padding
+
+
+def test_slots_shared_by_differently_shaped_streams_keep_correct_padding(
+    tmp_path, vtest, make_pipeline
+):
+    """Padding is rewritten only when a slot's placement changes: a landscape and a portrait
+    stream take turns in the same two slots, and every batch still has the right padding."""
+    from tests.support.media import make_clip
+
+    portrait = make_clip(tmp_path / "portrait.mp4", size=(360, 640), fps=10, seconds=3)
+    p = make_pipeline(max_batch=1, buffers=2)
+    for cam, url in (("land", vtest), ("port", portrait)):
+        p.add_stream(sc.StreamConfig(camera_id=cam, url=str(url), block_when_busy=True))
+    pad = 114 / 255
+    checked = {"land": 0, "port": 0}
+    for _ in range(80):
+        batch = p.next_batch(1, 5000)
+        if batch is None:
+            break
+        t = batch.tensor[0]
+        px, py = (int(v) for v in batch.pad[0])
+        cam = batch.camera_ids[0]
+        if cam == "land":
+            assert (px, py) == (0, 80)
+            assert np.all(t[:, :80, :] == np.float32(pad)) and np.all(t[:, 560:, :] == np.float32(pad))
+        else:
+            assert (px, py) == (140, 0)
+            assert np.all(t[:, :, :140] == np.float32(pad)) and np.all(t[:, :, 500:] == np.float32(pad))
+        # The picture area is not padding (the previous frame's padding was overwritten).
+        assert t[:, 100:540, 150:490].std() > 0.02
+        checked[cam] += 1
+        batch.release()
+    assert checked["land"] >= 10 and checked["port"] >= 10, checked

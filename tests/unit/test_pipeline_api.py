@@ -30,6 +30,7 @@ def test_batch_metadata_and_tensor_view(vtest, make_pipeline):
     t = batch.tensor
     assert t.shape == (4, 3, 640, 640) and t.dtype == np.float32
     assert not t.flags.owndata  # a view of the core's buffer, no copy
+    assert not t.flags.writeable  # the core reuses the slots' padding
     assert batch.camera_ids == ["a"] * 4
     assert batch.frame_numbers.tolist() == [0, 1, 2, 3]
     assert np.allclose(batch.pts, [0.0, 0.1, 0.2, 0.3])

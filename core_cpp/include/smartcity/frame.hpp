@@ -20,8 +20,10 @@ class FrameConverter {
   FrameConverter(const FrameConverter&) = delete;
   FrameConverter& operator=(const FrameConverter&) = delete;
 
-  // Writes the whole slot (picture and padding). Throws std::runtime_error on failure.
-  SlotGeometry ToSlot(const AVFrame* frame, uint8_t* slot);
+  // Writes the picture and the padding around it. `padded`, when given, is the placement whose
+  // padding the slot already holds (from the frame written there before): padding that is in
+  // place is not written again. Throws std::runtime_error on failure.
+  SlotGeometry ToSlot(const AVFrame* frame, uint8_t* slot, const SlotGeometry* padded = nullptr);
   // Fills a slot with the pad value only.
   void FillPad(uint8_t* slot) const;
   // BGR uint8, frame->height rows of frame->width * 3 bytes.

@@ -25,6 +25,12 @@ struct SlotGeometry {
   float scale_y = 1.f;
   float pad_x = 0.f;
   float pad_y = 0.f;
+
+  // Same placement (the scales and pads follow from these).
+  bool SamePlacement(const SlotGeometry& o) const {
+    return src_w == o.src_w && src_h == o.src_h && dst_x == o.dst_x && dst_y == o.dst_y && dst_w == o.dst_w &&
+           dst_h == o.dst_h;
+  }
 };
 
 inline SlotGeometry ComputeGeometry(int src_w, int src_h, int dst_w, int dst_h, ResizeMode mode) {
