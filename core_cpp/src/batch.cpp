@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 
 namespace smartcity {
@@ -38,6 +39,7 @@ Batcher::Batcher(TensorLayout layout, int capacity, int buffers)
     auto b = std::make_unique<BatchBuffer>();
     b->data = static_cast<uint8_t*>(std::aligned_alloc(64, aligned));
     if (!b->data) throw std::bad_alloc();
+    std::memset(b->data, 0, aligned);  // fault the pages in now, not in the video path
     b->meta.resize(capacity);
     buffers_.push_back(std::move(b));
   }

@@ -1,11 +1,16 @@
 #include "smartcity/frame.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "smartcity/nv12.hpp"  // ComputeYuvToRgbCoeffs: one definition of the colour maths
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 extern "C" {
 #include <libavutil/frame.h>
@@ -126,11 +131,11 @@ void FrameConverter::PadBorders(uint8_t* slot, const SlotGeometry& g) const {
   }
 }
 
-// One row of 4:4:4 YUV to three float rows, clamped to [0, 1]. Built for AVX2 and for the
-// baseline; the loader picks one at run time.
-__attribute__((target_clones("avx2", "default"))) static void YuvRowToRgbFloat(
-    const uint8_t* __restrict y, const uint8_t* __restrict u, const uint8_t* __restrict v, int n,
-    const YuvToRgbCoeffs& c, float* __restrict r, float* __restrict g, float* __restrict b) {
+// One row of 4:4:4 YUV to three float rows, clamped to [0, 1]. This is the portable version;
+// on AVX2 machines the one below runs instead.
+static void YuvRowToRgbFloatPortable(const uint8_t* __restrict y, const uint8_t* __restrict u,
+                                     const uint8_t* __restrict v, int n, const YuvToRgbCoeffs& c, float* __restrict r,
+                                     float* __restrict g, float* __restrict b) {
   const float yo = c.y_offset, ys = c.y_scale, rv = c.r_v, gu = c.g_u, gv = c.g_v, bu = c.b_u;
   for (int x = 0; x < n; ++x) {
     const float yy = (static_cast<float>(y[x]) - yo) * ys;
@@ -140,6 +145,59 @@ __attribute__((target_clones("avx2", "default"))) static void YuvRowToRgbFloat(
     g[x] = std::min(1.f, std::max(0.f, yy + gu * uu + gv * vv));
     b[x] = std::min(1.f, std::max(0.f, yy + bu * uu));
   }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SMARTCITY_HAVE_AVX2_ROW 1
+__attribute__((target("avx2"))) static inline __m256 Load8AsFloat(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+__attribute__((target("avx2"))) static inline __m256 Clamp01(__m256 a) {
+  return _mm256_min_ps(_mm256_set1_ps(1.f), _mm256_max_ps(_mm256_setzero_ps(), a));
+}
+// Same maths, 8 pixels at a time. The tensor is written once and read by someone else later:
+// streaming stores skip the read-for-ownership of lines that would only be overwritten.
+__attribute__((target("avx2,fma"))) static void YuvRowToRgbFloatAvx2(const uint8_t* __restrict y,
+                                                                     const uint8_t* __restrict u,
+                                                                     const uint8_t* __restrict v, int n,
+                                                                     const YuvToRgbCoeffs& c, float* __restrict r,
+                                                                     float* __restrict g, float* __restrict b) {
+  int x = 0;
+  // Scalar until the outputs are 32-byte aligned (the planes share one alignment).
+  while (x < n && (reinterpret_cast<uintptr_t>(r + x) & 31) != 0) ++x;
+  if (x > 0) YuvRowToRgbFloatPortable(y, u, v, x, c, r, g, b);
+  const __m256 yo = _mm256_set1_ps(c.y_offset), ys = _mm256_set1_ps(c.y_scale);
+  const __m256 rv = _mm256_set1_ps(c.r_v), gu = _mm256_set1_ps(c.g_u), gv = _mm256_set1_ps(c.g_v);
+  const __m256 bu = _mm256_set1_ps(c.b_u), half = _mm256_set1_ps(128.f);
+  const bool aligned = (reinterpret_cast<uintptr_t>(g + x) & 31) == 0 && (reinterpret_cast<uintptr_t>(b + x) & 31) == 0;
+  for (; x + 8 <= n; x += 8) {
+    const __m256 yy = _mm256_mul_ps(_mm256_sub_ps(Load8AsFloat(y + x), yo), ys);
+    const __m256 uu = _mm256_sub_ps(Load8AsFloat(u + x), half);
+    const __m256 vv = _mm256_sub_ps(Load8AsFloat(v + x), half);
+    const __m256 rr = Clamp01(_mm256_fmadd_ps(rv, vv, yy));
+    const __m256 gg = Clamp01(_mm256_fmadd_ps(gv, vv, _mm256_fmadd_ps(gu, uu, yy)));
+    const __m256 bb = Clamp01(_mm256_fmadd_ps(bu, uu, yy));
+    if (aligned) {
+      _mm256_stream_ps(r + x, rr);
+      _mm256_stream_ps(g + x, gg);
+      _mm256_stream_ps(b + x, bb);
+    } else {
+      _mm256_storeu_ps(r + x, rr);
+      _mm256_storeu_ps(g + x, gg);
+      _mm256_storeu_ps(b + x, bb);
+    }
+  }
+  if (x < n) YuvRowToRgbFloatPortable(y + x, u + x, v + x, n - x, c, r + x, g + x, b + x);
+}
+#endif
+
+static void YuvRowToRgbFloat(const uint8_t* y, const uint8_t* u, const uint8_t* v, int n, const YuvToRgbCoeffs& c,
+                             float* r, float* g, float* b) {
+#ifdef SMARTCITY_HAVE_AVX2_ROW
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx2) return YuvRowToRgbFloatAvx2(y, u, v, n, c, r, g, b);
+#endif
+  YuvRowToRgbFloatPortable(y, u, v, n, c, r, g, b);
 }
 
 bool FrameConverter::YuvToFloatSlot(const AVFrame* frame, const SlotGeometry& g, uint8_t* slot) {
@@ -168,6 +226,9 @@ bool FrameConverter::YuvToFloatSlot(const AVFrame* frame, const SlotGeometry& g,
     YuvRowToRgbFloat(planes[0] + src, planes[1] + src, planes[2] + src, g.dst_w, c, out + dst, out + tensor_plane + dst,
                      out + 2 * tensor_plane + dst);
   }
+#ifdef SMARTCITY_HAVE_AVX2_ROW
+  _mm_sfence();  // streaming stores are visible to the consumer before the slot is committed
+#endif
   return true;
 }
 
