@@ -135,7 +135,7 @@ class Batch:
     def __len__(self) -> int: ...
     @property
     def tensor(self) -> npt.NDArray[Any]:
-        """The (N, 3, H, W) input tensor (a read-only view), RGB planes, float32 in [0, 1] or uint8."""
+        """The (N, 3, H, W) input tensor (read-only view), RGB planes, float32 [0, 1] or uint8."""
     @property
     def camera_ids(self) -> list[str]: ...
     @property

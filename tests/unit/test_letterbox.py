@@ -125,10 +125,14 @@ def test_slots_shared_by_differently_shaped_streams_keep_correct_padding(
         cam = batch.camera_ids[0]
         if cam == "land":
             assert (px, py) == (0, 80)
-            assert np.all(t[:, :80, :] == np.float32(pad)) and np.all(t[:, 560:, :] == np.float32(pad))
+            assert np.all(t[:, :80, :] == np.float32(pad)) and np.all(
+                t[:, 560:, :] == np.float32(pad)
+            )
         else:
             assert (px, py) == (140, 0)
-            assert np.all(t[:, :, :140] == np.float32(pad)) and np.all(t[:, :, 500:] == np.float32(pad))
+            assert np.all(t[:, :, :140] == np.float32(pad)) and np.all(
+                t[:, :, 500:] == np.float32(pad)
+            )
         # The picture area is not padding (the previous frame's padding was overwritten).
         assert t[:, 100:540, 150:490].std() > 0.02
         checked[cam] += 1
