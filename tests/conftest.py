@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,3 +69,31 @@ def drain(pipeline: sc.Pipeline, camera_id: str, max_batch: int = 8) -> list[dic
                         "pts": float(batch.pts[i]),
                     }
                 )
+
+
+class BackgroundConsumer:
+    """Takes batches on a thread of its own, as the inference loop will; records what came."""
+
+    def __init__(self, pipeline: sc.Pipeline, max_batch: int = 8) -> None:
+        self.pipeline = pipeline
+        self.max_batch = max_batch
+        self.seen: set[str] = set()
+        self.slots = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="consumer")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self.pipeline.next_batch(self.max_batch, 50)
+            if batch is not None:
+                self.seen.update(batch.camera_ids)
+                self.slots += batch.size
+                batch.release()
+
+    def __enter__(self) -> BackgroundConsumer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

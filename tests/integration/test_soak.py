@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import psutil
 
 import smartcity as sc
+from tests.conftest import BackgroundConsumer
 
 
 def test_sixteen_streams_stay_flat(vtest, make_pipeline):
     proc = psutil.Process()
     p = make_pipeline(max_batch=16)
-    stop = threading.Event()
-    slots = 0
-
-    def consume():
-        nonlocal slots
-        while not stop.is_set():
-            b = p.next_batch(16, 100)
-            if b is not None:
-                slots += b.size
-                b.release()
-
-    consumer = threading.Thread(target=consume)
-    consumer.start()
-    try:
+    with BackgroundConsumer(p, max_batch=16) as consumer:
         for i in range(16):
             p.add_stream(
                 sc.StreamConfig(
@@ -41,12 +28,9 @@ def test_sixteen_streams_stay_flat(vtest, make_pipeline):
             samples.append((proc.num_threads(), proc.memory_info().rss))
         threads1, rss1 = samples[-1]
         stats = p.stats()
-    finally:
-        stop.set()
-        consumer.join()
     assert all(s["state"] == "running" for s in stats), stats
     assert all(s["frames_decoded"] > 150 for s in stats)
-    assert slots > 16 * 5 * 15  # the consumer really received the samples
+    assert consumer.slots > 16 * 5 * 15  # the consumer really received the samples
     assert all(t == threads0 for t, _ in samples), (threads0, samples)
     # Flat: the packet rings are full after 10 s of a 10 s window; allow 5 % drift + 16 MiB.
     assert rss1 <= rss0 * 1.05 + (16 << 20), (rss0, rss1)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import gc
-import threading
 
 import numpy as np
 import pytest
 
 import smartcity as sc
-from tests.conftest import drain, wait_for
+from tests.conftest import BackgroundConsumer, drain, wait_for
 
 
 def test_build_info_names_what_was_built():
@@ -81,19 +80,8 @@ def test_drops_are_counted_when_nobody_consumes(vtest, make_pipeline):
 
 def test_streams_added_and_removed_while_running(vtest, make_pipeline):
     p = make_pipeline(max_batch=8)
-    seen: set[str] = set()
-    stop = threading.Event()
-
-    def consume():
-        while not stop.is_set():
-            b = p.next_batch(8, 50)
-            if b is not None:
-                seen.update(b.camera_ids)
-                b.release()
-
-    consumer = threading.Thread(target=consume)
-    consumer.start()
-    try:
+    with BackgroundConsumer(p) as consumer:
+        seen = consumer.seen
         for i in range(3):
             p.add_stream(
                 sc.StreamConfig(camera_id=f"c{i}", url=str(vtest), loop=True, realtime=True)
@@ -109,9 +97,6 @@ def test_streams_added_and_removed_while_running(vtest, make_pipeline):
         assert wait_for(lambda: seen >= {"c0", "c2", "c3"}, 10)
         assert "c1" not in seen
         assert p.remove_stream("nope") is False
-    finally:
-        stop.set()
-        consumer.join()
 
 
 def test_latest_frame_is_bgr_of_the_last_sample(vtest, make_pipeline):
