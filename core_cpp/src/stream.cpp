@@ -455,13 +455,20 @@ void Stream::HandleFrame(Session& s, AVFrame* frame) {
 }
 
 bool Stream::LatestFrameBgr(std::vector<uint8_t>* bgr, int* width, int* height, int64_t* frame_number) const {
-  std::lock_guard<std::mutex> lock(latest_mu_);
-  if (!latest_ || !latest_->buf[0]) return false;
+  // Take a reference under the lock and convert outside it: the stream thread never waits for a
+  // snapshot being converted.
+  std::unique_ptr<AVFrame, void (*)(AVFrame*)> ref(av_frame_alloc(), [](AVFrame* f) { av_frame_free(&f); });
+  if (!ref) return false;
+  {
+    std::lock_guard<std::mutex> lock(latest_mu_);
+    if (!latest_ || !latest_->buf[0] || av_frame_ref(ref.get(), latest_) < 0) return false;
+    *frame_number = latest_number_;
+  }
+  std::lock_guard<std::mutex> lock(bgr_mu_);
   if (!bgr_converter_) bgr_converter_ = std::make_unique<FrameConverter>(TensorLayout{});
-  bgr_converter_->ToBgr(latest_, bgr);
-  *width = latest_->width;
-  *height = latest_->height;
-  *frame_number = latest_number_;
+  bgr_converter_->ToBgr(ref.get(), bgr);
+  *width = ref->width;
+  *height = ref->height;
   return true;
 }
 

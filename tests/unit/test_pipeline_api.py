@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -138,3 +140,30 @@ def test_credentials_never_shown():
     cfg = sc.StreamConfig(camera_id="a", url="rtsp://admin:hunter2@10.1.2.3:554/s1")
     assert "hunter2" not in cfg.url and "hunter2" not in repr(cfg)
     assert sc.redact_url("rtsps://u:p@h/x") == "rtsps://***@h/x"
+
+
+def test_snapshots_from_several_threads_while_running(vtest, make_pipeline):
+    p = make_pipeline()
+    p.add_stream(sc.StreamConfig(camera_id="a", url=str(vtest), loop=True, realtime=True))
+    assert wait_for(lambda: p.latest_frame("a") is not None, 10)
+    numbers: list[int] = []
+    errors: list[BaseException] = []
+
+    def snap():
+        try:
+            for _ in range(20):
+                img, n = p.latest_frame("a")
+                assert img.shape == (576, 768, 3)
+                numbers.append(n)
+                time.sleep(0.02)
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    with BackgroundConsumer(p):
+        threads = [threading.Thread(target=snap) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert len(numbers) == 80 and max(numbers) > min(numbers)  # the stream moved on meanwhile

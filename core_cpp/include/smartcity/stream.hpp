@@ -108,6 +108,7 @@ class Stream {
   mutable std::mutex latest_mu_;
   AVFrame* latest_ = nullptr;
   int64_t latest_number_ = -1;
+  mutable std::mutex bgr_mu_;  // guards bgr_converter_ (snapshots may come from several threads)
   mutable std::unique_ptr<FrameConverter> bgr_converter_;
 };
 
