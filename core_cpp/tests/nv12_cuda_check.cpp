@@ -439,7 +439,20 @@ int main() {
     cudaRuntimeGetVersion(&runtime);
     cudaDriverGetVersion(&driver);
     std::printf("GPU: %s (sm_%d%d), CUDA runtime %d, driver %d\n", prop.name, prop.major, prop.minor, runtime, driver);
-    const int failures = RunGpuCases();
+    int failures = RunGpuCases();
+    {
+      // The host-to-host helper that the Python binding nv12_to_tensor(device="cuda") calls.
+      const Frame f = MakeNoisyFrame(1280, 720, 1280, 1280, 99);
+      const Nv12Params p = ParamsFor(f, 640, 640, ResizeMode::kLetterbox);
+      const std::vector<float> ref = RunCpu(f, p);
+      std::vector<float> got(ref.size());
+      smartcity::cuda::Nv12ToTensorFromHost(f.y.data(), f.uv.data(), p, got.data());
+      const double diff = MaxDiff(got.data(), ref.data(), ref.size());
+      const bool ok = diff <= 1.0 / 255.0;
+      std::printf("%s Nv12ToTensorFromHost 1280x720 -> 640x640 letterbox: max|diff| %.3g\n", ok ? "ok  " : "FAIL",
+                  diff);
+      failures += ok ? 0 : 1;
+    }
     Time<float>(1920, 1080, 640, 640);
     Time<uint8_t>(1920, 1080, 640, 640);
     Time<float>(3840, 2160, 640, 640);
