@@ -41,6 +41,7 @@ test-all: build
 
 bench: build
 	$(PY) bench/decode.py
+	$(PY) bench/render.py
 
 lint: build
 	$(VENV)/bin/ruff check smartcity tests bench
