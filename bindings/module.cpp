@@ -17,4 +17,5 @@ PYBIND11_MODULE(_core, m) {
   smartcity::bindings::ExportBatch(m);
   smartcity::bindings::ExportPipeline(m);
   smartcity::bindings::ExportNv12(m);
+  smartcity::bindings::ExportPostprocess(m);
 }

@@ -2,6 +2,7 @@
 
 from smartcity._core import (
     Batch,
+    Detections,
     DType,
     Pipeline,
     ResizeMode,
@@ -11,6 +12,7 @@ from smartcity._core import (
     UnknownCameraError,
     build_info,
     compute_geometry,
+    postprocess,
     redact_url,
 )
 
@@ -19,6 +21,7 @@ __version__ = build_info()["version"]
 __all__ = [
     "Batch",
     "DType",
+    "Detections",
     "Pipeline",
     "ResizeMode",
     "SlotGeometry",
@@ -28,5 +31,6 @@ __all__ = [
     "__version__",
     "build_info",
     "compute_geometry",
+    "postprocess",
     "redact_url",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -207,3 +208,44 @@ class Pipeline:
         """Stop every stream; next_batch returns None from then on."""
     def __enter__(self) -> Pipeline: ...
     def __exit__(self, *args: object) -> None: ...
+
+class Detections:
+    """Detections of one frame, struct of arrays (read-only numpy views).
+
+    xyxy (N, 4) float32 in frame pixels, score (N,) float32, class_id (N,) int32 (appliance
+    classes: 0 person, 1 bicycle, 2 car, 3 motorcycle, 4 bus, 5 truck).
+    """
+
+    def __init__(
+        self,
+        xyxy: npt.ArrayLike = ...,
+        score: npt.ArrayLike = ...,
+        class_id: npt.ArrayLike = ...,
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def xyxy(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def score(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def class_id(self) -> npt.NDArray[np.int32]: ...
+
+def postprocess(
+    outputs: Sequence[npt.ArrayLike],
+    *,
+    format: str,
+    scale: npt.ArrayLike,
+    pad: npt.ArrayLike,
+    frame_size: npt.ArrayLike,
+    input_w: int,
+    input_h: int,
+    class_map: npt.ArrayLike,
+    score_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    max_detections: int = 300,
+) -> list[Detections]:
+    """Raw model outputs (format yolo, yolov5, boxes_scores or end2end) to Detections per slot.
+
+    scale, pad and frame_size are a Batch's (N, 2) arrays; class_map maps model class ids to
+    appliance class ids (-1 drops). ValueError with the reason for a wrong shape or setting.
+    """

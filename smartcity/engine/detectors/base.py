@@ -1,0 +1,70 @@
+"""The detector protocol, input preparation and the batch -> Detections helper."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from smartcity import _core
+from smartcity.engine.models import ModelCard
+
+
+class Detector(Protocol):
+    """A model behind one verb: infer(batch tensor) -> raw outputs in the card's tensor order."""
+
+    @property
+    def card(self) -> ModelCard: ...
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]: ...
+
+
+def prepare_input(card: ModelCard, tensor: np.ndarray) -> np.ndarray:
+    """The (N, 3, H, W) RGB tensor of a Batch (float32 in [0, 1] or uint8) as the model takes it.
+
+    No copy when the pipeline was made with card.pipeline_options() and the model takes RGB in
+    the core's range; otherwise channels are swapped and values scaled here.
+    """
+    if tensor.ndim != 4 or tensor.shape[1:] != (3, card.input_height, card.input_width):
+        raise ValueError(
+            f"model {card.name} takes (N, 3, {card.input_height}, {card.input_width}), got "
+            f"{tensor.shape}: make the pipeline with card.pipeline_options()"
+        )
+    x = tensor[:, ::-1] if card.colour_order == "bgr" else tensor
+    if card.dtype == "float32":
+        if x.dtype == np.uint8:
+            x = x.astype(np.float32) * np.float32(card.value_range[1] / 255.0)
+        elif card.value_range[1] != 1.0:
+            x = x * np.float32(card.value_range[1])
+    elif x.dtype != np.uint8:
+        x = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(x)
+
+
+def detect(detector: Detector, batch: _core.Batch) -> list[_core.Detections]:
+    """Run the model on a batch and decode its outputs in C++: one Detections per slot.
+
+    Slots whose frame could not be converted (batch.valid False) get no detections.
+    """
+    card = detector.card
+    outputs = detector.infer(batch.tensor)
+    scale, frame_size, valid = batch.scale, batch.frame_size, batch.valid
+    bad = ~valid
+    if bad.any():  # padding only: give them a harmless geometry, drop what comes out
+        scale, frame_size = scale.copy(), frame_size.copy()
+        scale[bad] = 1.0
+        frame_size[bad] = 1
+    dets = _core.postprocess(
+        outputs,
+        format=card.output_format,
+        scale=scale,
+        pad=batch.pad,
+        frame_size=frame_size,
+        input_w=card.input_width,
+        input_h=card.input_height,
+        class_map=card.class_map,
+        score_threshold=card.score_threshold,
+        iou_threshold=card.iou_threshold,
+        max_detections=card.max_detections,
+    )
+    return [d if ok else _core.Detections() for d, ok in zip(dets, valid, strict=True)]

@@ -1,0 +1,132 @@
+"""`smartcity models list | show NAME | verify [NAME]`.
+
+Each command prints to stdout (errors to stderr) and returns the exit code: 0 fine, 1 a card is
+refused, 2 no such model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from smartcity.engine.models import (
+    APPLIANCE_CLASSES,
+    CardError,
+    ModelCard,
+    default_models_root,
+    list_models,
+    load_card,
+)
+
+
+def _root(root: str | Path | None) -> Path:
+    return Path(root) if root is not None else default_models_root()
+
+
+def _summary(card: ModelCard) -> str:
+    mapped = sorted(set(card.class_mapping.values()), key=APPLIANCE_CLASSES.index)
+    return (
+        f"{card.output_format:12} {card.input_width}x{card.input_height} {card.resize:9} "
+        f"batch {card.max_batch:<3} {','.join(mapped)}"
+    )
+
+
+def cmd_list(root: str | Path | None = None) -> int:
+    """One line per model folder; refused cards say why. 0 even when some are refused."""
+    models = list_models(_root(root))
+    if not models:
+        print(f"no models in {_root(root)}")
+        return 0
+    for name, card in models.items():
+        if isinstance(card, CardError):
+            print(f"{name:24} REFUSED  {card.field}: {card.reason}")
+        else:
+            print(f"{name:24} ok       {_summary(card)}")
+    return 0
+
+
+def cmd_show(name: str, root: str | Path | None = None) -> int:
+    """Every field of one card."""
+    d = _root(root) / name
+    if not (d / "model.yaml").is_file():
+        print(f"smartcity models: no model {name!r} in {_root(root)}", file=sys.stderr)
+        return 2
+    try:
+        card = load_card(d)
+    except CardError as e:
+        print(f"smartcity models: {e}", file=sys.stderr)
+        return 1
+    classes = ", ".join(
+        f"{n}->{card.class_mapping.get(n, 'dropped')}" for n in card.class_names[:20]
+    )
+    if len(card.class_names) > 20:
+        classes += f", ... ({len(card.class_names)} classes)"
+    lo, hi = card.value_range
+    rows = [
+        ("name", card.name),
+        ("description", card.description),
+        ("file", f"{card.onnx_path} ({card.onnx_path.stat().st_size / 1e6:.1f} MB)"),
+        ("sha256", card.sha256),
+        ("licence", card.licence),
+        ("source", card.source),
+        ("input", f"{card.input_name} {card.dtype} [B,3,{card.input_height},{card.input_width}]"),
+        ("colour, range", f"{card.colour_order}, [{lo:g}, {hi:g}]"),
+        ("resize", card.resize),
+        ("max batch", str(card.max_batch)),
+        ("output", f"{card.output_format} ({', '.join(card.output_tensors)})"),
+        ("classes", classes),
+        (
+            "postprocess",
+            f"score >= {card.score_threshold:g}, NMS IoU {card.iou_threshold:g}, "
+            f"at most {card.max_detections}",
+        ),
+    ]
+    for k, v in rows:
+        print(f"{k:14} {v}")
+    return 0
+
+
+def cmd_verify(name: str | None = None, root: str | Path | None = None) -> int:
+    """Check one card or all: fields, file, sha256, ONNX input and outputs. 1 if any fails."""
+    if name is not None:
+        d = _root(root) / name
+        if not (d / "model.yaml").is_file():
+            print(f"smartcity models: no model {name!r} in {_root(root)}", file=sys.stderr)
+            return 2
+        results: dict[str, ModelCard | CardError] = {}
+        try:
+            results[name] = load_card(d)
+        except CardError as e:
+            results[name] = e
+    else:
+        results = list_models(_root(root))
+        if not results:
+            print(f"smartcity models: no models in {_root(root)}", file=sys.stderr)
+            return 2
+    failed = 0
+    for n, r in results.items():
+        if isinstance(r, CardError):
+            failed += 1
+            print(f"FAIL {n}: {r.field}: {r.reason}")
+        else:
+            print(f"ok   {n} (sha256 {r.sha256[:12]}..., {r.output_format})")
+    return 1 if failed else 0
+
+
+def add_models_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Adds `models list | show NAME | verify [NAME]` to the CLI; each sets args.func."""
+    models = subparsers.add_parser("models", help="model cards in models/: list, show, verify")
+    models.add_argument(
+        "--root", default=None, help="models folder (default $SMARTCITY_MODELS or ./models)"
+    )
+    sub = models.add_subparsers(dest="models_command", required=True)
+    p = sub.add_parser("list", help="the models and whether their cards are accepted")
+    p.set_defaults(func=lambda a: cmd_list(a.root))
+    p = sub.add_parser("show", help="every field of one card")
+    p.add_argument("name")
+    p.set_defaults(func=lambda a: cmd_show(a.name, a.root))
+    p = sub.add_parser("verify", help="check cards, files, sha256 and ONNX shapes")
+    p.add_argument("name", nargs="?", default=None)
+    p.set_defaults(func=lambda a: cmd_verify(a.name, a.root))
+    return models
