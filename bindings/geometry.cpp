@@ -14,6 +14,12 @@ void ExportGeometry(py::module_& m) {
       .value("letterbox", ResizeMode::kLetterbox)
       .value("stretch", ResizeMode::kStretch);
   py::enum_<DType>(m, "DType").value("float32", DType::kFloat32).value("uint8", DType::kUint8);
+  py::enum_<ResizeFilter>(m, "ResizeFilter",
+                          "auto: bilinear, area for 2x downscales; fast_bilinear: 2-tap like cv2.INTER_LINEAR")
+      .value("auto", ResizeFilter::kAuto)
+      .value("bilinear", ResizeFilter::kBilinear)
+      .value("fast_bilinear", ResizeFilter::kFastBilinear)
+      .value("area", ResizeFilter::kArea);
 
   py::class_<SlotGeometry>(m, "SlotGeometry", "Where a frame lands in a tensor slot: x' = x * scale_x + pad_x.")
       .def_readonly("src_w", &SlotGeometry::src_w)

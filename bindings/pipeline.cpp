@@ -43,25 +43,27 @@ py::dict StatsDict(const StreamStatsSnapshot& s) {
 
 void ExportPipeline(py::module_& m) {
   py::class_<Pipeline>(m, "Pipeline", "Streams decoded in C++ threads, sampled frames batched into one tensor.")
-      .def(py::init(
-               [](int width, int height, ResizeMode resize, DType dtype, int pad_value, int max_batch, int buffers) {
-                 PipelineConfig c;
-                 c.layout.width = width;
-                 c.layout.height = height;
-                 c.layout.resize = resize;
-                 c.layout.dtype = dtype;
-                 c.layout.pad_value = pad_value;
-                 c.max_batch = max_batch;
-                 c.buffers = buffers;
-                 return std::make_unique<Pipeline>(c);
-               }),
+      .def(py::init([](int width, int height, ResizeMode resize, DType dtype, int pad_value, int max_batch, int buffers,
+                       ResizeFilter resize_filter) {
+             PipelineConfig c;
+             c.layout.width = width;
+             c.layout.height = height;
+             c.layout.resize = resize;
+             c.layout.dtype = dtype;
+             c.layout.pad_value = pad_value;
+             c.layout.filter = resize_filter;
+             c.max_batch = max_batch;
+             c.buffers = buffers;
+             return std::make_unique<Pipeline>(c);
+           }),
            py::kw_only(), py::arg("width") = 640, py::arg("height") = 640, py::arg("resize") = ResizeMode::kLetterbox,
            py::arg("dtype") = DType::kFloat32, py::arg("pad_value") = 114, py::arg("max_batch") = 8,
-           py::arg("buffers") = 3)
+           py::arg("buffers") = 3, py::arg("resize_filter") = ResizeFilter::kAuto)
       .def_property_readonly("width", [](const Pipeline& p) { return p.config().layout.width; })
       .def_property_readonly("height", [](const Pipeline& p) { return p.config().layout.height; })
       .def_property_readonly("resize", [](const Pipeline& p) { return p.config().layout.resize; })
       .def_property_readonly("dtype", [](const Pipeline& p) { return p.config().layout.dtype; })
+      .def_property_readonly("resize_filter", [](const Pipeline& p) { return p.config().layout.filter; })
       .def_property_readonly("max_batch", [](const Pipeline& p) { return p.config().max_batch; })
       .def("add_stream", &Pipeline::AddStream, py::arg("config"), py::call_guard<py::gil_scoped_release>(),
            "Start a stream. ValueError for a bad config or a camera_id already present.")

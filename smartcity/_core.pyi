@@ -20,6 +20,14 @@ class DType(enum.IntEnum):
     float32 = 0
     uint8 = 1
 
+class ResizeFilter(enum.IntEnum):
+    """auto: bilinear, area for 2x downscales; fast_bilinear: 2-tap like cv2.INTER_LINEAR."""
+
+    auto = 0
+    bilinear = 1
+    fast_bilinear = 2
+    area = 3
+
 class StreamState(enum.IntEnum):
     connecting = 0
     running = 1
@@ -177,6 +185,7 @@ class Pipeline:
         pad_value: int = 114,
         max_batch: int = 8,
         buffers: int = 3,
+        resize_filter: ResizeFilter = ...,
     ) -> None: ...
     @property
     def width(self) -> int: ...
@@ -186,6 +195,8 @@ class Pipeline:
     def resize(self) -> ResizeMode: ...
     @property
     def dtype(self) -> DType: ...
+    @property
+    def resize_filter(self) -> ResizeFilter: ...
     @property
     def max_batch(self) -> int: ...
     @property

@@ -60,18 +60,26 @@ const char* PixFmtName(int fmt) {
 
 FrameConverter::CachedSws::~CachedSws() { sws_freeContext(ctx); }
 
-SwsContext* FrameConverter::CachedSws::Get(const AVFrame* f, int dst_w, int dst_h, int dst_fmt) {
+SwsContext* FrameConverter::CachedSws::Get(const AVFrame* f, int dst_w, int dst_h, int dst_fmt, ResizeFilter filter) {
   const int k[7] = {
       f->width, f->height, f->format, dst_w, dst_h, dst_fmt, SwsColorspace(f) * 2 + (IsFullRange(f) ? 1 : 0)};
-  if (ctx && std::equal(k, k + 7, key)) return ctx;
+  if (ctx && std::equal(k, k + 8, key)) return ctx;
   sws_freeContext(ctx);
-  // Bilinear; for downscales of 2x and more, area averaging (as good, and cheaper than the wide
-  // bilinear filter swscale builds for them).
-  const int flags = (f->width >= 2 * dst_w && f->height >= 2 * dst_h) ? SWS_AREA : SWS_BILINEAR;
+  int flags = SWS_BILINEAR;
+  switch (filter) {
+    case ResizeFilter::kAuto:
+      // Area averaging for downscales of 2x and more: as good, and cheaper than the wide
+      // bilinear filter swscale builds for them.
+      flags = (f->width >= 2 * dst_w && f->height >= 2 * dst_h) ? SWS_AREA : SWS_BILINEAR;
+      break;
+    case ResizeFilter::kBilinear: flags = SWS_BILINEAR; break;
+    case ResizeFilter::kFastBilinear: flags = SWS_FAST_BILINEAR; break;
+    case ResizeFilter::kArea: flags = SWS_AREA; break;
+  }
   ctx = sws_getContext(f->width, f->height, static_cast<AVPixelFormat>(f->format), dst_w, dst_h,
                        static_cast<AVPixelFormat>(dst_fmt), flags, nullptr, nullptr, nullptr);
   if (!ctx) {
-    std::fill(key, key + 7, -1);
+    std::fill(key, key + 8, -1);
     throw std::runtime_error(std::string("no swscale conversion from ") + PixFmtName(f->format) + " to " +
                              PixFmtName(dst_fmt));
   }
@@ -86,7 +94,7 @@ SwsContext* FrameConverter::CachedSws::Get(const AVFrame* f, int dst_w, int dst_
       sws_setColorspaceDetails(ctx, coefs, range, sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16);
     }
   }
-  std::copy(k, k + 7, key);
+  std::copy(k, k + 8, key);
   return ctx;
 }
 
@@ -208,7 +216,7 @@ bool FrameConverter::YuvToFloatSlot(const AVFrame* frame, const SlotGeometry& g,
   }
   const int cs = SwsColorspace(frame);
   if (cs != SWS_CS_ITU601 && cs != SWS_CS_ITU709) return false;
-  SwsContext* ctx = yuv_sws_.Get(frame, g.dst_w, g.dst_h, AV_PIX_FMT_YUV444P);
+  SwsContext* ctx = yuv_sws_.Get(frame, g.dst_w, g.dst_h, AV_PIX_FMT_YUV444P, layout_.filter);
   const size_t plane = static_cast<size_t>(g.dst_w) * g.dst_h;
   yuv_.resize(3 * plane);
   uint8_t* planes[4] = {yuv_.data(), yuv_.data() + plane, yuv_.data() + 2 * plane, nullptr};
@@ -240,7 +248,7 @@ SlotGeometry FrameConverter::ToSlot(const AVFrame* frame, uint8_t* slot, const S
     return g;
   }
   const AVPixelFormat dst_fmt = layout_.dtype == DType::kFloat32 ? AV_PIX_FMT_GBRPF32 : AV_PIX_FMT_GBRP;
-  SwsContext* ctx = slot_sws_.Get(frame, g.dst_w, g.dst_h, dst_fmt);
+  SwsContext* ctx = slot_sws_.Get(frame, g.dst_w, g.dst_h, dst_fmt, layout_.filter);
 
   if (pad) PadBorders(slot, g);
   const size_t es = layout_.ElementSize();
@@ -256,7 +264,7 @@ SlotGeometry FrameConverter::ToSlot(const AVFrame* frame, uint8_t* slot, const S
 }
 
 void FrameConverter::ToBgr(const AVFrame* frame, std::vector<uint8_t>* out) {
-  SwsContext* ctx = bgr_sws_.Get(frame, frame->width, frame->height, AV_PIX_FMT_BGR24);
+  SwsContext* ctx = bgr_sws_.Get(frame, frame->width, frame->height, AV_PIX_FMT_BGR24, ResizeFilter::kBilinear);
   out->resize(static_cast<size_t>(frame->width) * frame->height * 3);
   uint8_t* dst[4] = {out->data(), nullptr, nullptr, nullptr};
   int dst_stride[4] = {frame->width * 3, 0, 0, 0};

@@ -59,6 +59,7 @@ class ModelCard:
     colour_order: str  # "rgb" | "bgr"
     value_range: tuple[float, float]  # (0, 1) | (0, 255)
     resize: str  # "letterbox" | "stretch"
+    resize_filter: str  # "auto" | "bilinear" | "fast_bilinear" | "area" (smartcity.ResizeFilter)
     dtype: str  # "float32" | "uint8"
     max_batch: int
     output_format: str
@@ -97,6 +98,7 @@ class ModelCard:
             # The core writes uint8 0..255 or float32 0..1; other combinations are converted
             # by the detector.
             "dtype": _core.DType.uint8 if self.dtype == "uint8" else _core.DType.float32,
+            "resize_filter": _core.ResizeFilter.__members__[self.resize_filter],
         }
 
 
@@ -132,8 +134,10 @@ class _Reader:
                 return default
             raise
 
-    def str_(self, field: str, choices: tuple[str, ...] | None = None) -> str:
-        v = self.get(field)
+    def str_(
+        self, field: str, choices: tuple[str, ...] | None = None, default: str | None = None
+    ) -> str:
+        v = self.get(field) if default is None else self.opt(field, default)
         if not isinstance(v, str) or not v.strip():
             raise self.fail(field, f"must be a non-empty string, got {v!r}")
         if choices is not None and v not in choices:
@@ -235,6 +239,9 @@ def load_card(directory: str | Path, *, check_file: bool = True) -> ModelCard:
         colour_order=r.str_("input.colour_order", ("rgb", "bgr")),
         value_range=(float(rng[0]), float(rng[1])),
         resize=r.str_("input.resize", ("letterbox", "stretch")),
+        resize_filter=r.str_(
+            "input.resize_filter", ("auto", "bilinear", "fast_bilinear", "area"), default="auto"
+        ),
         dtype=dtype,
         max_batch=r.int_("input.max_batch", 1, 1024),
         output_format=fmt,

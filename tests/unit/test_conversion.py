@@ -28,3 +28,23 @@ def test_float_and_uint8_paths_agree_on_a_real_frame(vtest, make_pipeline):
     assert np.percentile(diff, 99) < 6 / 255, np.percentile(diff, 99) * 255
     # Not trivially equal: the picture has structure in every channel.
     assert all(f[c, 80:560].std() > 0.05 for c in range(3))
+
+
+def test_resize_filters_differ_but_agree_on_the_picture(vtest, make_pipeline):
+    """Each filter really reaches swscale (outputs differ) and all resize the same picture."""
+    slots = {}
+    for f in (sc.ResizeFilter.bilinear, sc.ResizeFilter.fast_bilinear, sc.ResizeFilter.area):
+        p = make_pipeline(width=300, height=300, resize=sc.ResizeMode.stretch, resize_filter=f)
+        assert p.resize_filter == f
+        p.add_stream(sc.StreamConfig(camera_id="c", url=str(vtest), block_when_busy=True))
+        batch = p.next_batch(1, 10000)
+        assert batch is not None
+        slots[f] = np.array(batch.tensor[0])
+        batch.release()
+        p.remove_stream("c")
+    names = list(slots)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            diff = np.abs(slots[a] - slots[b])
+            assert diff.max() > 4 / 255, (a, b)  # not the same filter
+            assert diff.mean() < 4 / 255, (a, b, diff.mean() * 255)  # the same picture

@@ -66,14 +66,15 @@ def test_readme_people_with_readme_style_preprocessing(detector, vtest: Path):
 def test_readme_people_through_the_pipeline(detector, vtest: Path, make_pipeline):
     """The whole path: core decode + stretch into the batch tensor, ONNX Runtime, C++ decode.
 
-    The core's swscale resize is not OpenCV's: the boxes agree within a few pixels, the second
-    person's score comes out lower (0.84 on the CPU path, where OpenCV's bilinear gives 0.91),
-    so its score is held to 0.15 and both stay well above the card's 0.5 threshold.
+    The model is sensitive to how the frame is shrunk: with the card's resize_filter (area)
+    the second person scores 0.89 (0.84 with swscale's anti-aliased bilinear, 0.91 with
+    OpenCV's bilinear), so its score is held to 0.08; boxes agree within a few pixels.
     """
     card = detector.card
     assert (card.score_threshold, card.iou_threshold) == (0.5, 0.5)
     p = make_pipeline(**card.pipeline_options(), max_batch=1)
     assert p.resize == sc.ResizeMode.stretch and (p.width, p.height) == (300, 300)
+    assert p.resize_filter == sc.ResizeFilter.area
     p.add_stream(sc.StreamConfig(camera_id="v", url=str(vtest), block_when_busy=True))
     batch = p.next_batch(1, 10000)
     assert batch is not None
@@ -83,5 +84,5 @@ def test_readme_people_through_the_pipeline(detector, vtest: Path, make_pipeline
     order = _match(d)
     np.testing.assert_allclose(d.xyxy[order], README_BOXES, atol=6)
     np.testing.assert_allclose(d.score[order][0], README_SCORES[0], atol=0.05)
-    np.testing.assert_allclose(d.score[order][1], README_SCORES[1], atol=0.15)
+    np.testing.assert_allclose(d.score[order][1], README_SCORES[1], atol=0.08)
     assert d.class_id.tolist() == [0, 0]

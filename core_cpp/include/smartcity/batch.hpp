@@ -21,6 +21,13 @@ namespace smartcity {
 
 enum class DType { kFloat32 = 0, kUint8 = 1 };
 
+// How frames are resized. Models are sensitive to this: match what the model was trained with.
+//   kAuto          bilinear, area averaging for downscales of 2x and more (the default)
+//   kBilinear      swscale's bilinear (its filter widens on downscale: anti-aliased)
+//   kFastBilinear  2-tap bilinear without anti-aliasing, as cv2.INTER_LINEAR and tf.image.resize
+//   kArea          area averaging, as cv2.INTER_AREA
+enum class ResizeFilter { kAuto = 0, kBilinear = 1, kFastBilinear = 2, kArea = 3 };
+
 const char* DTypeName(DType d);
 const char* ResizeModeName(ResizeMode m);
 
@@ -30,6 +37,7 @@ struct TensorLayout {
   ResizeMode resize = ResizeMode::kLetterbox;
   DType dtype = DType::kFloat32;
   int pad_value = 114;  // 0..255; float tensors hold pad_value / 255
+  ResizeFilter filter = ResizeFilter::kAuto;
 
   size_t ElementSize() const { return dtype == DType::kFloat32 ? 4 : 1; }
   size_t PlaneElements() const { return static_cast<size_t>(width) * static_cast<size_t>(height); }

@@ -35,9 +35,9 @@ class FrameConverter {
   // One swscale context, rebuilt only when the source or target description changes.
   struct CachedSws {
     SwsContext* ctx = nullptr;
-    int key[7] = {-1, -1, -1, -1, -1, -1, -1};
+    int key[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
     ~CachedSws();
-    SwsContext* Get(const AVFrame* f, int dst_w, int dst_h, int dst_fmt);
+    SwsContext* Get(const AVFrame* f, int dst_w, int dst_h, int dst_fmt, ResizeFilter filter);
   };
 
   // 8-bit YUV to float32: swscale resizes into YUV 4:4:4 scratch planes, then a vectorized loop
