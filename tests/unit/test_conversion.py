@@ -47,4 +47,8 @@ def test_resize_filters_differ_but_agree_on_the_picture(vtest, make_pipeline):
         for b in names[i + 1 :]:
             diff = np.abs(slots[a] - slots[b])
             assert diff.max() > 4 / 255, (a, b)  # not the same filter
-            assert diff.mean() < 4 / 255, (a, b, diff.mean() * 255)  # the same picture
+            # The same picture: fine detail aliases differently, 10x10 block means agree.
+            blocks_a = slots[a].reshape(3, 30, 10, 30, 10).mean(axis=(2, 4))
+            blocks_b = slots[b].reshape(3, 30, 10, 30, 10).mean(axis=(2, 4))
+            coarse = np.abs(blocks_a - blocks_b).mean()
+            assert coarse < 2 / 255, (a, b, coarse * 255)
