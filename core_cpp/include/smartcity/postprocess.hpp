@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "smartcity/detections.hpp"
 #include "smartcity/geometry.hpp"
 
 namespace smartcity {
@@ -43,14 +44,6 @@ const char* OutputFormatName(OutputFormat f);
 OutputFormat ParseOutputFormat(const std::string& name);
 // How many output tensors a format takes (boxes_scores: 2, the others: 1).
 int OutputTensorCount(OutputFormat f);
-
-// Detections of one frame, struct of arrays (DESIGN.md §3).
-struct Detections {
-  std::vector<float> xyxy;        // size() * 4: x1, y1, x2, y2 in frame pixels
-  std::vector<float> score;       // size()
-  std::vector<int32_t> class_id;  // size(): appliance class id
-  size_t size() const { return score.size(); }
-};
 
 // A read-only view of one float32 C-contiguous output tensor.
 struct TensorView {
