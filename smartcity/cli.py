@@ -63,6 +63,109 @@ def _cmd_scenarios_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scenarios_serve(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    from smartcity import scenarios
+    from smartcity.scenarios import serve
+
+    reason = serve.gst_rtsp_missing()
+    if reason:
+        print(f"smartcity scenarios serve: {reason}", file=sys.stderr)
+        return 3
+    try:
+        if args.name.endswith(".mp4") and Path(args.name).is_file():
+            video, how = Path(args.name), "as given"
+            mount = args.mount or "/" + Path(args.name).stem
+        else:
+            sc = scenarios.load(args.name)
+            video, reused = serve.render_cached(
+                sc, args.cache, seconds=args.seconds, seed=args.seed, resolution=args.resolution
+            )
+            how = "reused" if reused else "rendered"
+            mount = args.mount or "/" + sc.name
+    except scenarios.ScenarioError as e:
+        print(f"smartcity scenarios: {e}", file=sys.stderr)
+        return 2
+    server = serve.RtspServerProcess(args.port, video, mount=mount, loop=args.loop)
+    stop = False
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    old = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        server.start()
+        print(f"{video}  ({how})")
+        print(f"serving {server.url()}{'  (looping)' if args.loop else ''}", flush=True)
+        deadline = time.monotonic() + args.stop_after if args.stop_after else None
+        while not stop and server.running:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        if not server.running:
+            print(
+                f"smartcity scenarios serve: the server exited\n{server.log_tail()}",
+                file=sys.stderr,
+            )
+            return 1
+    except serve.ServeError as e:
+        print(f"smartcity scenarios serve: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        server.close()
+        signal.signal(signal.SIGTERM, old)
+    return 0
+
+
+def _cmd_scenarios_dataset(args: argparse.Namespace) -> int:
+    from smartcity import scenarios
+    from smartcity.scenarios import dataset
+
+    try:
+        if args.scenarios == "all":
+            names = scenarios.library_names()
+        else:
+            names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
+        scens = [scenarios.load(n) for n in names]
+        seeds = dataset.parse_seeds(args.seeds)
+        rules = dataset.LabelRules(
+            min_box_px=args.min_box_px,
+            min_visible_px=args.min_visible_px,
+            max_occlusion=args.max_occlusion,
+            max_truncation=args.max_truncation,
+        )
+        summary = dataset.write_dataset(
+            args.out,
+            scens,
+            seeds,
+            frames_per_scene=args.frames_per_scene,
+            resolution=args.resolution,
+            image_format=args.format,
+            rules=rules,
+            val=args.val,
+            test=args.test,
+            progress=None if args.quiet else lambda m: print(m, flush=True),
+        )
+    except scenarios.ScenarioError as e:
+        print(f"smartcity scenarios: {e}", file=sys.stderr)
+        return 2
+    for split in dataset.SPLITS:
+        seeds_in = [s for s, sp in summary.seeds.items() if sp == split]
+        print(
+            f"{split:5} {summary.images[split]:6} images {summary.labels[split]:7} labels"
+            f"  seeds {seeds_in}"
+        )
+    print(f"left out (too small or hidden): {summary.skipped}")
+    print(summary.out / "data.yaml")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smartcity", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +194,41 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     render.add_argument("--resolution", choices=["640x360", "1280x720", "1920x1080"], default=None)
     render.set_defaults(func=_cmd_scenarios_render)
+    srv = scen_sub.add_parser(
+        "serve",
+        help="render NAME (or reuse the render) and stream it over RTSP on loopback",
+        description="Streams a scenario's H.264 over RTSP (gst-rtsp-server through Debian's "
+        "/usr/bin/python3 with python3-gi and gir1.2-gst-rtsp-server-1.0) until Ctrl-C.",
+    )
+    srv.add_argument("name", help="library scenario, scenario .yaml, or a rendered .mp4")
+    srv.add_argument("--port", type=int, default=8554, help="RTSP port (default 8554)")
+    srv.add_argument("--mount", default=None, help="mount point (default /NAME)")
+    srv.add_argument("--seconds", type=float, default=None, help="render only this long")
+    srv.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    srv.add_argument("--resolution", choices=["640x360", "1280x720", "1920x1080"], default=None)
+    srv.add_argument("--loop", action="store_true", help="play the scene forever")
+    srv.add_argument(
+        "--cache", default=None, help="where renders are kept (default ~/.cache/smartcity/...)"
+    )
+    srv.add_argument("--stop-after", type=float, default=None, help="exit after this many s")
+    srv.set_defaults(func=_cmd_scenarios_serve)
+    ds = scen_sub.add_parser(
+        "dataset", help="images + YOLO labels for detector training, split by seed"
+    )
+    ds.add_argument("--out", required=True, help="output directory")
+    ds.add_argument("--scenarios", default="all", help="comma-separated names, or all")
+    ds.add_argument("--frames-per-scene", type=int, default=20, help="frames per scene and seed")
+    ds.add_argument("--seeds", default="0-9", help="e.g. 0-9 or 1,4,7 (default 0-9)")
+    ds.add_argument("--resolution", choices=["640x360", "1280x720", "1920x1080"], default="640x360")
+    ds.add_argument("--format", choices=["jpg", "png"], default="jpg")
+    ds.add_argument("--val", type=float, default=0.1, help="fraction of the seeds for val")
+    ds.add_argument("--test", type=float, default=0.1, help="fraction of the seeds for test")
+    ds.add_argument("--min-box-px", type=float, default=6.0, help="shorter box side, pixels")
+    ds.add_argument("--min-visible-px", type=int, default=40, help="visible silhouette pixels")
+    ds.add_argument("--max-occlusion", type=float, default=0.7)
+    ds.add_argument("--max-truncation", type=float, default=0.7)
+    ds.add_argument("--quiet", action="store_true")
+    ds.set_defaults(func=_cmd_scenarios_dataset)
     return parser
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -349,8 +350,8 @@ class ObjectPainter:
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillConvexPoly(mask, to_fixed(hull - np.array([x0, y0])), 1, cv2.LINE_8, SHIFT)
         roi = img[y0:y1, x0:x1]
-        dark = (roi >> 1) + (roi >> 3)
-        np.copyto(roi, dark, where=mask[:, :, None].astype(bool))
+        dark = cv2.convertScaleAbs(roi, alpha=0.625)
+        cv2.copyTo(dark, mask, roi)
 
     def beam(self, img: np.ndarray, b: Body, x: float, y: float, heading: float) -> None:
         """Headlight beam on the road ahead (night)."""
@@ -452,3 +453,258 @@ class ObjectPainter:
             return Drawn(None)
         uvs = cam.cam_to_pixels(allp)
         return Drawn(cv2.convexHull(uvs.astype(np.float32)).reshape(-1, 2).astype(np.float64))
+
+
+# --------------------------------------------------------------------------- batched drawing
+
+
+@dataclass
+class Geom:
+    """A model flattened for projecting all objects of a frame at once.
+
+    Vertex rows: part corners (P x 8), prism rings (16 each), head ring (16), head centre (1),
+    then the decals' polygons (under first). ``hull`` rows (corners, prisms, head ring) make
+    the silhouette the truth is computed from.
+    """
+
+    verts: FloatArray
+    parts: int
+    hull: int  # the first `hull` rows
+    prisms: list[tuple[int, tuple[int, int, int]]]  # (first row, colour before gain)
+    head: tuple[int, float, tuple[int, int, int]] | None  # (centre row, radius, colour)
+    decal_rows: list[np.ndarray]  # vertex rows of each decal
+    decal_face: np.ndarray  # (D,)
+    decal_colour: FloatArray  # (D, 3)
+    decal_night: list[tuple[int, int, int]]
+    n_under: int
+
+
+def build_geom(m: Model) -> Geom:
+    rows: list[FloatArray] = []
+    if m.parts:
+        rows.append((m.lo[:, None, :] + _CORNERS[None] * (m.hi - m.lo)[:, None, :]).reshape(-1, 3))
+    prisms = []
+    n = len(m.parts) * 8
+    for px, z0, z1, r, colour in m.prisms:
+        ring = np.column_stack([_RING * r, np.zeros(8)]) + [px, 0.0, 0.0]
+        rows.append(np.concatenate([ring + [0, 0, z0], ring + [0, 0, z1]]))
+        prisms.append((n, colour))
+        n += 16
+    head = None
+    hull = n
+    if m.head is not None:
+        hz, hr, colour = m.head
+        hx = m.prisms[-1][0] if m.prisms else 0.0
+        ring = np.column_stack([_RING * hr, np.zeros(8)])
+        rows.append(np.concatenate([ring + [hx, 0, hz + hr], ring + [hx, 0, hz - hr]]))
+        rows.append(np.array([[hx, 0.0, hz]]))
+        hull = n + 16
+        head = (n + 16, hr, colour)
+        n += 17
+    decal_rows = []
+    for d in m.under + m.decals:
+        rows.append(d.poly)
+        decal_rows.append(np.arange(n, n + len(d.poly)))
+        n += len(d.poly)
+    ds = m.under + m.decals
+    return Geom(
+        verts=np.concatenate(rows) if rows else np.zeros((0, 3)),
+        parts=len(m.parts),
+        hull=hull,
+        prisms=prisms,
+        head=head,
+        decal_rows=decal_rows,
+        decal_face=np.array([d.face for d in ds], np.int64),
+        decal_colour=np.array([d.colour for d in ds], np.float64).reshape(-1, 3),
+        decal_night=[d.night_colour for d in ds],
+        n_under=len(m.under),
+    )
+
+
+class FramePainter(ObjectPainter):
+    """ObjectPainter that projects every object of a frame in one pass.
+
+    Objects that come closer than 0.2 m to the camera plane (rare: they need near-plane
+    clipping) are drawn by ObjectPainter.draw one by one; the others share one projection, one
+    facing test and one colour computation, and Python only loops over the polygons to fill.
+    """
+
+    def __init__(self, cam: Camera, night: bool) -> None:
+        super().__init__(cam, night)
+        self.geoms: dict[int, Geom] = {}
+        self.shadow_mask = np.zeros((cam.height, cam.width), np.uint8)
+
+    def geom(self, b: Body) -> Geom:
+        g = self.geoms.get(b.id)
+        if g is None:
+            g = self.geoms[b.id] = build_geom(self.model(b))
+        return g
+
+    def shadows(
+        self, img: np.ndarray, bodies: list[Body], xs: FloatArray, ys: FloatArray,
+        headings: FloatArray,
+    ) -> None:  # fmt: skip
+        """Every object's shadow (day), the union darkened once."""
+        cam = self.cam
+        n = len(bodies)
+        if n == 0:
+            return
+        hs = np.array([b.height for b in bodies])
+        depth = cam.to_camera(np.column_stack([xs, ys, np.zeros(n)]))[:, 2]
+        small = (depth > 0) & (hs * cam.fx / np.where(depth > 0, depth, 1.0) < LOD_PX)
+        lo = np.array(
+            [
+                [-0.225, -0.225] if b.cls == "person" else [-b.length / 2, -b.width / 2]
+                for b in bodies
+            ]
+        )
+        rad = np.radians(headings)
+        s, c = np.sin(rad), np.cos(rad)
+        # footprint corners at the ground and at the top, then moved along the sun's rays
+        cx = np.array([1, 1, -1, -1, 1, 1, -1, -1], float)
+        cy = np.array([1, -1, -1, 1, 1, -1, -1, 1], float)
+        cz = np.array([0, 0, 0, 0, 1, 1, 1, 1], float)
+        lx = -lo[:, :1] * cx  # (n, 8)
+        ly = -lo[:, 1:] * cy
+        gx = xs[:, None] + lx * s[:, None] - ly * c[:, None]
+        gy = ys[:, None] + lx * c[:, None] + ly * s[:, None]
+        z = hs[:, None] * cz
+        gx = gx + z * self.sun_ground[0]
+        gy = gy + z * self.sun_ground[1]
+        pts = np.stack([gx, gy, np.full_like(gx, 0.01)], axis=-1)
+        camp = cam.to_camera(pts)  # (n, 8, 3)
+        ok = ~small & np.all(camp[:, :, 2] >= 0.5, axis=1)
+        if not ok.any():
+            return
+        uv = camp[ok][:, :, :2] / camp[ok][:, :, 2:3] * cam.fx + cam.K[:2, 2]
+        W, H = cam.width, cam.height
+        x0 = max(0, int(np.floor(uv[..., 0].min())))
+        y0 = max(0, int(np.floor(uv[..., 1].min())))
+        x1 = min(W, int(np.ceil(uv[..., 0].max())) + 1)
+        y1 = min(H, int(np.ceil(uv[..., 1].max())) + 1)
+        if x1 <= x0 or y1 <= y0:
+            return
+        mask = self.shadow_mask[y0:y1, x0:x1]
+        mask.fill(0)
+        fixed = to_fixed(uv - [x0, y0])
+        for q, p in zip(fixed, uv.astype(np.float32), strict=True):
+            hull = cv2.convexHull(p, returnPoints=False).reshape(-1)
+            cv2.fillConvexPoly(mask, q[hull], 1, cv2.LINE_8, SHIFT)
+        roi = img[y0:y1, x0:x1]
+        dark = cv2.convertScaleAbs(roi, alpha=0.625)
+        cv2.copyTo(dark, mask, roi)
+
+    def draw_all(
+        self, img: np.ndarray, bodies: list[Body], xs: FloatArray, ys: FloatArray,
+        headings: FloatArray,
+    ) -> list[np.ndarray | None]:  # fmt: skip
+        """Draws the objects in the order given (far to near); each one's silhouette hull."""
+        cam = self.cam
+        n = len(bodies)
+        if n == 0:
+            return []
+        geoms = [self.geom(b) for b in bodies]
+        Rs = [_rot(float(h)) for h in headings]
+        pos = np.column_stack([xs, ys, np.zeros(n)])
+        world = np.concatenate([g.verts @ R.T + p for g, R, p in zip(geoms, Rs, pos, strict=True)])
+        counts = np.array([len(g.verts) for g in geoms])
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        camp = cam.to_camera(world)
+        z = camp[:, 2]
+        near = np.minimum.reduceat(z, starts) < 0.2 if len(z) else np.zeros(n, bool)
+        uv = camp[:, :2] / np.maximum(z, 0.2)[:, None] * cam.fx + cam.K[:2, 2]
+        fixed = to_fixed(uv)
+        uv32 = uv.astype(np.float32)
+        normals = np.stack([_NORMALS @ R.T for R in Rs])  # (n, 5, 3)
+        light = 0.55 + 0.5 * np.maximum(0.0, normals @ SUN)  # (n, 5)
+        gain = NIGHT_GAIN if self.night else 1.0
+        depth0 = cam.to_camera(pos)[:, 2]
+        hs = np.array([b.height for b in bodies])
+        detail = (depth0 <= 0) | (hs * cam.fx / np.where(depth0 > 0, depth0, 1.0) >= LOD_PX)
+        # part faces: facing test and colours for all parts of all objects at once
+        part_obj = np.repeat(np.arange(n), [g.parts for g in geoms])
+        part_rows = np.concatenate(
+            [starts[k] + np.arange(g.parts * 8) for k, g in enumerate(geoms) if g.parts]
+            or [np.zeros(0, np.int64)]
+        )
+        corners = world[part_rows].reshape(-1, 8, 3)
+        centres = corners[:, _FACES].mean(axis=2)  # (Q, 5, 3)
+        facing = np.einsum("qfk,qfk->qf", normals[part_obj], cam.C - centres) > 0
+        base = np.concatenate(
+            [self.model(b).base for b, g in zip(bodies, geoms, strict=True) if g.parts]
+            or [np.zeros((0, 5, 3))]
+        )
+        pcols = np.minimum(base * (light[part_obj] * gain)[:, :, None], 255).astype(int).tolist()
+        pdepth = camp[part_rows, 2].reshape(-1, 8).mean(axis=1)
+        # decals: facing test (at their first vertex) and colours
+        dec_obj = np.repeat(np.arange(n), [len(g.decal_rows) for g in geoms])
+        dfacing_l: list[bool] = []
+        dcols: list[Any] = []
+        if len(dec_obj):
+            first = np.array(
+                [starts[k] + r[0] for k, g in enumerate(geoms) for r in g.decal_rows], np.int64
+            )
+            faces = np.concatenate([g.decal_face for g in geoms])
+            dnorm = normals[dec_obj, faces]
+            dfacing = np.einsum("dk,dk->d", dnorm, cam.C - world[first]) > 0
+            if self.night:
+                dcols = [c for g in geoms for c in g.decal_night]
+            else:
+                dcol = np.concatenate([g.decal_colour for g in geoms])
+                dcols = (
+                    np.minimum(255.0, dcol * light[dec_obj, faces][:, None]).astype(int).tolist()
+                )
+            dfacing_l = dfacing.tolist()
+        hulls: list[np.ndarray | None] = []
+        q = 0
+        d = 0
+        fill = cv2.fillConvexPoly
+        for k, (b, g) in enumerate(zip(bodies, geoms, strict=True)):
+            nd = len(g.decal_rows)
+            if near[k]:
+                hulls.append(self.draw(img, b, xs[k], ys[k], headings[k]).hull)
+                q += g.parts
+                d += nd
+                continue
+            s = starts[k]
+            fx_k = fixed[s : s + len(g.verts)]
+            show = bool(detail[k])
+            if show:
+                for i in range(g.n_under):
+                    if dfacing_l[d + i]:
+                        fill(img, fx_k[g.decal_rows[i]], dcols[d + i], 8, SHIFT)
+            if g.parts:
+                order = np.argsort(-pdepth[q : q + g.parts], kind="stable").tolist()
+                for i in order:
+                    pf = facing[q + i]
+                    rows = fx_k[i * 8 : i * 8 + 8]
+                    for fi in range(5):
+                        if pf[fi]:
+                            fill(img, rows[_FACES[fi]], pcols[q + i][fi], 8, SHIFT)
+            if show:
+                for i in range(g.n_under, nd):
+                    if dfacing_l[d + i]:
+                        fill(img, fx_k[g.decal_rows[i]], dcols[d + i], 8, SHIFT)
+            uv_k = uv32[s : s + len(g.verts)]
+            for row, colour in g.prisms:
+                hull = cv2.convexHull(uv_k[row : row + 16]).reshape(-1, 2)
+                col = tuple(int(ch * 0.9 * gain) for ch in colour)
+                fill(img, to_fixed(hull), col, 8, SHIFT)
+            if g.head is not None:
+                row, hr, colour = g.head
+                zc = float(camp[s + row, 2])
+                u, v = uv[s + row]
+                rad = hr * cam.fx / zc
+                col = tuple(int(ch * gain) for ch in colour)
+                centre = (int(round(u * ONE)), int(round(v * ONE)))
+                cv2.circle(img, centre, max(ONE, int(rad * ONE)), col, -1, cv2.LINE_8, SHIFT)
+            q += g.parts
+            d += nd
+            if g.hull >= 3:
+                hp = uv[s : s + g.hull]
+                hulls.append(
+                    cv2.convexHull(hp.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+                )
+            else:
+                hulls.append(None)
+        return hulls

@@ -1,9 +1,12 @@
 #!/usr/bin/python3
-"""A small RTSP server for tests: serves an H.264 MP4 clip without re-encoding.
+"""An RTSP server that serves an H.264 MP4 clip without re-encoding (gst-rtsp-server).
 
-Run with Debian's /usr/bin/python3 (it needs python3-gi and gir1.2-gst-rtsp-server-1.0):
+Used by `smartcity scenarios serve` and by the core's RTSP tests (tests/support/media.py). It
+imports nothing from smartcity and must be run by Debian's /usr/bin/python3, which has
+python3-gi and gir1.2-gst-rtsp-server-1.0 (the project's venv has no GObject bindings);
+smartcity.scenarios.serve starts it as a subprocess:
 
-    rtsp_server.py --port 8554 --mount /cam --file clip.mp4 [--loop]
+    /usr/bin/python3 rtsp_server.py --port 8554 --mount /cam --file clip.mp4 [--loop]
 
 The clip's access units are read once (filesrc ! qtdemux ! h264parse ! appsink) and then
 played to every client from its own media (appsrc ! h264parse ! rtph264pay) at the clip's
