@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--max-truncation", type=float, default=0.7)
     ds.add_argument("--quiet", action="store_true")
     ds.set_defaults(func=_cmd_scenarios_dataset)
+    from smartcity.engine.models_cli import add_models_parser
+
+    add_models_parser(sub)
     return parser
 
 
