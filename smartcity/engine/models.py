@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from smartcity.classes import APPLIANCE_CLASSES
+
 OUTPUT_FORMATS = ("yolo", "yolov5", "boxes_scores", "end2end")
 # The appliance's classes; a class id is the index in this tuple.
-APPLIANCE_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
 CARD_FILE = "model.yaml"
 # Output tensors each format takes, in order.
 _TENSOR_COUNT = {"yolo": 1, "yolov5": 1, "boxes_scores": 2, "end2end": 1}

@@ -23,11 +23,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from smartcity.classes import APPLIANCE_CLASSES
 from smartcity.scenarios.render import Renderer, prepare
 from smartcity.scenarios.schema import Scenario, ScenarioError
 
 # the appliance's classes, in the order of the class ids written to the labels
-DATASET_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
+DATASET_CLASSES = APPLIANCE_CLASSES
 SPLITS = ("train", "val", "test")
 
 

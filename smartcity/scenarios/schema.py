@@ -12,10 +12,11 @@ from typing import Any
 
 import yaml
 
+from smartcity.classes import APPLIANCE_CLASSES
 from smartcity.scenarios.camera import RESOLUTIONS
 from smartcity.scenarios.world import PRESETS
 
-CLASSES = ("person", "bicycle", "motorcycle", "car", "bus", "truck")
+CLASSES = APPLIANCE_CLASSES
 VEHICLES = ("bicycle", "motorcycle", "car", "bus", "truck")
 INCIDENT_TYPES = (
     "wrong_way",
