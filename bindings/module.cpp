@@ -18,4 +18,5 @@ PYBIND11_MODULE(_core, m) {
   smartcity::bindings::ExportPipeline(m);
   smartcity::bindings::ExportNv12(m);
   smartcity::bindings::ExportPostprocess(m);
+  smartcity::bindings::ExportTracker(m);
 }

@@ -260,3 +260,75 @@ def postprocess(
     scale, pad and frame_size are a Batch's (N, 2) arrays; class_map maps model class ids to
     appliance class ids (-1 drops). ValueError with the reason for a wrong shape or setting.
     """
+
+class TrackState(enum.IntEnum):
+    """Life of a track: tentative -> confirmed <-> lost -> removed."""
+
+    tentative = 0
+    confirmed = 1
+    lost = 2
+    removed = 3
+
+class Tracks:
+    """Tracks output by one ByteTracker.update, struct of arrays (read-only numpy views)."""
+
+    def __len__(self) -> int: ...
+    @property
+    def track_id(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def xyxy(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def score(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def class_id(self) -> npt.NDArray[np.int32]: ...
+    @property
+    def state(self) -> npt.NDArray[np.int8]:
+        """TrackState values (confirmed for every output row)."""
+
+class ByteTracker:
+    """ByteTrack multi-object tracker for one stream (docs/tracking.md)."""
+
+    def __init__(
+        self,
+        track_thresh: float = 0.5,
+        match_thresh: float = 0.8,
+        track_buffer: int = 30,
+        frame_rate: float = 10.0,
+        *,
+        low_thresh: float = 0.1,
+        second_match_thresh: float = 0.5,
+        unconfirmed_match_thresh: float = 0.7,
+        new_track_thresh: float | None = None,
+        fuse_score: bool = True,
+        trajectory_length: int = 30,
+    ) -> None:
+        """ValueError naming the setting when one is out of range."""
+    def update(
+        self,
+        xyxy: npt.ArrayLike,
+        scores: npt.ArrayLike,
+        class_ids: npt.ArrayLike,
+        timestamp: float | None = None,
+    ) -> Tracks:
+        """One frame's detections -> the confirmed tracks matched in it (GIL released).
+
+        xyxy (N, 4), scores (N,), class_ids (N,); ValueError naming the argument for a wrong
+        shape or a non-finite number. timestamp in seconds (default: frame index / frame_rate).
+        """
+    def reset(self) -> None:
+        """Forget every track; ids start at 1 again."""
+    def trajectory(self, track_id: int) -> npt.NDArray[np.float64]:
+        """(K, 3) rows of t seconds, cx, cy of a live track, oldest first; (0, 3) if none."""
+    @property
+    def frame_count(self) -> int: ...
+    @property
+    def max_frames_lost(self) -> int:
+        """int(frame_rate / 30 * track_buffer): frames a lost track is kept."""
+    @property
+    def track_thresh(self) -> float: ...
+    @property
+    def match_thresh(self) -> float: ...
+    @property
+    def track_buffer(self) -> int: ...
+    @property
+    def frame_rate(self) -> float: ...

@@ -1,0 +1,26 @@
+// Optimal rectangular assignment with a cost limit (the `lap.lapjv(cost, extend_cost=True,
+// cost_limit=limit)` contract that ByteTrack uses).
+//
+// Among all partial matchings of rows to columns, returns one that minimizes
+//   sum of cost(i, j) over matched pairs  +  limit / 2 for every unmatched row and column,
+// so a pair is matched only when that is cheaper than leaving both sides alone; no matched pair
+// costs more than `limit`. Rows and columns are first split into independent groups (connected
+// by costs below the limit: pairs at or above it are never needed); each group is solved exactly
+// by shortest augmenting paths with dual potentials (the Hungarian method in its Jonker-Volgenant
+// form), O(k^3) for a group of k rows + columns.
+#pragma once
+
+#include <vector>
+
+namespace smartcity {
+
+struct Assignment {
+  std::vector<int> row_to_col;  // -1: unmatched
+  std::vector<int> col_to_row;  // -1: unmatched
+};
+
+// `cost` is row-major rows x cols. Throws std::invalid_argument on a size mismatch, a negative
+// size, or a cost or limit that is not finite.
+Assignment SolveAssignment(const std::vector<double>& cost, int rows, int cols, double limit);
+
+}  // namespace smartcity

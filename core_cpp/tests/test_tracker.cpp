@@ -1,0 +1,397 @@
+// ByteTrack, its Kalman filter and the assignment solver. Expected values come from the scripted
+// motion in each test (or from brute force for the solver), never from the code under test.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "smartcity/assignment.hpp"
+#include "smartcity/kalman.hpp"
+#include "smartcity/tracker.hpp"
+
+namespace smartcity {
+namespace {
+
+// ---- Kalman filter ---------------------------------------------------------------------------
+
+TEST(Kalman, ConvergesOnConstantVelocityBox) {
+  const KalmanBoxFilter kf;
+  const double vx = 3.0, vy = -2.0, vh = 0.5;
+  auto truth = [&](int k) { return Vec4{100 + vx * k, 300 + vy * k, 0.5, 80 + vh * k}; };
+  KalmanState s = kf.Initiate(truth(0));
+  const double initial_var = s.covariance[0][0];
+  for (int k = 1; k <= 60; ++k) {
+    kf.Predict(s);
+    kf.Update(s, truth(k));
+  }
+  EXPECT_NEAR(s.mean[4], vx, 0.05);
+  EXPECT_NEAR(s.mean[5], vy, 0.05);
+  EXPECT_NEAR(s.mean[7], vh, 0.05);
+  EXPECT_NEAR(s.mean[6], 0.0, 1e-3);
+  // The prediction for the next frame lands on the next true box.
+  kf.Predict(s);
+  const Vec4 next = truth(61);
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(s.mean[i], next[i], 0.2) << "component " << i;
+  // Converged position variance is below its start (relative to the box height).
+  EXPECT_LT(s.covariance[0][0] / (s.mean[3] * s.mean[3]), initial_var / (80.0 * 80.0));
+  // The covariance stays symmetric.
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 8; ++j) EXPECT_NEAR(s.covariance[i][j], s.covariance[j][i], 1e-9);
+}
+
+TEST(Kalman, PredictWithoutUpdateExtrapolatesAndGrowsUncertainty) {
+  const KalmanBoxFilter kf;
+  KalmanState s = kf.Initiate({50, 60, 1.0, 40});
+  s.mean[4] = 2.0;  // 2 px per frame to the right
+  const double var0 = s.covariance[0][0];
+  for (int k = 0; k < 5; ++k) kf.Predict(s);
+  EXPECT_DOUBLE_EQ(s.mean[0], 60.0);
+  EXPECT_DOUBLE_EQ(s.mean[1], 60.0);
+  EXPECT_GT(s.covariance[0][0], var0);
+}
+
+TEST(Kalman, BoxConversionRoundTrip) {
+  const float box[4] = {10.f, 20.f, 50.f, 100.f};
+  const Vec4 xyah = XyxyToXyah(box);
+  EXPECT_DOUBLE_EQ(xyah[0], 30.0);
+  EXPECT_DOUBLE_EQ(xyah[1], 60.0);
+  EXPECT_DOUBLE_EQ(xyah[2], 0.5);
+  EXPECT_DOUBLE_EQ(xyah[3], 80.0);
+  const std::array<float, 4> back = XyahToXyxy(xyah);
+  for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(back[i], box[i]);
+}
+
+// ---- Assignment ------------------------------------------------------------------------------
+
+// Objective of a partial matching: matched costs + limit / 2 per unmatched row and column.
+double Objective(const std::vector<double>& c, int rows, int cols, double limit, const std::vector<int>& r2c) {
+  double total = 0;
+  int matched = 0;
+  for (int i = 0; i < rows; ++i) {
+    if (r2c[i] >= 0) {
+      total += c[static_cast<size_t>(i) * cols + r2c[i]];
+      ++matched;
+    }
+  }
+  return total + limit / 2 * (rows + cols - 2 * matched);
+}
+
+// Every partial matching, recursively over rows.
+double BruteForce(const std::vector<double>& c, int rows, int cols, double limit) {
+  std::vector<int> r2c(rows, -1);
+  std::vector<char> used(cols, 0);
+  double best = std::numeric_limits<double>::infinity();
+  std::function<void(int)> go = [&](int i) {
+    if (i == rows) {
+      best = std::min(best, Objective(c, rows, cols, limit, r2c));
+      return;
+    }
+    r2c[i] = -1;
+    go(i + 1);
+    for (int j = 0; j < cols; ++j) {
+      if (used[j]) continue;
+      used[j] = 1;
+      r2c[i] = j;
+      go(i + 1);
+      used[j] = 0;
+      r2c[i] = -1;
+    }
+  };
+  go(0);
+  return best;
+}
+
+void ExpectConsistent(const Assignment& a, const std::vector<double>& c, int rows, int cols, double limit) {
+  ASSERT_EQ(a.row_to_col.size(), static_cast<size_t>(rows));
+  ASSERT_EQ(a.col_to_row.size(), static_cast<size_t>(cols));
+  for (int i = 0; i < rows; ++i) {
+    const int j = a.row_to_col[i];
+    if (j < 0) continue;
+    ASSERT_LT(j, cols);
+    EXPECT_EQ(a.col_to_row[j], i);
+    EXPECT_LE(c[static_cast<size_t>(i) * cols + j], limit);
+  }
+  for (int j = 0; j < cols; ++j)
+    if (a.col_to_row[j] >= 0) EXPECT_EQ(a.row_to_col[a.col_to_row[j]], j);
+}
+
+TEST(Assignment, MatchesBruteForceOnRandomMatrices) {
+  std::mt19937 rng(12345);
+  std::uniform_int_distribution<int> size(0, 6);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  int nontrivial = 0;
+  for (int trial = 0; trial < 2000; ++trial) {
+    const int rows = size(rng), cols = size(rng);
+    const double limit = 0.1 + 0.9 * unit(rng);
+    std::vector<double> c(static_cast<size_t>(rows) * cols);
+    const bool coarse = trial % 3 == 0;  // many ties
+    for (double& x : c) x = coarse ? std::floor(unit(rng) * 4) / 4 : unit(rng);
+    const Assignment a = SolveAssignment(c, rows, cols, limit);
+    ExpectConsistent(a, c, rows, cols, limit);
+    const double best = BruteForce(c, rows, cols, limit);
+    ASSERT_NEAR(Objective(c, rows, cols, limit, a.row_to_col), best, 1e-9)
+        << "trial " << trial << " rows " << rows << " cols " << cols;
+    if (std::count_if(a.row_to_col.begin(), a.row_to_col.end(), [](int j) { return j >= 0; }) >= 2) ++nontrivial;
+  }
+  EXPECT_GT(nontrivial, 500);  // the trials did exercise real matchings
+}
+
+TEST(Assignment, PrefersGlobalOptimumOverGreedy) {
+  // Greedy takes (0,0) at 0.1 and leaves row 1 with 0.9; the optimum is 0.2 + 0.2.
+  const std::vector<double> c = {0.1, 0.2, 0.2, 0.9};
+  const Assignment a = SolveAssignment(c, 2, 2, 1.0);
+  EXPECT_EQ(a.row_to_col, (std::vector<int>{1, 0}));
+}
+
+TEST(Assignment, NothingAboveTheLimit) {
+  const std::vector<double> c = {0.95, 0.99, 0.97, 0.96};
+  const Assignment a = SolveAssignment(c, 2, 2, 0.8);
+  EXPECT_EQ(a.row_to_col, (std::vector<int>{-1, -1}));
+  EXPECT_EQ(a.col_to_row, (std::vector<int>{-1, -1}));
+}
+
+TEST(Assignment, RefusesBadInput) {
+  EXPECT_THROW(SolveAssignment({0.1, 0.2}, 2, 2, 0.5), std::invalid_argument);
+  EXPECT_THROW(SolveAssignment({std::nan("")}, 1, 1, 0.5), std::invalid_argument);
+  EXPECT_THROW(SolveAssignment({0.1}, 1, 1, std::numeric_limits<double>::infinity()), std::invalid_argument);
+}
+
+// ---- Tracker ---------------------------------------------------------------------------------
+
+struct Obj {
+  float x1, y1, x2, y2, score;
+  int32_t cls;
+};
+
+Detections Dets(const std::vector<Obj>& objs) {
+  Detections d;
+  for (const Obj& o : objs) {
+    d.xyxy.insert(d.xyxy.end(), {o.x1, o.y1, o.x2, o.y2});
+    d.score.push_back(o.score);
+    d.class_id.push_back(o.cls);
+  }
+  return d;
+}
+
+Obj Box(float cx, float cy, float w, float h, float score = 0.9f, int32_t cls = 0) {
+  return {cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, score, cls};
+}
+
+// Index of the output row with this id, -1 when absent.
+int Row(const Tracks& t, int64_t id) {
+  for (size_t i = 0; i < t.size(); ++i)
+    if (t.track_id[i] == id) return static_cast<int>(i);
+  return -1;
+}
+
+float CentreX(const Tracks& t, int row) { return (t.xyxy[4 * row] + t.xyxy[4 * row + 2]) / 2; }
+
+TEST(Tracker, FirstFrameConfirmsAndIdsStartAtOnePerInstance) {
+  ByteTracker a, b;
+  const Tracks ta = a.Update(Dets({Box(100, 100, 40, 80), Box(300, 100, 40, 80)}));
+  ASSERT_EQ(ta.size(), 2u);
+  EXPECT_EQ(ta.track_id, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(ta.state[0], static_cast<int8_t>(TrackState::kConfirmed));
+  const Tracks tb = b.Update(Dets({Box(500, 100, 40, 80)}));
+  ASSERT_EQ(tb.size(), 1u);
+  EXPECT_EQ(tb.track_id[0], 1);  // b counts its own ids
+  a.Reset();
+  const Tracks again = a.Update(Dets({Box(700, 100, 40, 80)}));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again.track_id[0], 1);
+}
+
+TEST(Tracker, NewObjectIsTentativeForOneFrameThenConfirmed) {
+  ByteTracker t;
+  t.Update(Dets({}));
+  EXPECT_EQ(t.Update(Dets({Box(100, 100, 40, 80)})).size(), 0u);  // tentative
+  ASSERT_EQ(t.active_tracks().size(), 1u);
+  EXPECT_EQ(t.active_tracks()[0].state, TrackState::kTentative);
+  const Tracks out = t.Update(Dets({Box(102, 100, 40, 80)}));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out.track_id[0], 1);
+  // A one-frame false positive dies tentative and uses up no id.
+  t.Update(Dets({Box(104, 100, 40, 80), Box(500, 300, 30, 30)}));
+  t.Update(Dets({Box(106, 100, 40, 80)}));
+  t.Update(Dets({Box(108, 100, 40, 80), Box(700, 300, 30, 30)}));
+  const Tracks last = t.Update(Dets({Box(110, 100, 40, 80), Box(702, 300, 30, 30)}));
+  ASSERT_EQ(last.size(), 2u);
+  EXPECT_EQ(Row(last, 1), 0);
+  EXPECT_GE(Row(last, 2), 0);
+}
+
+TEST(Tracker, BoxesFollowTheDetections) {
+  ByteTracker t;
+  Tracks out;
+  for (int k = 0; k < 20; ++k) out = t.Update(Dets({Box(100 + 5.f * k, 200, 40, 80)}));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_NEAR(out.xyxy[0], 100 + 5 * 19 - 20, 1.0);
+  EXPECT_NEAR(out.xyxy[1], 160, 1.0);
+  EXPECT_NEAR(out.xyxy[2], 100 + 5 * 19 + 20, 1.0);
+  EXPECT_NEAR(out.xyxy[3], 240, 1.0);
+  EXPECT_FLOAT_EQ(out.score[0], 0.9f);
+}
+
+TEST(Tracker, CrossingObjectsKeepTheirIds) {
+  // Two people walking towards each other on nearly the same line; they overlap completely
+  // around frame 20.
+  ByteTracker t;
+  int64_t left_id = -1, right_id = -1;
+  int seen_both = 0;
+  for (int k = 0; k < 40; ++k) {
+    const float xl = 100 + 10.f * k, xr = 500 - 10.f * k;
+    const Tracks out = t.Update(Dets({Box(xl, 200, 40, 100), Box(xr, 205, 40, 100)}));
+    if (k == 0) {
+      ASSERT_EQ(out.size(), 2u);
+      left_id = out.track_id[CentreX(out, 0) < CentreX(out, 1) ? 0 : 1];
+      right_id = out.track_id[CentreX(out, 0) < CentreX(out, 1) ? 1 : 0];
+      continue;
+    }
+    const int l = Row(out, left_id), r = Row(out, right_id);
+    if (l >= 0) EXPECT_NEAR(CentreX(out, l), xl, 8.f) << "frame " << k;
+    if (r >= 0) EXPECT_NEAR(CentreX(out, r), xr, 8.f) << "frame " << k;
+    for (int64_t id : out.track_id) EXPECT_TRUE(id == left_id || id == right_id) << "new id at frame " << k;
+    if (l >= 0 && r >= 0) ++seen_both;
+  }
+  EXPECT_GE(seen_both, 36);
+}
+
+TEST(Tracker, MissedForFewerFramesThanTheBufferKeepsItsId) {
+  TrackerConfig c;
+  c.frame_rate = 10;
+  c.track_buffer = 30;  // 10 frames at 10 fps
+  ByteTracker t(c);
+  ASSERT_EQ(t.max_frames_lost(), 10);
+  int k = 0;
+  for (; k < 10; ++k) t.Update(Dets({Box(100 + 4.f * k, 200, 40, 80)}));
+  for (int miss = 0; miss < 6; ++miss, ++k) {
+    EXPECT_EQ(t.Update(Dets({})).size(), 0u);
+    ASSERT_EQ(t.lost_tracks().size(), 1u);
+    EXPECT_EQ(t.lost_tracks()[0].state, TrackState::kLost);
+  }
+  const Tracks back = t.Update(Dets({Box(100 + 4.f * k, 200, 40, 80)}));
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back.track_id[0], 1);
+  EXPECT_TRUE(t.lost_tracks().empty());
+}
+
+TEST(Tracker, MissedForLongerThanTheBufferGetsANewId) {
+  TrackerConfig c;
+  c.frame_rate = 10;
+  c.track_buffer = 30;
+  ByteTracker t(c);
+  for (int k = 0; k < 10; ++k) t.Update(Dets({Box(100, 200, 40, 80)}));
+  for (int miss = 0; miss < 11; ++miss) t.Update(Dets({}));  // one more than the buffer
+  EXPECT_TRUE(t.lost_tracks().empty());
+  EXPECT_TRUE(t.active_tracks().empty());
+  EXPECT_EQ(t.Update(Dets({Box(100, 200, 40, 80)})).size(), 0u);  // tentative again
+  const Tracks out = t.Update(Dets({Box(100, 200, 40, 80)}));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out.track_id[0], 2);
+}
+
+TEST(Tracker, BufferScalesWithFrameRate) {
+  TrackerConfig c;
+  c.track_buffer = 30;
+  c.frame_rate = 30;
+  EXPECT_EQ(ByteTracker(c).max_frames_lost(), 30);
+  c.frame_rate = 5;
+  EXPECT_EQ(ByteTracker(c).max_frames_lost(), 5);
+}
+
+TEST(Tracker, LowScoreDetectionsKeepATrackAlive) {
+  for (const float low_score : {0.3f, 0.05f}) {
+    ByteTracker t;
+    for (int k = 0; k < 5; ++k) t.Update(Dets({Box(100 + 3.f * k, 200, 40, 80, 0.9f)}));
+    int outputs = 0;
+    for (int k = 5; k < 15; ++k) {
+      const Tracks out = t.Update(Dets({Box(100 + 3.f * k, 200, 40, 80, low_score)}));
+      if (out.size() == 1 && out.track_id[0] == 1) ++outputs;
+    }
+    if (low_score > 0.1f) {
+      EXPECT_EQ(outputs, 10) << "second stage matched the low-score boxes";
+      EXPECT_TRUE(t.lost_tracks().empty());
+    } else {
+      EXPECT_EQ(outputs, 0) << "below low_thresh nothing matches";
+      EXPECT_EQ(t.lost_tracks().size(), 1u);
+    }
+  }
+}
+
+TEST(Tracker, LowScoreDetectionsStartNoTrack) {
+  ByteTracker t;
+  for (int k = 0; k < 5; ++k) EXPECT_EQ(t.Update(Dets({Box(100, 200, 40, 80, 0.45f)})).size(), 0u);
+  // Between track_thresh and new_track_thresh (0.5 .. 0.6): matched if a track exists, never born.
+  for (int k = 0; k < 5; ++k) EXPECT_EQ(t.Update(Dets({Box(100, 200, 40, 80, 0.55f)})).size(), 0u);
+}
+
+TEST(Tracker, ClassIsTheMajorityVote) {
+  ByteTracker t;
+  Tracks out;
+  for (int k = 0; k < 10; ++k) out = t.Update(Dets({Box(100, 200, 40, 80, 0.9f, 2)}));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out.class_id[0], 2);
+  for (int k = 0; k < 10; ++k) {
+    out = t.Update(Dets({Box(100, 200, 40, 80, 0.9f, 5)}));
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out.class_id[0], 2) << "5 has " << k + 1 << " votes against 10";
+  }
+  out = t.Update(Dets({Box(100, 200, 40, 80, 0.9f, 5)}));
+  EXPECT_EQ(out.class_id[0], 5);
+  EXPECT_EQ(out.track_id[0], 1);
+}
+
+TEST(Tracker, TrajectoryKeepsTheLastPointsWithTimestamps) {
+  TrackerConfig c;
+  c.trajectory_length = 5;
+  ByteTracker t(c);
+  for (int k = 0; k < 20; ++k) t.Update(Dets({Box(100 + 10.f * k, 200, 40, 80)}), 1000.0 + 0.1 * k);
+  const std::vector<TrajectoryPoint> tr = t.Trajectory(1);
+  ASSERT_EQ(tr.size(), 5u);
+  for (int i = 0; i < 5; ++i) {
+    const int k = 15 + i;  // the filter has caught up with the motion by then
+    EXPECT_DOUBLE_EQ(tr[i].t, 1000.0 + 0.1 * k);
+    EXPECT_NEAR(tr[i].cx, 100 + 10.f * k, 1.f);
+    EXPECT_NEAR(tr[i].cy, 200, 0.5f);
+  }
+  EXPECT_TRUE(t.Trajectory(2).empty());
+  // Without timestamps: frame index / frame rate.
+  ByteTracker u;
+  for (int k = 0; k < 3; ++k) u.Update(Dets({Box(100, 200, 40, 80)}));
+  ASSERT_EQ(u.Trajectory(1).size(), 3u);
+  EXPECT_DOUBLE_EQ(u.Trajectory(1)[2].t, 2 / 10.0);
+}
+
+TEST(Tracker, RefusesBadConfigAndInput) {
+  TrackerConfig c;
+  c.frame_rate = 0;
+  try {
+    ByteTracker t(c);
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("frame_rate"), std::string::npos) << e.what();
+  }
+  c = TrackerConfig();
+  c.match_thresh = 1.5f;
+  EXPECT_THROW(ByteTracker{c}, std::invalid_argument);
+
+  ByteTracker t;
+  Detections d = Dets({Box(100, 200, 40, 80)});
+  d.class_id.clear();
+  EXPECT_THROW(t.Update(d), std::invalid_argument);
+  d = Dets({Box(100, 200, 40, 80)});
+  d.xyxy[2] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(t.Update(d), std::invalid_argument);
+  EXPECT_EQ(t.frame_count(), 0);  // refused input changes nothing
+  // A box without area is ignored, not an error.
+  EXPECT_EQ(t.Update(Dets({{10, 10, 10, 50, 0.9f, 0}})).size(), 0u);
+}
+
+}  // namespace
+}  // namespace smartcity

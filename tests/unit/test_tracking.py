@@ -1,0 +1,206 @@
+"""ByteTracker through the Python binding: ids, misses, low scores, classes, input checks.
+
+Expected ids and positions come from the scripted motion in each test, not from the tracker.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from smartcity.tracking import ByteTracker, Tracks, TrackState
+
+
+def box(cx: float, cy: float, w: float = 40, h: float = 80) -> list[float]:
+    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def step(
+    t: ByteTracker,
+    boxes: list[list[float]],
+    scores: list[float] | None = None,
+    classes: list[int] | None = None,
+) -> Tracks:
+    n = len(boxes)
+    return t.update(
+        np.asarray(boxes, dtype=np.float32).reshape(n, 4),
+        np.asarray(scores if scores is not None else [0.9] * n, dtype=np.float32),
+        np.asarray(classes if classes is not None else [0] * n, dtype=np.int32),
+    )
+
+
+def centre_x(tracks: Tracks) -> dict[int, float]:
+    xs = (tracks.xyxy[:, 0] + tracks.xyxy[:, 2]) / 2
+    return {int(i): float(x) for i, x in zip(tracks.track_id, xs, strict=True)}
+
+
+def test_output_arrays_and_ids_per_instance():
+    a, b = ByteTracker(), ByteTracker()
+    out = step(a, [box(100, 100), box(300, 100)])
+    assert len(out) == 2
+    assert out.track_id.dtype == np.int64 and list(out.track_id) == [1, 2]
+    assert out.xyxy.dtype == np.float32 and out.xyxy.shape == (2, 4)
+    assert out.score.dtype == np.float32 and out.class_id.dtype == np.int32
+    assert list(out.state) == [int(TrackState.confirmed)] * 2
+    np.testing.assert_allclose(out.xyxy, [box(100, 100), box(300, 100)], atol=1e-3)
+    assert not out.xyxy.flags.writeable
+    assert list(step(b, [box(50, 50)]).track_id) == [1]
+    a.reset()
+    assert a.frame_count == 0
+    assert list(step(a, [box(700, 100)]).track_id) == [1]
+
+
+def test_crossing_objects_keep_their_ids():
+    t = ByteTracker()
+    ids: dict[str, int] = {}
+    for k in range(40):
+        xl, xr = 100 + 10 * k, 500 - 10 * k
+        got = centre_x(step(t, [box(xl, 200, 40, 100), box(xr, 205, 40, 100)]))
+        if k == 0:
+            ids = {"left": min(got, key=got.__getitem__), "right": max(got, key=got.__getitem__)}
+            continue
+        assert set(got) <= set(ids.values()), f"new id at frame {k}: {got}"
+        if ids["left"] in got:
+            assert got[ids["left"]] == pytest.approx(xl, abs=8)
+        if ids["right"] in got:
+            assert got[ids["right"]] == pytest.approx(xr, abs=8)
+
+
+@pytest.mark.parametrize(("missed", "same_id"), [(6, True), (11, False)])
+def test_missed_frames_within_and_beyond_the_buffer(missed: int, same_id: bool):
+    t = ByteTracker(track_buffer=30, frame_rate=10)
+    assert t.max_frames_lost == 10
+    for _ in range(10):
+        step(t, [box(100, 200)])
+    for _ in range(missed):
+        assert len(step(t, [])) == 0
+    first = step(t, [box(100, 200)])
+    second = step(t, [box(100, 200)])
+    if same_id:
+        assert list(first.track_id) == [1] and list(second.track_id) == [1]
+    else:
+        assert len(first) == 0  # a new tentative track
+        assert list(second.track_id) == [2]
+
+
+@pytest.mark.parametrize(("low_score", "alive"), [(0.3, True), (0.05, False)])
+def test_low_score_detections_keep_a_track_alive(low_score: float, alive: bool):
+    t = ByteTracker()
+    for k in range(5):
+        step(t, [box(100 + 3 * k, 200)])
+    outputs = [
+        list(step(t, [box(100 + 3 * k, 200)], scores=[low_score]).track_id) for k in range(5, 15)
+    ]
+    assert outputs == ([[1]] * 10 if alive else [[]] * 10)
+
+
+def test_a_lost_track_comes_back_on_a_low_score_detection():
+    """Unlike the reference ByteTrack, low detections may recover a lost track (stage 3)."""
+    t = ByteTracker()
+    for k in range(5):
+        step(t, [box(100 + 3 * k, 200)])
+    for k in range(5, 8):
+        assert list(step(t, []).track_id) == []  # lost
+    back = step(t, [box(100 + 3 * 8, 200)], scores=[0.3])
+    assert list(back.track_id) == [1]
+    assert list(step(t, [box(100 + 3 * 9, 200)], scores=[0.3]).track_id) == [1]
+
+
+def test_class_is_the_majority_vote():
+    t = ByteTracker()
+    for _ in range(10):
+        step(t, [box(100, 200)], classes=[2])
+    for _ in range(10):
+        assert list(step(t, [box(100, 200)], classes=[5]).class_id) == [2]
+    out = step(t, [box(100, 200)], classes=[5])
+    assert list(out.class_id) == [5] and list(out.track_id) == [1]
+
+
+def test_trajectory_with_timestamps():
+    t = ByteTracker(trajectory_length=4)
+    for k in range(20):
+        t.update(
+            np.asarray([box(100 + 10 * k, 200)], np.float32),
+            np.asarray([0.9], np.float32),
+            np.asarray([0], np.int32),
+            timestamp=50.0 + 0.5 * k,
+        )
+    tr = t.trajectory(1)
+    assert tr.shape == (4, 3) and tr.dtype == np.float64
+    np.testing.assert_allclose(tr[:, 0], [50.0 + 0.5 * k for k in range(16, 20)])
+    np.testing.assert_allclose(tr[:, 1], [100 + 10 * k for k in range(16, 20)], atol=1.0)
+    assert t.trajectory(99).shape == (0, 3)
+
+
+def test_accepts_other_dtypes_and_lists():
+    t = ByteTracker()
+    out = t.update([[0, 0, 10, 20]], [0.9], [3])  # lists and float64 / int64 are converted
+    assert list(out.track_id) == [1] and list(out.class_id) == [3]
+
+
+F32, I32 = np.float32, np.int32
+
+
+@pytest.mark.parametrize(
+    ("xyxy", "scores", "class_ids", "name"),
+    [
+        (np.zeros((2, 3), F32), np.zeros(2, F32), np.zeros(2, I32), "xyxy"),
+        (np.zeros(8, F32), np.zeros(2, F32), np.zeros(2, I32), "xyxy"),
+        (np.zeros((2, 4), F32), np.zeros(3, F32), np.zeros(2, I32), "scores"),
+        (np.zeros((2, 4), F32), np.zeros((2, 1), F32), np.zeros(2, I32), "scores"),
+        (np.zeros((2, 4), F32), np.zeros(2, F32), np.zeros(1, I32), "class_ids"),
+        (np.full((1, 4), np.nan, F32), np.ones(1, F32), np.zeros(1, I32), "xyxy"),
+        (np.ones((1, 4), F32), np.full(1, np.inf, F32), np.zeros(1, I32), "scores"),
+        (np.zeros((1, 4), F32), np.ones(1, F32), np.array(["a"]), "class_ids"),
+    ],
+)
+def test_bad_input_names_the_argument(xyxy, scores, class_ids, name):
+    t = ByteTracker()
+    with pytest.raises(ValueError, match=name):
+        t.update(xyxy, scores, class_ids)
+    assert t.frame_count == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"frame_rate": 0}, "frame_rate"),
+        ({"track_thresh": 1.5}, "track_thresh"),
+        ({"match_thresh": -0.1}, "match_thresh"),
+        ({"track_buffer": -1}, "track_buffer"),
+        ({"trajectory_length": 0}, "trajectory_length"),
+    ],
+)
+def test_bad_settings_name_the_setting(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        ByteTracker(**kwargs)
+
+
+def test_update_from_threads_is_safe():
+    # Each thread drives its own tracker; one shared tracker is also hammered under its lock.
+    shared = ByteTracker()
+    errors: list[Exception] = []
+
+    def work(seed: int) -> None:
+        try:
+            rng = np.random.default_rng(seed)
+            own = ByteTracker()
+            for _ in range(200):
+                xyxy = rng.uniform(0, 500, (20, 2)).astype(np.float32)
+                xyxy = np.hstack([xyxy, xyxy + 30]).astype(np.float32)
+                scores = rng.uniform(0, 1, 20).astype(np.float32)
+                classes = np.zeros(20, np.int32)
+                own.update(xyxy, scores, classes)
+                shared.update(xyxy, scores, classes)
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    assert shared.frame_count == 800
