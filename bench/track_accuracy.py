@@ -3,23 +3,28 @@
 Synthetic scenes: objects moving at constant velocity (crossing one another), detections with
 jitter, misses, low scores, a scripted occlusion and false boxes. Both trackers get the same
 detections; CLEAR MOTA and IDF1 come from the `trackers` package's own evaluation code, against
-the known truth. Skipped where `trackers` is not installed (it is not a dependency; install it
-into a separate directory and put that on PYTHONPATH to run this).
+the known truth. Prints both per seed; exits 1 where this tracker is more than 0.01 below.
+
+`trackers` is not a dependency of smartcity (it brings supervision and pins of its own):
+    pip install --target /tmp/trk trackers
+    PYTHONPATH=/tmp/trk .venv/bin/python bench/track_accuracy.py
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
-import pytest
 
 from smartcity.tracking import ByteTracker
 
-trackers = pytest.importorskip("trackers")
-sv = pytest.importorskip("supervision")
-clear = pytest.importorskip("trackers.eval.clear")
-identity = pytest.importorskip("trackers.eval.identity")
+try:
+    import supervision as sv
+    import trackers
+    from trackers.eval import clear, identity
+except ImportError as e:  # pragma: no cover - depends on the environment
+    sys.exit(f"bench/track_accuracy.py needs the `trackers` package ({e}); see the docstring")
 
 W, H, FRAMES, FPS = 1280, 720, 150, 10
 
@@ -138,14 +143,21 @@ def run_reference(dets):
     return out
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_as_accurate_as_trackers_bytetrack(seed: int):
-    truth, dets = scene(seed)
-    ours = evaluate(truth, run_ours(dets))
-    ref = evaluate(truth, run_reference(dets))
-    print(
-        f"seed {seed}: ours MOTA {ours[0]:.3f} IDF1 {ours[1]:.3f} IDSW {ours[2]}; "
-        f"trackers MOTA {ref[0]:.3f} IDF1 {ref[1]:.3f} IDSW {ref[2]}"
-    )
-    assert ours[0] >= ref[0] - 0.01, f"MOTA {ours[0]:.3f} < trackers {ref[0]:.3f}"
-    assert ours[1] >= ref[1] - 0.01, f"IDF1 {ours[1]:.3f} < trackers {ref[1]:.3f}"
+def main() -> int:
+    worse = 0
+    for seed in (1, 2, 3, 4, 5):
+        truth, dets = scene(seed)
+        ours = evaluate(truth, run_ours(dets))
+        ref = evaluate(truth, run_reference(dets))
+        below = ours[0] < ref[0] - 0.01 or ours[1] < ref[1] - 0.01
+        worse += below
+        print(
+            f"seed {seed}: ours MOTA {ours[0]:.3f} IDF1 {ours[1]:.3f} IDSW {ours[2]}; "
+            f"trackers MOTA {ref[0]:.3f} IDF1 {ref[1]:.3f} IDSW {ref[2]}"
+            + ("  <- below the reference" if below else "")
+        )
+    return 1 if worse else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
