@@ -151,7 +151,7 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
   for (const Det& d : high) high_ptr.push_back(&d);
   Assignment a1 = SolveAssignment(IouCost(pool, high_ptr, config_.fuse_score), static_cast<int>(pool.size()),
                                   static_cast<int>(high_ptr.size()), config_.match_thresh);
-  std::vector<Track*> remaining;  // confirmed tracks unmatched in stage 2
+  std::vector<Track*> remaining;  // tracks unmatched so far, for the low detections
   for (size_t i = 0; i < pool.size(); ++i) {
     if (a1.row_to_col[i] >= 0) {
       apply(*pool[i], *high_ptr[a1.row_to_col[i]]);
@@ -163,20 +163,7 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
   for (size_t j = 0; j < high_ptr.size(); ++j)
     if (a1.col_to_row[j] < 0) high_left.push_back(high_ptr[j]);
 
-  // 3. Low detections against the confirmed tracks left; those still unmatched become lost.
-  std::vector<const Det*> low_ptr;
-  for (const Det& d : low) low_ptr.push_back(&d);
-  Assignment a2 = SolveAssignment(IouCost(remaining, low_ptr, false), static_cast<int>(remaining.size()),
-                                  static_cast<int>(low_ptr.size()), config_.second_match_thresh);
-  for (size_t i = 0; i < remaining.size(); ++i) {
-    if (a2.row_to_col[i] >= 0) {
-      apply(*remaining[i], *low_ptr[a2.row_to_col[i]]);
-    } else if (remaining[i]->state == TrackState::kConfirmed) {
-      remaining[i]->state = TrackState::kLost;
-    }
-  }
-
-  // 4. Tentative tracks against the high detections left; unmatched ones are removed.
+  // 3. Tentative tracks against the high detections left.
   std::vector<Track*> tentative;
   for (Track& tr : tracked_)
     if (tr.state == TrackState::kTentative) tentative.push_back(&tr);
@@ -186,7 +173,24 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
     if (a3.row_to_col[i] >= 0) {
       apply(*tentative[i], *high_left[a3.row_to_col[i]]);
     } else {
-      tentative[i]->state = TrackState::kRemoved;
+      remaining.push_back(tentative[i]);
+    }
+  }
+
+  // 4. Low detections against every track still unmatched (confirmed, lost, tentative): what
+  // keeps a track alive when the detector's score drops. Then confirmed tracks still unmatched
+  // become lost and tentative ones are removed.
+  std::vector<const Det*> low_ptr;
+  for (const Det& d : low) low_ptr.push_back(&d);
+  Assignment a2 = SolveAssignment(IouCost(remaining, low_ptr, false), static_cast<int>(remaining.size()),
+                                  static_cast<int>(low_ptr.size()), config_.second_match_thresh);
+  for (size_t i = 0; i < remaining.size(); ++i) {
+    if (a2.row_to_col[i] >= 0) {
+      apply(*remaining[i], *low_ptr[a2.row_to_col[i]]);
+    } else if (remaining[i]->state == TrackState::kConfirmed) {
+      remaining[i]->state = TrackState::kLost;
+    } else if (remaining[i]->state == TrackState::kTentative) {
+      remaining[i]->state = TrackState::kRemoved;
     }
   }
 

@@ -108,6 +108,14 @@ def test_a_lost_track_comes_back_on_a_low_score_detection():
     assert list(step(t, [box(100 + 3 * 9, 200)], scores=[0.3]).track_id) == [1]
 
 
+def test_a_new_track_is_confirmed_by_a_low_score_detection():
+    """A track born on a high detection is confirmed when its next detection scores low."""
+    t = ByteTracker()
+    step(t, [])  # not the first frame: new tracks start tentative
+    assert list(step(t, [box(300, 200)]).track_id) == []  # tentative, not output
+    assert list(step(t, [box(303, 200)], scores=[0.3]).track_id) == [1]
+
+
 def test_class_is_the_majority_vote():
     t = ByteTracker()
     for _ in range(10):
