@@ -82,12 +82,22 @@ void ExportTracker(py::module_& m) {
                                const auto& t = self.cast<const Tracks&>();
                                return View(self, t.state, {static_cast<py::ssize_t>(t.size())});
                              })
+      .def_property_readonly("ground_xy",
+                             [](py::object self) {
+                               const auto& t = self.cast<const Tracks&>();
+                               return View(self, t.ground_xy, {static_cast<py::ssize_t>(t.size()), 2});
+                             })
+      .def_property_readonly("speed_kmh",
+                             [](py::object self) {
+                               const auto& t = self.cast<const Tracks&>();
+                               return View(self, t.speed_kmh, {static_cast<py::ssize_t>(t.size())});
+                             })
       .def("__repr__", [](const Tracks& t) { return "Tracks(" + std::to_string(t.size()) + ")"; });
 
   py::class_<PyTracker>(m, "ByteTracker", "ByteTrack multi-object tracker for one stream (docs/tracking.md).")
       .def(py::init([](float track_thresh, float match_thresh, int track_buffer, double frame_rate, float low_thresh,
                        float second_match_thresh, float unconfirmed_match_thresh, std::optional<float> new_track_thresh,
-                       bool fuse_score, int trajectory_length) {
+                       bool fuse_score, int trajectory_length, double speed_window_s) {
              TrackerConfig c;
              c.track_thresh = track_thresh;
              c.match_thresh = match_thresh;
@@ -99,12 +109,14 @@ void ExportTracker(py::module_& m) {
              c.new_track_thresh = new_track_thresh.value_or(-1.f);
              c.fuse_score = fuse_score;
              c.trajectory_length = trajectory_length;
+             c.speed_window_s = speed_window_s;
              return std::make_unique<PyTracker>(c);
            }),
            py::arg("track_thresh") = 0.5f, py::arg("match_thresh") = 0.8f, py::arg("track_buffer") = 30,
            py::arg("frame_rate") = 10.0, py::kw_only(), py::arg("low_thresh") = 0.1f,
            py::arg("second_match_thresh") = 0.5f, py::arg("unconfirmed_match_thresh") = 0.7f,
-           py::arg("new_track_thresh") = py::none(), py::arg("fuse_score") = true, py::arg("trajectory_length") = 30)
+           py::arg("new_track_thresh") = py::none(), py::arg("fuse_score") = true, py::arg("trajectory_length") = 30,
+           py::arg("speed_window_s") = 1.0)
       .def(
           "update",
           [](PyTracker& self, const py::object& xyxy_obj, const py::object& scores_obj, const py::object& class_ids_obj,
@@ -148,6 +160,34 @@ void ExportTracker(py::module_& m) {
             self.tracker.Reset();
           },
           "Forget every track; ids start at 1 again.")
+      .def(
+          "set_calibration",
+          [](PyTracker& self, const py::object& h_obj) {
+            using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+            const F64Array h = F64Array::ensure(h_obj);
+            if (!h || h.ndim() != 2 || h.shape(0) != 3 || h.shape(1) != 3) {
+              throw std::invalid_argument("image_to_ground must be a 3x3 array of numbers");
+            }
+            std::array<double, 9> m{};
+            std::copy(h.data(), h.data() + 9, m.begin());
+            std::lock_guard<std::mutex> lock(self.mutex);
+            self.tracker.SetCalibration(m);
+          },
+          py::arg("image_to_ground"),
+          "Image (pixels) -> ground (metres) homography: tracks get ground_xy (bottom centre of the box) "
+          "and speed_kmh over speed_window_s.")
+      .def(
+          "clear_calibration",
+          [](PyTracker& self) {
+            std::lock_guard<std::mutex> lock(self.mutex);
+            self.tracker.ClearCalibration();
+          },
+          "Back to image coordinates only (ground_xy and speed_kmh NaN).")
+      .def_property_readonly("calibrated",
+                             [](PyTracker& self) {
+                               std::lock_guard<std::mutex> lock(self.mutex);
+                               return self.tracker.calibrated();
+                             })
       .def(
           "trajectory",
           [](PyTracker& self, int64_t track_id) {

@@ -282,6 +282,12 @@ class Tracks:
     @property
     def class_id(self) -> npt.NDArray[np.int32]: ...
     @property
+    def ground_xy(self) -> npt.NDArray[np.float32]:
+        """(N, 2) metres on the ground of each box's bottom centre; NaN without a calibration."""
+    @property
+    def speed_kmh(self) -> npt.NDArray[np.float32]:
+        """(N,) ground speed over speed_window_s; NaN when unknown."""
+    @property
     def state(self) -> npt.NDArray[np.int8]:
         """TrackState values (confirmed for every output row)."""
 
@@ -301,6 +307,7 @@ class ByteTracker:
         new_track_thresh: float | None = None,
         fuse_score: bool = True,
         trajectory_length: int = 30,
+        speed_window_s: float = 1.0,
     ) -> None:
         """ValueError naming the setting when one is out of range."""
     def update(
@@ -317,6 +324,12 @@ class ByteTracker:
         """
     def reset(self) -> None:
         """Forget every track; ids start at 1 again."""
+    def set_calibration(self, image_to_ground: npt.ArrayLike) -> None:
+        """3x3 image (pixels) -> ground (metres) homography; ValueError if singular."""
+    def clear_calibration(self) -> None:
+        """Back to image coordinates only (ground_xy and speed_kmh NaN)."""
+    @property
+    def calibrated(self) -> bool: ...
     def trajectory(self, track_id: int) -> npt.NDArray[np.float64]:
         """(K, 3) rows of t seconds, cx, cy of a live track, oldest first; (0, 3) if none."""
     @property

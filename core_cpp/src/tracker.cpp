@@ -66,6 +66,47 @@ void TrackerConfig::Validate() const {
   Check(track_buffer >= 0, "track_buffer", "must be >= 0");
   Check(std::isfinite(frame_rate) && frame_rate > 0, "frame_rate", "must be > 0");
   Check(trajectory_length >= 1, "trajectory_length", "must be >= 1");
+  Check(std::isfinite(speed_window_s) && speed_window_s > 0, "speed_window_s", "must be > 0");
+}
+
+void ByteTracker::SetCalibration(const std::array<double, 9>& m) {
+  for (double v : m) {
+    if (!std::isfinite(v)) throw std::invalid_argument("calibration: the homography must hold finite numbers");
+  }
+  const double det =
+      m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) + m[2] * (m[3] * m[7] - m[4] * m[6]);
+  if (!(std::fabs(det) > 1e-12)) throw std::invalid_argument("calibration: the homography is singular");
+  h_ = m;
+  calibrated_ = true;
+}
+
+void ByteTracker::ClearCalibration() { calibrated_ = false; }
+
+TrajectoryPoint ByteTracker::Point(double t, const std::array<float, 4>& box) const {
+  TrajectoryPoint p{t, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, NAN, NAN};
+  if (calibrated_) {
+    const double u = p.cx, v = box[3];  // bottom centre: where the object meets the ground
+    const double w = h_[6] * u + h_[7] * v + h_[8];
+    if (std::fabs(w) > 1e-12) {
+      p.gx = static_cast<float>((h_[0] * u + h_[1] * v + h_[2]) / w);
+      p.gy = static_cast<float>((h_[3] * u + h_[4] * v + h_[5]) / w);
+    }
+  }
+  return p;
+}
+
+// Displacement between the newest point and the oldest one inside the window, over their time.
+float ByteTracker::SpeedKmh(const Track& tr) const {
+  if (tr.trajectory.size() < 2) return NAN;
+  const TrajectoryPoint& now = tr.trajectory.back();
+  if (!std::isfinite(now.gx)) return NAN;
+  for (const TrajectoryPoint& p : tr.trajectory) {
+    if (p.t < now.t - config_.speed_window_s - 1e-9 || !std::isfinite(p.gx)) continue;
+    const double dt = now.t - p.t;
+    if (dt < config_.speed_window_s / 2) return NAN;  // too short a history for a speed
+    return static_cast<float>(std::hypot(now.gx - p.gx, now.gy - p.gy) / dt * 3.6);
+  }
+  return NAN;
 }
 
 ByteTracker::ByteTracker(const TrackerConfig& config)
@@ -138,7 +179,7 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
       if (v.first == tr.class_id) current_votes = v.second;
     if (vote->second > current_votes) tr.class_id = d.class_id;
     const std::array<float, 4> box = tr.Xyxy();
-    tr.trajectory.push_back({t, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2});
+    tr.trajectory.push_back(Point(t, box));
     while (tr.trajectory.size() > static_cast<size_t>(config_.trajectory_length)) tr.trajectory.pop_front();
   };
 
@@ -211,7 +252,7 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
     tr.class_votes.emplace_back(d.class_id, 1);
     tr.start_frame = tr.last_frame = frame_;
     tr.hits = 1;
-    tr.trajectory.push_back({t, (d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2});
+    tr.trajectory.push_back(Point(t, d.box));
     born.push_back(std::move(tr));
   }
 
@@ -254,6 +295,10 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
     out.score.push_back(tr.score);
     out.class_id.push_back(tr.class_id);
     out.state.push_back(static_cast<int8_t>(tr.state));
+    const TrajectoryPoint& last = tr.trajectory.back();
+    out.ground_xy.push_back(last.gx);
+    out.ground_xy.push_back(last.gy);
+    out.speed_kmh.push_back(SpeedKmh(tr));
   }
   return out;
 }

@@ -101,7 +101,7 @@ def test_a_lost_track_comes_back_on_a_low_score_detection():
     t = ByteTracker()
     for k in range(5):
         step(t, [box(100 + 3 * k, 200)])
-    for k in range(5, 8):
+    for _ in range(5, 8):
         assert list(step(t, []).track_id) == []  # lost
     back = step(t, [box(100 + 3 * 8, 200)], scores=[0.3])
     assert list(back.track_id) == [1]
@@ -212,3 +212,44 @@ def test_update_from_threads_is_safe():
         th.join()
     assert not errors
     assert shared.frame_count == 800
+
+
+def test_ground_position_and_speed_from_a_calibration():
+    """1 px = 5 cm on the ground; 5 px per frame at 10 fps is 2.5 m/s, i.e. 9 km/h."""
+    t = ByteTracker(frame_rate=10)
+    t.set_calibration(np.diag([0.05, 0.05, 1.0]))
+    assert t.calibrated
+    out = None
+    for k in range(30):
+        out = step(t, [box(100 + 5 * k, 300)])
+    assert out is not None and list(out.track_id) == [1]
+    cx = (out.xyxy[0, 0] + out.xyxy[0, 2]) / 2
+    np.testing.assert_allclose(out.ground_xy[0], [cx * 0.05, out.xyxy[0, 3] * 0.05], rtol=1e-5)
+    np.testing.assert_allclose(out.speed_kmh[0], 9.0, rtol=0.02)
+
+
+def test_perspective_calibration_maps_the_bottom_centre():
+    h = np.array([[0.02, 0.001, -3.0], [0.0005, 0.05, -10.0], [0.0, 0.0004, 1.0]])
+    t = ByteTracker()
+    t.set_calibration(h)
+    out = step(t, [box(400, 500)])  # first frame: confirmed at once
+    u, v = (out.xyxy[0, 0] + out.xyxy[0, 2]) / 2, out.xyxy[0, 3]
+    x, y, w = h @ np.array([u, v, 1.0])
+    np.testing.assert_allclose(out.ground_xy[0], [x / w, y / w], rtol=1e-5)
+    assert np.isnan(out.speed_kmh[0])  # one point: no speed yet
+
+
+def test_without_calibration_ground_and_speed_are_nan():
+    t = ByteTracker()
+    for k in range(15):
+        out = step(t, [box(100 + 5 * k, 300)])
+    assert np.isnan(out.ground_xy).all() and np.isnan(out.speed_kmh).all()
+    t.set_calibration(np.eye(3))
+    t.clear_calibration()
+    assert not t.calibrated
+
+
+@pytest.mark.parametrize("h", [np.zeros((3, 3)), np.full((3, 3), np.nan), np.eye(2), [[1, 2, 3]]])
+def test_bad_calibration_is_refused(h):
+    with pytest.raises(ValueError, match="homography|3x3"):
+        ByteTracker().set_calibration(h)

@@ -6,11 +6,11 @@
 //   2. detections with score > track_thresh ("high") are matched to confirmed + lost tracks by
 //      IoU cost (fused with the detection score when fuse_score), optimal assignment with cost
 //      limit match_thresh; a matched lost track is confirmed again with its old id;
-//   3. detections with low_thresh < score <= track_thresh ("low") are matched to the confirmed
-//      tracks still unmatched (cost limit second_match_thresh, plain IoU); confirmed tracks left
-//      unmatched become lost;
-//   4. tentative tracks are matched to the high detections left over (cost limit
-//      unconfirmed_match_thresh); a tentative track left unmatched is removed;
+//   3. tentative tracks are matched to the high detections left over (cost limit
+//      unconfirmed_match_thresh);
+//   4. detections with low_thresh < score <= track_thresh ("low") are matched to every track
+//      still unmatched: confirmed, lost and tentative (cost limit second_match_thresh, plain
+//      IoU); confirmed tracks left unmatched become lost, tentative ones are removed;
 //   5. high detections left over with score >= new_track_thresh start tentative tracks (on the
 //      first frame after construction or Reset they are confirmed at once, as in ByteTrack);
 //   6. a lost track not matched for more than max_frames_lost() frames is removed; a confirmed
@@ -49,6 +49,7 @@ struct TrackerConfig {
   float new_track_thresh = -1.f;          // < 0: track_thresh + 0.1, as in ByteTrack
   bool fuse_score = true;                 // cost = 1 - IoU * score in stages 2 and 4
   int trajectory_length = 30;             // centre points kept per track
+  double speed_window_s = 1.0;            // ground speed: displacement over this long
 
   void Validate() const;  // throws std::invalid_argument naming the bad field
 };
@@ -57,6 +58,8 @@ struct TrajectoryPoint {
   double t;  // seconds: the timestamp given to Update, or frame index / frame_rate
   float cx;  // box centre in frame pixels
   float cy;
+  float gx;  // ground position in metres of the box's bottom centre (NaN: no calibration)
+  float gy;
 };
 
 struct Track {
@@ -80,7 +83,9 @@ struct Tracks {
   std::vector<float> xyxy;  // size() * 4
   std::vector<float> score;
   std::vector<int32_t> class_id;
-  std::vector<int8_t> state;  // TrackState
+  std::vector<int8_t> state;     // TrackState
+  std::vector<float> ground_xy;  // size() * 2, metres; NaN without a calibration
+  std::vector<float> speed_kmh;  // ground speed over speed_window_s; NaN when unknown
   size_t size() const { return track_id.size(); }
 };
 
@@ -94,6 +99,12 @@ class ByteTracker {
   Tracks Update(const Detections& detections, double timestamp_s = -1.0);
   // Forgets every track; ids start at 1 again.
   void Reset();
+  // Image (pixels) -> ground (metres) homography, row-major. From then on every track point
+  // gets a ground position (the box's bottom centre, where it touches the road) and tracks a
+  // speed. Throws std::invalid_argument for a non-finite or singular matrix.
+  void SetCalibration(const std::array<double, 9>& image_to_ground);
+  void ClearCalibration();
+  bool calibrated() const { return calibrated_; }
 
   const TrackerConfig& config() const { return config_; }
   int max_frames_lost() const { return max_frames_lost_; }
@@ -113,6 +124,11 @@ class ByteTracker {
   std::vector<Track> lost_;
   int64_t frame_ = 0;
   int64_t next_id_ = 1;
+  bool calibrated_ = false;
+  std::array<double, 9> h_{};  // image -> ground
+
+  TrajectoryPoint Point(double t, const std::array<float, 4>& box) const;
+  float SpeedKmh(const Track& tr) const;
 };
 
 }  // namespace smartcity
