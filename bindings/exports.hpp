@@ -17,6 +17,7 @@ void ExportPipeline(pybind11::module_& m);
 void ExportNv12(pybind11::module_& m);
 void ExportPostprocess(pybind11::module_& m);
 void ExportTracker(pybind11::module_& m);
+void ExportPublisher(pybind11::module_& m);
 
 // A Batch object for Python, or None for a null lease.
 pybind11::object WrapBatch(std::shared_ptr<BatchLease> lease);

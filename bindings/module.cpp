@@ -19,4 +19,5 @@ PYBIND11_MODULE(_core, m) {
   smartcity::bindings::ExportNv12(m);
   smartcity::bindings::ExportPostprocess(m);
   smartcity::bindings::ExportTracker(m);
+  smartcity::bindings::ExportPublisher(m);
 }

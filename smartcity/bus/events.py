@@ -1,0 +1,151 @@
+"""Typed bus events, one per topic family (docs/events.md is the contract).
+
+Events are frozen dataclasses; per-object data of a tracks message are numpy arrays, never a list
+of per-track Python objects. `seq` is the publisher's sequence number on the event's topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from smartcity.bus.defaults import SCHEMA_VERSION
+
+#: Topic families: topic = "<family>.<key>" except config.changed.
+TRACKS = "tracks"
+HEALTH = "health"
+INCIDENT = "incident"
+STATS = "stats"
+CONFIG_CHANGED = "config.changed"
+
+#: Columns of one row of a tracks message, in order.
+TRACK_COLUMNS = ("id", "cls", "score", "x1", "y1", "x2", "y2")
+
+
+def _empty(dtype: Any, shape: tuple[int, ...] = (0,)) -> Any:
+    return field(default_factory=lambda: np.zeros(shape, dtype=dtype))
+
+
+@dataclass(frozen=True, slots=True)
+class TracksEvent:
+    """tracks.<cam>: the tracks of one analyzed frame."""
+
+    family: ClassVar[str] = TRACKS
+    cam: str
+    seq: int
+    frame: int  # frame number in the stream
+    pts: float  # presentation time, seconds
+    t_ns: int  # capture wall-clock time, ns since the Unix epoch
+    w: int  # frame width, pixels (boxes are in these pixels)
+    h: int  # frame height, pixels
+    track_id: npt.NDArray[np.int64] = _empty(np.int64)
+    class_id: npt.NDArray[np.int32] = _empty(np.int32)
+    score: npt.NDArray[np.float32] = _empty(np.float32)
+    xyxy: npt.NDArray[np.float32] = _empty(np.float32, (0, 4))
+    v: int = SCHEMA_VERSION
+
+    @property
+    def topic(self) -> str:
+        return f"{TRACKS}.{self.cam}"
+
+    def __len__(self) -> int:
+        return int(self.track_id.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class HealthEvent:
+    """health.<cam>: stream stats (docs/engine.md), inference, tracking and bus counters."""
+
+    family: ClassVar[str] = HEALTH
+    cam: str
+    seq: int
+    t_ns: int
+    state: str
+    last_error: str = ""
+    packets: int = 0
+    bytes: int = 0
+    frames_decoded: int = 0
+    frames_sampled: int = 0
+    frames_skipped: int = 0
+    frames_dropped: int = 0
+    corrupt_packets: int = 0
+    reconnects: int = 0
+    loops: int = 0
+    last_frame_age_s: float | None = None
+    decode_p50_ms: float = 0.0
+    decode_p99_ms: float = 0.0
+    convert_p50_ms: float = 0.0
+    source_fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    codec: str = ""
+    uptime_s: float = 0.0
+    infer_ms: float = 0.0
+    track_ms: float = 0.0
+    bus_sent: int = 0
+    bus_dropped: int = 0
+    v: int = SCHEMA_VERSION
+
+    @property
+    def topic(self) -> str:
+        return f"{HEALTH}.{self.cam}"
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentEvent:
+    """incident.<type>: an incident opened, updated or closed (written to the store first)."""
+
+    family: ClassVar[str] = INCIDENT
+    type: str  # wrong_way, stopped_vehicle, speeding, congestion, crowding, crash, ...
+    seq: int
+    id: str  # incident id in the store
+    cam: str
+    state: str  # "open", "update" or "closed"
+    t_ns: int  # wall-clock time of this state change, ns
+    track_ids: tuple[int, ...] = ()
+    score: float = 0.0
+    details: dict[str, str | int | float | bool | None] = field(default_factory=dict)
+    v: int = SCHEMA_VERSION
+
+    @property
+    def topic(self) -> str:
+        return f"{INCIDENT}.{self.type}"
+
+
+@dataclass(frozen=True, slots=True)
+class StatsEvent:
+    """stats.<cam>: traffic counts of one camera over one period."""
+
+    family: ClassVar[str] = STATS
+    cam: str
+    seq: int
+    t0_ns: int  # period start, ns since the Unix epoch
+    t1_ns: int  # period end
+    counts: dict[str, int] = field(default_factory=dict)  # class name -> objects counted
+    v: int = SCHEMA_VERSION
+
+    @property
+    def topic(self) -> str:
+        return f"{STATS}.{self.cam}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChangedEvent:
+    """config.changed: the camera set changed; `cams` names the cameras concerned."""
+
+    family: ClassVar[str] = CONFIG_CHANGED
+    seq: int
+    t_ns: int
+    cams: tuple[str, ...] = ()
+    reason: str = ""
+    v: int = SCHEMA_VERSION
+
+    @property
+    def topic(self) -> str:
+        return CONFIG_CHANGED
+
+
+Event = TracksEvent | HealthEvent | IncidentEvent | StatsEvent | ConfigChangedEvent

@@ -1,0 +1,206 @@
+"""The bus codec: round trips, and refusal of malformed, oversized or mistyped payloads."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+
+from smartcity.bus import codec, defaults
+from smartcity.bus.codec import DecodeError, decode, encode, encode_tracks
+from smartcity.bus.events import (
+    ConfigChangedEvent,
+    HealthEvent,
+    IncidentEvent,
+    StatsEvent,
+    TracksEvent,
+)
+from smartcity.bus.subscriber import TopicStats
+
+
+def _tracks(n: int = 5, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 700, (n, 2)).astype(np.float32)
+    wh = rng.uniform(1, 60, (n, 2)).astype(np.float32)
+    return dict(
+        frame=int(rng.integers(0, 10**9)),
+        pts=float(rng.uniform(0, 1e5)),
+        t_ns=int(rng.integers(0, 2**62)),
+        w=768,
+        h=576,
+        track_id=rng.integers(0, 2**40, n),
+        class_id=rng.integers(0, 6, n).astype(np.int32),
+        score=rng.uniform(0, 1, n).astype(np.float32),
+        xyxy=np.hstack([xy, xy + wh]),
+    )
+
+
+def test_tracks_round_trip_is_exact():
+    t = _tracks(17, seed=3)
+    topic, payload = encode_tracks("cam-7", 42, **t)
+    assert topic == b"tracks.cam-7"
+    ev = decode(topic, payload)
+    assert isinstance(ev, TracksEvent)
+    assert (ev.cam, ev.seq, ev.frame, ev.pts, ev.t_ns, ev.w, ev.h) == (
+        "cam-7",
+        42,
+        t["frame"],
+        t["pts"],
+        t["t_ns"],
+        768,
+        576,
+    )
+    np.testing.assert_array_equal(ev.track_id, t["track_id"])
+    np.testing.assert_array_equal(ev.class_id, t["class_id"])
+    np.testing.assert_array_equal(ev.score, t["score"])
+    np.testing.assert_array_equal(ev.xyxy, t["xyxy"])
+    assert ev.xyxy.dtype == np.float32 and ev.track_id.dtype == np.int64
+
+
+def test_tracks_are_compact_rows():
+    topic, payload = encode_tracks("c", 0, **_tracks(2))
+    raw = msgpack.unpackb(payload)
+    assert raw["v"] == defaults.SCHEMA_VERSION
+    assert isinstance(raw["tracks"], list) and all(len(r) == 7 for r in raw["tracks"])
+    # float32 scores and boxes (5 bytes each), ids of at most 9 bytes: at most 37 bytes a row
+    _, big = encode_tracks("c", 0, **_tracks(40))
+    assert len(big) <= 100 + 40 * 37
+
+
+def test_empty_tracks():
+    t = _tracks(0)
+    ev = decode(*encode_tracks("c", 1, **t))
+    assert len(ev) == 0 and ev.xyxy.shape == (0, 4)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        HealthEvent(
+            cam="c1",
+            seq=3,
+            t_ns=5,
+            state="running",
+            packets=9,
+            codec="h264",
+            last_frame_age_s=0.25,
+            infer_ms=3.5,
+        ),
+        IncidentEvent(
+            type="wrong_way",
+            seq=1,
+            id="i-1",
+            cam="c2",
+            state="open",
+            t_ns=7,
+            track_ids=(4, 5),
+            score=0.9,
+            details={"lane": 2, "note": "x"},
+        ),
+        StatsEvent(cam="c3", seq=0, t0_ns=1, t1_ns=2, counts={"car": 12, "bus": 1}),
+        ConfigChangedEvent(seq=8, t_ns=3, cams=("a", "b"), reason="reload"),
+    ],
+)
+def test_other_events_round_trip(event):
+    topic, payload = encode(event)
+    assert topic.decode() == event.topic
+    assert decode(topic, payload) == event
+
+
+def _payload(**override) -> bytes:
+    _, p = encode_tracks("c", 0, **_tracks(3))
+    m = msgpack.unpackb(p)
+    m.update(override)
+    return msgpack.packb({k: v for k, v in m.items() if v is not _DROP})
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (b"", "payload"),
+        (b"\xc1garbage", "payload"),
+        (b"\x93\x01\x02", "payload"),  # truncated array
+        (msgpack.packb([1, 2, 3]), "payload"),
+        (msgpack.packb({"v": 1}) + b"\x00", "payload"),  # extra data
+        (msgpack.packb({1: 2}), "payload"),  # non-string map key
+        (b"\x00" * (defaults.MAX_BUFFER_SIZE + 1), "payload"),
+        (msgpack.packb({"x": b"\x00" * 10}), "payload"),  # bin is not allowed
+        (_payload(v=_DROP), "v"),
+        (_payload(v="1"), "v"),
+        (_payload(v=defaults.SCHEMA_VERSION + 1), "v"),
+        (_payload(cam="other"), "cam"),
+        (_payload(cam=5), "cam"),
+        (_payload(seq=-1), "seq"),
+        (_payload(seq=True), "seq"),
+        (_payload(frame=1.5), "frame"),
+        (_payload(pts="now"), "pts"),
+        (_payload(pts=float("nan")), "pts"),
+        (_payload(tracks=_DROP), "tracks"),
+        (_payload(tracks={"a": 1}), "tracks"),
+        (_payload(tracks=[[1, 2, 0.5, 0, 0, 1]]), "tracks[0]"),
+        (_payload(tracks=[[1, 2, 0.5, 0, 0, 1, 1], "x"]), "tracks[1]"),
+        (_payload(tracks=[[-1, 2, 0.5, 0, 0, 1, 1]]), "tracks[0].id"),
+        (_payload(tracks=[[1, "car", 0.5, 0, 0, 1, 1]]), "tracks[0].cls"),
+        (_payload(tracks=[[1, 2, None, 0, 0, 1, 1]]), "tracks[0].score"),
+        (_payload(tracks=[[1, 2, 0.5, 0, 0, float("inf"), 1]]), "tracks[0].x2"),
+        (_payload(tracks=[[1, 2, 0.5, 0, 0, 1, 1]] * (defaults.MAX_TRACKS + 1)), "tracks"),
+    ],
+)
+def test_malformed_payloads_are_refused_naming_the_field(payload, field):
+    with pytest.raises(DecodeError) as info:
+        decode(b"tracks.c", payload)
+    assert info.value.field == field, str(info.value)
+    assert str(info.value).startswith(field + ":")
+
+
+@pytest.mark.parametrize(
+    "topic", [b"", b"tracks", b"tracks.", b"nope.c", b"\xff\xfe.c", b"t" * 300]
+)
+def test_bad_topics_are_refused(topic):
+    with pytest.raises(DecodeError) as info:
+        decode(topic, encode_tracks("c", 0, **_tracks(1))[1])
+    assert info.value.field == "topic"
+
+
+def test_fuzzed_garbage_never_escapes_as_another_error():
+    rng = np.random.default_rng(1)
+    _, good = encode_tracks("c", 0, **_tracks(4))
+    refused = 0
+    for _ in range(3000):
+        b = bytearray(good)
+        for _ in range(int(rng.integers(1, 6))):
+            b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+        cut = int(rng.integers(0, len(b) + 1))
+        try:
+            decode(b"tracks.c", bytes(b[:cut]))
+        except DecodeError:
+            refused += 1
+    assert refused > 0
+
+
+def test_newer_fields_are_ignored_older_readers_keep_working():
+    _, p = encode_tracks("c", 0, **_tracks(2))
+    m = msgpack.unpackb(p)
+    m["future_field"] = [1, 2]
+    m["tracks"] = [row + [99] for row in m["tracks"]]  # an appended column
+    ev = decode(b"tracks.c", msgpack.packb(m))
+    assert len(ev) == 2
+
+
+def test_gap_accounting():
+    s = TopicStats()
+    for seq in [5, 6, 7, 10, 11, 0, 1, 3, 2]:
+        s.see(seq)
+    # joined at 5 (not a gap); 8, 9 missing; restart at 0; 2 missing then 2 arrives late (restart)
+    assert s.first_seq == 5
+    assert s.gaps == 2 + 1 + 2
+    assert s.restarts == 2
+    assert s.last_seq == 2
+
+
+def test_peek_seq_of_undecodable_payload():
+    assert codec.peek_seq(_payload(seq=12, cam="zzz")) == 12
+    assert codec.peek_seq(b"\xc1") is None
