@@ -7,6 +7,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "batch_access.hpp"
 #include "exports.hpp"
 
 namespace py = pybind11;
@@ -115,6 +116,13 @@ void ExportBatch(py::module_& m) {
 py::object WrapBatch(std::shared_ptr<BatchLease> lease) {
   if (!lease) return py::none();
   return py::cast(PyBatch{std::move(lease)});
+}
+
+std::shared_ptr<BatchLease> LeaseOf(const py::handle& batch) {
+  if (!py::isinstance<PyBatch>(batch)) throw py::type_error("expected a smartcity Batch");
+  const PyBatch& b = batch.cast<const PyBatch&>();
+  b.Get();  // throws when released
+  return b.lease;
 }
 
 }  // namespace smartcity::bindings

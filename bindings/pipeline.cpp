@@ -4,6 +4,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <array>
+
+#include "batch_access.hpp"
 #include "exports.hpp"
 
 namespace py = pybind11;
@@ -136,6 +140,59 @@ void ExportPipeline(py::module_& m) {
           },
           py::arg("max_batch") = 8, py::arg("max_wait_ms") = 50,
           "The next batch of up to max_batch sampled frames, or None when none came within max_wait_ms.")
+      .def(
+          "configure_tracking",
+          [](Pipeline& p, float track_thresh, float match_thresh, int track_buffer, double speed_window_s) {
+            TrackerConfig c;
+            c.track_thresh = track_thresh;
+            c.match_thresh = match_thresh;
+            c.track_buffer = track_buffer;
+            c.speed_window_s = speed_window_s;
+            p.SetTrackerConfig(c);
+          },
+          py::kw_only(), py::arg("track_thresh") = 0.5f, py::arg("match_thresh") = 0.8f, py::arg("track_buffer") = 30,
+          py::arg("speed_window_s") = 1.0,
+          "Settings of the per-camera ByteTrackers made from now on (frame_rate: the stream's analysis rate).")
+      .def(
+          "set_calibration",
+          [](Pipeline& p, const std::string& camera_id, const py::object& h_obj) {
+            using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+            const F64Array h = F64Array::ensure(h_obj);
+            if (!h || h.ndim() != 2 || h.shape(0) != 3 || h.shape(1) != 3) {
+              throw std::invalid_argument("image_to_ground must be a 3x3 array of numbers");
+            }
+            std::array<double, 9> m{};
+            std::copy(h.data(), h.data() + 9, m.begin());
+            p.SetCalibration(camera_id, m);
+          },
+          py::arg("camera_id"), py::arg("image_to_ground"),
+          "A camera's image (pixels) -> ground (metres) homography: its tracks get ground_xy and speed_kmh.")
+      .def(
+          "track",
+          [](Pipeline& p, const py::handle& batch, const py::sequence& detections) {
+            const std::shared_ptr<BatchLease> lease = LeaseOf(batch);
+            std::vector<const Detections*> dets;
+            for (const py::handle& d : detections) {
+              if (d.is_none()) {
+                dets.push_back(nullptr);
+              } else if (py::isinstance<Detections>(d)) {
+                dets.push_back(&d.cast<const Detections&>());
+              } else {
+                throw py::type_error("detections must hold smartcity Detections (or None)");
+              }
+            }
+            std::vector<Tracks> out;
+            {
+              py::gil_scoped_release release;
+              out = p.Track(*lease, dets);
+            }
+            py::list result;
+            for (auto& t : out) result.append(py::cast(std::move(t)));
+            return result;
+          },
+          py::arg("batch"), py::arg("detections"),
+          "Updates each camera's tracker with its slot's detections (one Detections or None per slot, in "
+          "slot order) and returns one Tracks per slot.")
       .def("close", &Pipeline::Close, py::call_guard<py::gil_scoped_release>(), "Stop every stream.")
       .def_property_readonly("closed", &Pipeline::closed)
       .def(

@@ -215,6 +215,19 @@ class Pipeline:
         """(BGR uint8 image H x W x 3, frame number) of the latest sampled frame, or None."""
     def next_batch(self, max_batch: int = 8, max_wait_ms: int = 50) -> Batch | None:
         """The next batch of up to max_batch sampled frames, or None after max_wait_ms."""
+    def configure_tracking(
+        self,
+        *,
+        track_thresh: float = 0.5,
+        match_thresh: float = 0.8,
+        track_buffer: int = 30,
+        speed_window_s: float = 1.0,
+    ) -> None:
+        """Settings of the per-camera ByteTrackers made from now on."""
+    def set_calibration(self, camera_id: str, image_to_ground: npt.ArrayLike) -> None:
+        """A camera's image -> ground (metres) homography: its tracks get ground_xy, speed_kmh."""
+    def track(self, batch: Batch, detections: Sequence[Detections | None]) -> list[Tracks]:
+        """Update each camera's tracker with its slot's detections; one Tracks per slot."""
     def close(self) -> None:
         """Stop every stream; next_batch returns None from then on."""
     def __enter__(self) -> Pipeline: ...

@@ -28,6 +28,11 @@ bool Pipeline::RemoveStream(const std::string& camera_id) {
     stream = std::move(it->second);
     streams_.erase(it);
   }
+  {
+    std::lock_guard<std::mutex> lock(tracking_mu_);
+    trackers_.erase(camera_id);
+    calibrations_.erase(camera_id);
+  }
   stream->RequestStop();
   stream->Join();
   return true;
@@ -70,6 +75,55 @@ bool Pipeline::LatestFrameBgr(const std::string& camera_id, std::vector<uint8_t>
 
 std::shared_ptr<BatchLease> Pipeline::NextBatch(int max_batch, int max_wait_ms) {
   return batcher_->Next(max_batch, max_wait_ms);
+}
+
+void Pipeline::SetTrackerConfig(const TrackerConfig& config) {
+  config.Validate();
+  std::lock_guard<std::mutex> lock(tracking_mu_);
+  tracker_config_ = config;
+}
+
+void Pipeline::SetCalibration(const std::string& camera_id, const std::array<double, 9>& image_to_ground) {
+  Find(camera_id);    // throws UnknownCamera
+  ByteTracker check;  // validates the matrix before anything is stored
+  check.SetCalibration(image_to_ground);
+  std::lock_guard<std::mutex> lock(tracking_mu_);
+  calibrations_[camera_id] = image_to_ground;
+  auto it = trackers_.find(camera_id);
+  if (it != trackers_.end()) it->second->SetCalibration(image_to_ground);
+}
+
+std::vector<Tracks> Pipeline::Track(const BatchLease& lease, const std::vector<const Detections*>& dets) {
+  if (static_cast<int>(dets.size()) != lease.size()) {
+    throw std::invalid_argument("detections: " + std::to_string(dets.size()) + " entries for a batch of " +
+                                std::to_string(lease.size()) + " slots");
+  }
+  std::vector<Tracks> out(dets.size());
+  std::lock_guard<std::mutex> lock(tracking_mu_);
+  for (size_t i = 0; i < dets.size(); ++i) {
+    const SlotMeta& slot = lease.meta()[i];
+    auto it = trackers_.find(slot.camera_id);
+    if (it == trackers_.end()) {
+      std::shared_ptr<Stream> stream;
+      {
+        std::lock_guard<std::mutex> streams_lock(mu_);
+        auto s = streams_.find(slot.camera_id);
+        if (s != streams_.end()) stream = s->second;
+      }
+      if (!stream) continue;  // removed since the batch was taken
+      TrackerConfig c = tracker_config_;
+      const double analyze = stream->config().analyze_fps;
+      const double source = stream->Stats().source_fps;
+      c.frame_rate = analyze > 0 ? analyze : (source > 0 ? source : c.frame_rate);
+      auto tracker = std::make_unique<ByteTracker>(c);
+      auto cal = calibrations_.find(slot.camera_id);
+      if (cal != calibrations_.end()) tracker->SetCalibration(cal->second);
+      it = trackers_.emplace(slot.camera_id, std::move(tracker)).first;
+    }
+    if (!dets[i]) continue;
+    out[i] = it->second->Update(*dets[i], slot.pts_s);
+  }
+  return out;
 }
 
 void Pipeline::Close() {

@@ -1,6 +1,7 @@
 // Pipeline: owns the streams and the batcher. Streams can be added and removed while it runs.
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -10,7 +11,9 @@
 #include <vector>
 
 #include "smartcity/batch.hpp"
+#include "smartcity/detections.hpp"
 #include "smartcity/stream.hpp"
+#include "smartcity/tracker.hpp"
 
 namespace smartcity {
 
@@ -49,6 +52,18 @@ class Pipeline {
   // Blocks up to max_wait_ms; nullptr on time-out or after Close().
   std::shared_ptr<BatchLease> NextBatch(int max_batch, int max_wait_ms);
 
+  // Tracking: one ByteTracker per camera, made on the camera's first Track call with this
+  // config (frame_rate replaced by the stream's analysis rate: analyze_fps, or the source rate
+  // when every frame is analysed). Changing it affects trackers made afterwards.
+  void SetTrackerConfig(const TrackerConfig& config);
+  // Image -> ground homography of a camera (row-major), for ground positions and speeds.
+  // Throws UnknownCamera, or std::invalid_argument for a singular matrix.
+  void SetCalibration(const std::string& camera_id, const std::array<double, 9>& image_to_ground);
+  // Tracks of every slot of a batch: dets[i] are the detections of slot i (frame pixels). The
+  // trackers are updated in slot order with the slots' timestamps. Slots of cameras removed
+  // meanwhile get empty Tracks. Throws std::invalid_argument if dets.size() != lease.size().
+  std::vector<Tracks> Track(const BatchLease& lease, const std::vector<const Detections*>& dets);
+
   // Stops every stream; NextBatch returns nullptr from then on.
   void Close();
   bool closed() const;
@@ -61,6 +76,11 @@ class Pipeline {
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Stream>> streams_;
   bool closed_ = false;
+
+  std::mutex tracking_mu_;  // the trackers, their config and the calibrations
+  TrackerConfig tracker_config_;
+  std::map<std::string, std::unique_ptr<ByteTracker>> trackers_;
+  std::map<std::string, std::array<double, 9>> calibrations_;
 };
 
 }  // namespace smartcity
