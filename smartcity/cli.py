@@ -166,6 +166,47 @@ def _cmd_scenarios_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_engine(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from smartcity.bus import Broker, publisher_endpoint
+    from smartcity.engine.process import Engine, EngineConfigError, load_engine_config
+
+    try:
+        settings = load_engine_config(args.config)
+    except EngineConfigError as e:
+        print(f"smartcity engine: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    broker = Broker(args.run_dir).start() if args.with_broker else None
+    try:
+        try:
+            engine = Engine(settings, publisher_endpoint(args.run_dir))
+        except (EngineConfigError, ValueError, OSError) as e:
+            print(f"smartcity engine: {e}", file=sys.stderr)
+            return 2
+        names = ", ".join(c.camera_id for c in settings.cameras)
+        print(
+            f"smartcity engine: {len(settings.cameras)} cameras ({names}), model {settings.model}"
+        )
+        sys.stdout.flush()
+        try:
+            counters = engine.run(stop, seconds=args.seconds)
+        finally:
+            engine.close()
+        print(
+            f"smartcity engine: {counters.batches} batches, {counters.frames} frames, "
+            f"{counters.tracks_published} tracks messages ({counters.tracks_dropped} dropped)"
+        )
+    finally:
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smartcity", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -229,6 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--max-truncation", type=float, default=0.7)
     ds.add_argument("--quiet", action="store_true")
     ds.set_defaults(func=_cmd_scenarios_dataset)
+    engine = sub.add_parser(
+        "engine", help="run a camera set: decode, detect, track, publish on the bus"
+    )
+    engine.add_argument("--config", required=True, help="engine YAML (docs/events.md)")
+    engine.add_argument("--run-dir", default=None, help="bus run directory (0700)")
+    engine.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    engine.add_argument(
+        "--with-broker", action="store_true", help="also run the bus broker in this process"
+    )
+    engine.set_defaults(func=_cmd_engine)
+
     from smartcity.engine.models_cli import add_models_parser
 
     add_models_parser(sub)

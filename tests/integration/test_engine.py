@@ -1,0 +1,147 @@
+"""The engine process end to end: real clip -> person model -> trackers -> bus -> subscriber."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smartcity.bus import (
+    Broker,
+    HealthEvent,
+    Subscriber,
+    TracksEvent,
+    publisher_endpoint,
+    subscriber_endpoint,
+)
+from smartcity.engine.process import (
+    Engine,
+    EngineConfigError,
+    parse_engine_config,
+)
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def run_dir():
+    d = tempfile.mkdtemp(prefix="sc-eng-", dir="/tmp")  # ipc:// paths must stay short
+    yield Path(d)
+    for p in Path(d).iterdir():
+        p.unlink()
+    Path(d).rmdir()
+
+
+def _config(vtest: Path, **extra) -> dict:
+    cfg = {
+        "model": "person-ssdlite",
+        "models_root": str(ROOT / "models"),
+        "max_batch": 4,
+        "health_interval_s": 0.5,
+        "cameras": [
+            {"id": "gate-1", "url": str(vtest), "analyze_fps": 5, "loop": True, "realtime": True},
+            {
+                "id": "gate-2",
+                "url": str(vtest),
+                "analyze_fps": 5,
+                "loop": True,
+                "realtime": True,
+                "image_to_ground": [[0.02, 0, 0], [0, 0.02, 0], [0, 0, 1]],
+            },
+        ],
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def test_engine_publishes_tracks_and_health(vtest, run_dir):
+    with Broker(run_dir) as _broker:
+        with Subscriber(subscriber_endpoint(run_dir), ["tracks.", "health."]) as sub:
+            time.sleep(0.2)  # let the subscription reach the broker
+            engine = Engine(parse_engine_config(_config(vtest)), publisher_endpoint(run_dir))
+            stop = threading.Event()
+            runner = threading.Thread(target=engine.run, args=(stop, 6.0))
+            runner.start()
+            events = []
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline and runner.is_alive():
+                ev = sub.recv(timeout_s=0.5)
+                if ev is not None:
+                    events.append(ev)
+            runner.join()
+            engine.close()
+            while (ev := sub.recv(timeout_s=0.3)) is not None:
+                events.append(ev)
+            totals = sub.totals()
+    tracks = [e for e in events if isinstance(e, TracksEvent)]
+    health = [e for e in events if isinstance(e, HealthEvent)]
+    for cam in ("gate-1", "gate-2"):
+        mine = [e for e in tracks if e.cam == cam]
+        assert len(mine) >= 15, (cam, len(mine))  # ~5 analysed frames per second
+        assert [e.seq for e in mine] == list(range(mine[0].seq, mine[0].seq + len(mine)))
+        with_people = [e for e in mine if len(e) > 0]
+        assert len(with_people) >= 0.8 * len(mine)
+        assert all((e.class_id == 0).all() for e in with_people)  # person
+        assert all(e.w == 768 and e.h == 576 for e in mine)
+        assert any(h.cam == cam and h.state == "running" for h in health)
+    assert totals.gaps == 0
+    assert engine.counters.tracks_dropped == 0
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"model": ""}, "model"),
+        ({"cameras": []}, "cameras"),
+        ({"cameras": [{"id": "a"}]}, "cameras[0].url"),
+        ({"cameras": [{"id": "a", "url": "x", "analyze_fps": -1}]}, "cameras[0].analyze_fps"),
+        ({"cameras": [{"id": "a", "url": "x", "image_to_ground": [[1, 2]]}]}, "image_to_ground"),
+        ({"cameras": [{"id": "a", "url": "x"}, {"id": "a", "url": "y"}]}, "cameras[1].id"),
+        ({"max_batch": 0}, "max_batch"),
+        ({"tracking": {"speed": 1}}, "tracking.speed"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_engine_config_names_the_field(vtest, patch, field):
+    with pytest.raises(EngineConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        parse_engine_config(_config(vtest, **patch))
+
+
+def test_engine_command_runs_with_its_own_broker(vtest, run_dir, tmp_path):
+    cfg = tmp_path / "engine.yaml"
+    cfg.write_text(yaml.safe_dump(_config(vtest)))
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "smartcity",
+            "engine",
+            "--config",
+            str(cfg),
+            "--run-dir",
+            str(run_dir),
+            "--with-broker",
+            "--seconds",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "2 cameras (gate-1, gate-2)" in r.stdout
+    assert "tracks messages (0 dropped)" in r.stdout
+
+
+def test_the_example_configuration_is_valid():
+    from smartcity.engine.process import load_engine_config
+
+    s = load_engine_config(ROOT / "appliance" / "engine.example.yaml")
+    assert s.model == "person-ssdlite" and (s.models_root / s.model / "model.yaml").is_file()
+    assert Path(s.cameras[0].url).is_file()  # resolved against the configuration's folder
