@@ -9,6 +9,7 @@
 
 #include "batch_access.hpp"
 #include "exports.hpp"
+#include "homography.hpp"
 
 namespace py = pybind11;
 
@@ -155,15 +156,8 @@ void ExportPipeline(py::module_& m) {
           "Settings of the per-camera ByteTrackers made from now on (frame_rate: the stream's analysis rate).")
       .def(
           "set_calibration",
-          [](Pipeline& p, const std::string& camera_id, const py::object& h_obj) {
-            using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
-            const F64Array h = F64Array::ensure(h_obj);
-            if (!h || h.ndim() != 2 || h.shape(0) != 3 || h.shape(1) != 3) {
-              throw std::invalid_argument("image_to_ground must be a 3x3 array of numbers");
-            }
-            std::array<double, 9> m{};
-            std::copy(h.data(), h.data() + 9, m.begin());
-            p.SetCalibration(camera_id, m);
+          [](Pipeline& p, const std::string& camera_id, const py::object& h) {
+            p.SetCalibration(camera_id, HomographyFrom(h, "image_to_ground"));
           },
           py::arg("camera_id"), py::arg("image_to_ground"),
           "A camera's image (pixels) -> ground (metres) homography: its tracks get ground_xy and speed_kmh.")

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "exports.hpp"
+#include "homography.hpp"
 
 namespace py = pybind11;
 
@@ -162,14 +163,8 @@ void ExportTracker(py::module_& m) {
           "Forget every track; ids start at 1 again.")
       .def(
           "set_calibration",
-          [](PyTracker& self, const py::object& h_obj) {
-            using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
-            const F64Array h = F64Array::ensure(h_obj);
-            if (!h || h.ndim() != 2 || h.shape(0) != 3 || h.shape(1) != 3) {
-              throw std::invalid_argument("image_to_ground must be a 3x3 array of numbers");
-            }
-            std::array<double, 9> m{};
-            std::copy(h.data(), h.data() + 9, m.begin());
+          [](PyTracker& self, const py::object& h) {
+            const std::array<double, 9> m = HomographyFrom(h, "image_to_ground");
             std::lock_guard<std::mutex> lock(self.mutex);
             self.tracker.SetCalibration(m);
           },
