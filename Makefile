@@ -44,13 +44,13 @@ bench: build
 	$(PY) bench/render.py
 
 lint: build
-	$(VENV)/bin/ruff check smartcity tests bench
-	$(VENV)/bin/ruff format --check smartcity tests bench
+	$(VENV)/bin/ruff check smartcity tests bench models
+	$(VENV)/bin/ruff format --check smartcity tests bench models
 	clang-format --dry-run --Werror $(filter %.cpp %.hpp %.cu,$(CXX_SOURCES))
 	$(VENV)/bin/mypy
 
 format: build
-	$(VENV)/bin/ruff format smartcity tests bench
+	$(VENV)/bin/ruff format smartcity tests bench models
 	clang-format -i $(filter %.cpp %.hpp %.cu,$(CXX_SOURCES))
 
 clean:

@@ -1,0 +1,364 @@
+"""Train and export the synthetic-traffic detector (a tiny anchor-free YOLO-style CNN).
+
+    .venv/bin/pip install torch==2.13.0            # training only; the appliance does not need it
+    .venv/bin/python models/synthetic-traffic/dataset.py --out /tmp/stdata
+    .venv/bin/python models/synthetic-traffic/train.py --data /tmp/stdata --minutes 25
+
+Input: 512x288 RGB float [0, 1], letterboxed (a 640x360 frame is scaled by 0.8 exactly, no
+padding; other sizes are padded with 114 like the core's letterbox). Output `output0`
+[B, 4+6, 3024]: cx, cy, w, h in model-input pixels, then the six appliance class scores after a
+sigmoid (YOLOv8 layout), from three levels (stride 8, 16, 32: 64x36 + 32x18 + 16x9 points).
+
+Assignment: a truth box is given to the levels whose size range holds its longer side
+(stride 8: up to 64 px, 16: 32-160 px, 32: from 96 px) and there to the points within 1.5
+strides of its centre that lie inside the box grown by half a stride (at least one point per
+level); a point claimed by two boxes takes the smaller. Loss: GIoU on the decoded boxes of the
+positives + binary cross-entropy on all class scores, summed over points and divided by the
+number of positives (YOLOv8 style, target 1 for the positive's class). Boxes are decoded as
+cx = px + dx * s, w = exp(tw) * s.
+
+Training runs for a wall-clock budget (--minutes) with one thread, AdamW, a cosine learning
+rate over the budget; flips and brightness/contrast jitter. Then the model is exported with
+torch.onnx.export (opset 17, dynamic batch) to synthetic-traffic.onnx beside this file, and the
+loss curve is written to train_log.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
+W, H = 512, 288
+STRIDES = (8, 16, 32)
+RANGES = ((0.0, 64.0), (32.0, 160.0), (96.0, 1e9))
+NC = len(CLASSES)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def cbr(ci: int, co: int, k: int = 3, s: int = 1, p: int | None = None) -> nn.Sequential:
+    # explicit padding (an integer), no 'same' strings: the ONNX graph carries plain pads
+    p = k // 2 if p is None else p
+    return nn.Sequential(
+        nn.Conv2d(ci, co, k, s, padding=p, bias=False), nn.BatchNorm2d(co), nn.ReLU(True)
+    )
+
+
+class Net(nn.Module):
+    def __init__(self, width: tuple[int, ...] = (32, 48, 64, 128), fpn: int = 32) -> None:
+        super().__init__()
+        c2, c3, c4, c5 = width
+        self.stem = cbr(3, c2, 4, 4, 0)  # /4: a 4x4 patch per output (cheap on a CPU)
+        self.s3 = nn.Sequential(cbr(c2, c3, 3, 2), cbr(c3, c3))  # /8
+        self.s4 = nn.Sequential(cbr(c3, c4, 3, 2), cbr(c4, c4))  # /16
+        self.s5 = nn.Sequential(cbr(c4, c5, 3, 2), cbr(c5, c5))  # /32
+        self.l3, self.l4, self.l5 = cbr(c3, fpn, 1), cbr(c4, fpn, 1), cbr(c5, fpn, 1)
+        self.m3, self.m4 = cbr(fpn, fpn), cbr(fpn, fpn)
+        self.head = nn.Sequential(cbr(fpn, fpn), nn.Conv2d(fpn, 4 + NC, 1))
+        b = self.head[-1].bias
+        nn.init.constant_(b[4:], -4.6)  # prior 0.01 for the class scores
+        nn.init.constant_(b[:4], 0.0)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        p3 = self.s3(x)
+        p4 = self.s4(p3)
+        p5 = self.s5(p4)
+        f5 = self.l5(p5)
+        f4 = self.m4(self.l4(p4) + F.interpolate(f5, scale_factor=2.0, mode="nearest"))
+        f3 = self.m3(self.l3(p3) + F.interpolate(f4, scale_factor=2.0, mode="nearest"))
+        return [self.head(f).flatten(2) for f in (f3, f4, f5)]  # each [B, 4+C, n]
+
+
+def grid(w: int = W, h: int = H) -> tuple[torch.Tensor, torch.Tensor]:
+    """Point centres (N, 2) in input pixels and their strides (N,)."""
+    pts, ss = [], []
+    for s in STRIDES:
+        gy, gx = torch.meshgrid(
+            torch.arange(h // s, dtype=torch.float32),
+            torch.arange(w // s, dtype=torch.float32),
+            indexing="ij",
+        )
+        pts.append(torch.stack([(gx.flatten() + 0.5) * s, (gy.flatten() + 0.5) * s], 1))
+        ss.append(torch.full((gx.numel(),), float(s)))
+    return torch.cat(pts), torch.cat(ss)
+
+
+def decode(raw: torch.Tensor, pts: torch.Tensor, ss: torch.Tensor) -> torch.Tensor:
+    """raw [B, 4, N] -> cx, cy, w, h [B, 4, N] in input pixels."""
+    cxy = pts.t()[None] + raw[:, :2] * ss[None, None]
+    wh = torch.exp(raw[:, 2:4].clamp(-6.0, 6.0)) * ss[None, None]
+    return torch.cat([cxy, wh], 1)
+
+
+class Export(nn.Module):
+    """[B, 3, H, W] -> [B, 4+C, N] (YOLOv8 layout), scores after a sigmoid."""
+
+    def __init__(self, net: Net) -> None:
+        super().__init__()
+        self.net = net
+        pts, ss = grid()
+        self.register_buffer("pts", pts)
+        self.register_buffer("ss", ss)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raw = torch.cat(self.net(x), 2)
+        return torch.cat([decode(raw[:, :4], self.pts, self.ss), torch.sigmoid(raw[:, 4:])], 1)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def letterbox(img: np.ndarray, w: int = W, h: int = H) -> tuple[np.ndarray, float, float, float]:
+    """BGR frame -> (h, w, 3) letterboxed, padded with 114; scale, pad_x, pad_y."""
+    ih, iw = img.shape[:2]
+    s = min(w / iw, h / ih)
+    nw, nh = round(iw * s), round(ih * s)
+    px, py = (w - nw) // 2, (h - nh) // 2
+    out = np.full((h, w, 3), 114, np.uint8)
+    out[py : py + nh, px : px + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+    return out, s, px, py
+
+
+def load_split(roots: list[Path], split: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """All images of a split as (n, H, W, 3) RGB uint8 and per image (k, 5) class x0 y0 x1 y1."""
+    files = sorted(p for r in roots for p in (r / "images" / split).glob("*.jpg"))
+    imgs = np.empty((len(files), H, W, 3), np.uint8)
+    boxes = []
+    for i, f in enumerate(files):
+        bgr = cv2.imread(str(f))
+        lb, s, px, py = letterbox(bgr)
+        imgs[i] = lb[:, :, ::-1]
+        lab = f.parent.parent.parent / "labels" / split / (f.stem + ".txt")
+        text = lab.read_text().split()
+        a = np.array(text, dtype=np.float32).reshape(-1, 5)
+        ih, iw = bgr.shape[:2]
+        cx, cy, bw, bh = a[:, 1] * iw, a[:, 2] * ih, a[:, 3] * iw, a[:, 4] * ih
+        b = np.stack(
+            [
+                a[:, 0],
+                (cx - bw / 2) * s + px,
+                (cy - bh / 2) * s + py,
+                (cx + bw / 2) * s + px,
+                (cy + bh / 2) * s + py,
+            ],
+            1,
+        )
+        boxes.append(b.astype(np.float32))
+    return imgs, boxes
+
+
+def make_batch(
+    imgs: np.ndarray, boxes: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator, aug: bool
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    x = torch.from_numpy(imgs[idx]).permute(0, 3, 1, 2).float().div_(255.0)  # channels_last
+    out = []
+    for j, i in enumerate(idx):
+        b = boxes[i].copy()
+        if aug:
+            if rng.random() < 0.5:
+                x[j] = x[j].flip(-1)
+                b[:, [1, 3]] = W - b[:, [3, 1]]
+            gain = rng.uniform(0.6, 1.4)
+            bias = rng.uniform(-0.1, 0.1)
+            x[j] = ((x[j] - 0.5) * rng.uniform(0.7, 1.3) + 0.5) * gain + bias
+            x[j] = x[j].clamp_(0, 1)
+        out.append(torch.from_numpy(b))
+    return x, out
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def giou(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """a, b (n, 4) xyxy -> (iou, giou) (n,)."""
+    ix0, iy0 = torch.max(a[:, 0], b[:, 0]), torch.max(a[:, 1], b[:, 1])
+    ix1, iy1 = torch.min(a[:, 2], b[:, 2]), torch.min(a[:, 3], b[:, 3])
+    inter = (ix1 - ix0).clamp(0) * (iy1 - iy0).clamp(0)
+    aa = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    ab = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = aa + ab - inter + 1e-7
+    iou = inter / union
+    cw = torch.max(a[:, 2], b[:, 2]) - torch.min(a[:, 0], b[:, 0])
+    ch = torch.max(a[:, 3], b[:, 3]) - torch.min(a[:, 1], b[:, 1])
+    c = cw * ch + 1e-7
+    return iou, iou - (c - union) / c
+
+
+def assign(gt: torch.Tensor, pts: torch.Tensor, ss: torch.Tensor) -> torch.Tensor:
+    """gt (k, 5) -> index of the truth box per point (N,), -1 for background."""
+    n = pts.shape[0]
+    if len(gt) == 0:
+        return torch.full((n,), -1, dtype=torch.long)
+    x0, y0, x1, y1 = gt[:, 1], gt[:, 2], gt[:, 3], gt[:, 4]
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = torch.max(x1 - x0, y1 - y0)
+    px, py, s = pts[:, :1], pts[:, 1:], ss[:, None]  # (N, 1)
+    near = ((px - cx).abs() <= 1.5 * s) & ((py - cy).abs() <= 1.5 * s)
+    inside = (px >= x0 - s / 2) & (px <= x1 + s / 2) & (py >= y0 - s / 2) & (py <= y1 + s / 2)
+    lo = torch.tensor([r[0] for r in RANGES])
+    hi = torch.tensor([r[1] for r in RANGES])
+    lvl = torch.bucketize(s[:, 0], torch.tensor(STRIDES, dtype=torch.float32))  # 0, 1, 2
+    ok = (side[None] >= lo[lvl][:, None]) & (side[None] <= hi[lvl][:, None])
+    m = near & inside & ok  # (N, k)
+    area = ((x1 - x0) * (y1 - y0))[None].expand(n, -1)
+    cost = torch.where(m, area, torch.full_like(area, float("inf")))
+    best = cost.argmin(1)
+    return torch.where(m.any(1), best, torch.full_like(best, -1))
+
+
+def loss_fn(
+    outs: list[torch.Tensor], gts: list[torch.Tensor], pts: torch.Tensor, ss: torch.Tensor
+) -> tuple[torch.Tensor, float, float]:
+    raw = torch.cat(outs, 2)  # [B, 4+C, N]
+    box = decode(raw[:, :4], pts, ss)  # cx cy w h
+    xyxy = torch.cat([box[:, :2] - box[:, 2:] / 2, box[:, :2] + box[:, 2:] / 2], 1)
+    logits = raw[:, 4:]
+    target = torch.zeros_like(logits)
+    pred_pos, gt_pos = [], []
+    for b, gt in enumerate(gts):
+        a = assign(gt, pts, ss)
+        pos = torch.nonzero(a >= 0)[:, 0]
+        if len(pos) == 0:
+            continue
+        g = gt[a[pos]]
+        target[b, g[:, 0].long(), pos] = 1.0
+        pred_pos.append(xyxy[b][:, pos].t())
+        gt_pos.append(g[:, 1:])
+    npos = max(sum(len(p) for p in pred_pos), 1)
+    lcls = F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / npos
+    if pred_pos:
+        _, gi = giou(torch.cat(pred_pos), torch.cat(gt_pos))
+        lbox = (1.0 - gi).sum() / npos
+    else:
+        lbox = logits.sum() * 0
+    return lcls + 2.0 * lbox, lcls.item(), lbox.item()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def export(net: Net, path: Path) -> None:
+    net.eval()
+    model = Export(net).eval()
+    x = torch.zeros(1, 3, H, W)
+    torch.onnx.export(
+        model,
+        (x,),
+        str(path),
+        opset_version=17,
+        input_names=["images"],
+        output_names=["output0"],
+        dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}},
+        dynamo=False,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="/tmp/stdata", help="dataset.py's output folder")
+    ap.add_argument("--minutes", type=float, default=25.0, help="wall-clock training budget")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(HERE / "synthetic-traffic.onnx"))
+    ap.add_argument("--checkpoint", default="/tmp/synthetic-traffic.pt", help="state_dict")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    roots = [p for p in sorted(Path(a.data).iterdir()) if (p / "images").is_dir()]
+    t0 = time.time()
+    imgs, boxes = load_split(roots, "train")
+    vimgs, vboxes = load_split(roots, "val")
+    print(
+        f"loaded {len(imgs)} train, {len(vimgs)} val images in {time.time() - t0:.0f} s", flush=True
+    )
+    net = Net().to(memory_format=torch.channels_last)
+    print(f"parameters: {sum(p.numel() for p in net.parameters())}", flush=True)
+    pts, ss = grid()
+    opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=5e-4)
+    budget = a.minutes * 60.0
+    log: list[dict[str, float]] = []
+    t_start = time.time()
+    step, epoch, seen = 0, 0, 0
+    run = [0.0, 0.0, 0.0]
+    done = False
+    while not done:
+        order = rng.permutation(len(imgs))
+        for k in range(0, len(order) - a.batch + 1, a.batch):
+            frac = (time.time() - t_start) / budget
+            if frac >= 1.0:
+                done = True
+                break
+            warm = min(1.0, (step + 1) / 100)
+            lr = a.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            net.train()
+            x, gts = make_batch(imgs, boxes, order[k : k + a.batch], rng, aug=True)
+            loss, lc, lb = loss_fn(net(x), gts, pts, ss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+            opt.step()
+            step += 1
+            seen += len(x)
+            run = [r + v for r, v in zip(run, (loss.item(), lc, lb), strict=True)]
+            if step % 50 == 0:
+                el = time.time() - t_start
+                rec = {
+                    "step": step,
+                    "epoch": seen / len(imgs),
+                    "s": round(el, 1),
+                    "lr": lr,
+                    "loss": run[0] / 50,
+                    "cls": run[1] / 50,
+                    "box": run[2] / 50,
+                }
+                log.append(rec)
+                print(json.dumps(rec), flush=True)
+                run = [0.0, 0.0, 0.0]
+        epoch += 1
+    train_s = time.time() - t_start
+    net.eval()
+    with torch.no_grad():
+        vl = []
+        for k in range(0, len(vimgs), 32):
+            x, gts = make_batch(vimgs, vboxes, np.arange(k, min(k + 32, len(vimgs))), rng, False)
+            vl.append(loss_fn(net(x), gts, pts, ss)[0].item())
+    summary = {
+        "train_images": len(imgs),
+        "val_images": len(vimgs),
+        "steps": step,
+        "epochs": seen / len(imgs),
+        "train_s": round(train_s, 1),
+        "val_loss": float(np.mean(vl)),
+        "log": log,
+    }
+    print(
+        f"trained {step} steps ({seen / len(imgs):.1f} epochs) in {train_s:.0f} s, "
+        f"val loss {summary['val_loss']:.3f}",
+        flush=True,
+    )
+    torch.save(net.state_dict(), a.checkpoint)
+    (HERE / "train_log.json").write_text(json.dumps(summary, indent=1) + "\n")
+    export(net, Path(a.out))
+    print(f"exported {a.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
