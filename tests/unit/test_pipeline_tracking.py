@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 
@@ -16,9 +18,16 @@ def detector():
     return OnnxRuntimeDetector(load_card(ROOT / "models" / "person-ssdlite"))
 
 
-def _run(p: sc.Pipeline, detector, batches: int) -> dict[str, list[sc.Tracks]]:
+def _run(p: sc.Pipeline, detector, frames: int, cameras: int) -> dict[str, list[sc.Tracks]]:
+    """Runs until every one of `cameras` cameras has `frames` analysed frames.
+
+    How slots fall into batches depends on timing; counting frames per camera keeps the test
+    independent of it.
+    """
     per_cam: dict[str, list] = {}
-    for _ in range(batches):
+    for _ in range(frames * cameras):
+        if len(per_cam) == cameras and all(len(v) >= frames for v in per_cam.values()):
+            break
         batch = p.next_batch(4, 10000)
         assert batch is not None
         with batch:
@@ -36,7 +45,7 @@ def test_each_camera_has_its_own_tracker(vtest, detector, make_pipeline):
         p.add_stream(
             sc.StreamConfig(camera_id=cam, url=str(vtest), analyze_fps=5, block_when_busy=True)
         )
-    per_cam = _run(p, detector, 15)
+    per_cam = _run(p, detector, 40, 2)
     assert set(per_cam) == {"a", "b"}
     ids = {cam: set() for cam in per_cam}
     for cam, ts in per_cam.items():
@@ -46,13 +55,18 @@ def test_each_camera_has_its_own_tracker(vtest, detector, make_pipeline):
     # same frames, gives the same tracks frame for frame.
     assert min(ids["a"]) == 1 and min(ids["b"]) == 1
     n = min(len(per_cam["a"]), len(per_cam["b"]))
-    assert n >= 10
+    assert n >= 40
     for ta, tb in zip(per_cam["a"][:n], per_cam["b"][:n], strict=True):
         assert ta.track_id.tolist() == tb.track_id.tolist()
         np.testing.assert_allclose(ta.xyxy, tb.xyxy, atol=1e-3)
-    # Ids hold over frames: on average a track is output on several analysed frames.
-    outputs = sum(len(t) for t in per_cam["a"])
-    assert outputs / len(ids["a"]) >= 4, (outputs, ids["a"])
+    # Ids hold over frames: the people who stay in view keep one id each for many analysed
+    # frames (the first 40 frames of a camera are the same whatever the batching). The weak
+    # person model also gives short-lived tracks, so the test looks at the long ones.
+    lives = collections.Counter()
+    for t in per_cam["a"][:40]:
+        lives.update(int(i) for i in t.track_id)
+    long_lived = [n for n in lives.values() if n >= 8]
+    assert len(long_lived) >= 3 and max(long_lived) >= 20, lives
 
 
 def test_calibration_gives_ground_positions_and_speeds(vtest, detector, make_pipeline):
@@ -61,7 +75,7 @@ def test_calibration_gives_ground_positions_and_speeds(vtest, detector, make_pip
         sc.StreamConfig(camera_id="a", url=str(vtest), analyze_fps=5, block_when_busy=True)
     )
     p.set_calibration("a", np.diag([0.02, 0.02, 1.0]))  # 2 cm per pixel
-    per_cam = _run(p, detector, 10)
+    per_cam = _run(p, detector, 10, 1)
     last = [t for t in per_cam["a"] if len(t)][-1]
     assert np.isfinite(last.ground_xy).all()
     speeds = np.concatenate([t.speed_kmh for t in per_cam["a"]])
