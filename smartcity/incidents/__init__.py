@@ -1,0 +1,1 @@
+"""Incident rules, lifecycle, evidence requests and traffic statistics (issue 6)."""
