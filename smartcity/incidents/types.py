@@ -8,6 +8,7 @@ numpy arrays, never lists of per-track Python objects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -15,8 +16,8 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float32]
 
 
-def _empty(dtype: type, shape: tuple[int, ...] = (0,)) -> npt.NDArray[np.generic]:
-    return field(default_factory=lambda: np.zeros(shape, dtype=dtype))  # type: ignore[return-value]
+def _empty(dtype: type, shape: tuple[int, ...] = (0,)) -> Any:
+    return field(default_factory=lambda: np.zeros(shape, dtype=dtype))
 
 
 @dataclass(frozen=True, slots=True)
