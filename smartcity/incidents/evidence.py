@@ -1,20 +1,16 @@
-"""Evidence files: written once, never overwritten, each with its sha256.
+"""Evidence helpers: where an incident's files go and the annotated snapshot.
 
-Layout under the evidence root: `YYYY/MM/DD/<incident id>/<name>` (the incident's opening
-day, UTC). A file is created with O_EXCL (an existing one is an error, never replaced), written,
-fsync'ed, and its directory fsync'ed before the caller stores its row; a failed write leaves no
-partial file. `annotate_snapshot` draws an incident's boxes on an engine snapshot.
+Files are written by the store (`store.evidence.write`: never replaced, fsync'ed, recorded
+with size and sha256). Layout under the evidence root: `YYYY/MM/DD/<incident id>/<name>` (the
+incident's opening day, UTC). `annotate_snapshot` draws an incident's boxes on an engine
+snapshot.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,19 +19,7 @@ from smartcity.classes import APPLIANCE_CLASSES
 
 
 class EvidenceError(RuntimeError):
-    """An evidence file could not be written; `disk_full` when the disk is the reason."""
-
-    def __init__(self, message: str, disk_full: bool = False) -> None:
-        super().__init__(message)
-        self.disk_full = disk_full
-
-
-@dataclass(frozen=True, slots=True)
-class EvidenceFile:
-    path: str  # relative to the evidence root, '/'-separated
-    kind: str  # snapshot | clip
-    size: int
-    sha256: str
+    """Evidence could not be made (a bad name, a snapshot that is not an image)."""
 
 
 def _safe_part(s: str) -> str:
@@ -44,61 +28,14 @@ def _safe_part(s: str) -> str:
     return s
 
 
-class EvidenceWriter:
-    """Writes evidence files below `root` (created 0750 when missing)."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o750)
-
-    def write(
-        self, incident_id: str, opened_ns: int, name: str, kind: str, data: bytes
-    ) -> EvidenceFile:
-        day = time.strftime("%Y/%m/%d", time.gmtime(opened_ns / 1e9))
-        rel = f"{day}/{_safe_part(incident_id)}/{_safe_part(name)}"
-        path = self.root / rel
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        except OSError as e:
-            raise EvidenceError(
-                f"cannot create evidence folder {rel.rsplit('/', 1)[0]}: {e}",
-                disk_full=e.errno == errno.ENOSPC,
-            ) from e
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        except FileExistsError as e:
-            raise EvidenceError(f"evidence file {rel} exists already; it is never replaced") from e
-        except OSError as e:
-            raise EvidenceError(
-                f"cannot create evidence file {rel}: {e}", disk_full=e.errno == errno.ENOSPC
-            ) from e
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        except OSError as e:
-            os.close(fd)
-            path.unlink(missing_ok=True)
-            raise EvidenceError(
-                f"cannot write evidence file {rel}: {e}", disk_full=e.errno == errno.ENOSPC
-            ) from e
-        os.close(fd)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        return EvidenceFile(rel, kind, len(data), hashlib.sha256(data).hexdigest())
+def evidence_path(incident_id: str, opened_ns: int, name: str) -> str:
+    """`YYYY/MM/DD/<incident id>/<name>` below the evidence root (the incident's opening day)."""
+    day = time.strftime("%Y/%m/%d", time.gmtime(opened_ns / 1e9))
+    return f"{day}/{_safe_part(incident_id)}/{_safe_part(name)}"
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def annotate_snapshot(

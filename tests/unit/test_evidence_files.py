@@ -1,8 +1,6 @@
-"""Evidence files: written once, hashed, never replaced; annotated snapshots."""
+"""Evidence paths, a full disk while writing evidence, annotated snapshots."""
 
 from __future__ import annotations
-
-import hashlib
 
 import cv2
 import numpy as np
@@ -10,40 +8,62 @@ import pytest
 
 from smartcity.incidents.evidence import (
     EvidenceError,
-    EvidenceWriter,
     annotate_snapshot,
-    sha256_file,
+    evidence_path,
+    is_disk_full,
 )
 
 T = 1_790_000_000 * 10**9
 
 
-def test_written_once_with_sha256(tmp_path):
-    w = EvidenceWriter(tmp_path / "ev")
-    f = w.write("inc-1", T, "snapshot.jpg", "snapshot", b"abc" * 1000)
-    assert f.path.endswith("/inc-1/snapshot.jpg") and f.path.count("/") == 4
-    assert f.size == 3000 and f.sha256 == hashlib.sha256(b"abc" * 1000).hexdigest()
-    on_disk = tmp_path / "ev" / f.path
-    assert sha256_file(on_disk) == f.sha256
-    with pytest.raises(EvidenceError, match="never replaced"):
-        w.write("inc-1", T, "snapshot.jpg", "snapshot", b"other")
-    assert on_disk.read_bytes() == b"abc" * 1000  # what was stored is untouched
+def test_path_layout():
+    assert evidence_path("inc-1", T, "snapshot.jpg") == "2026/09/21/inc-1/snapshot.jpg"
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "", "..", "x\0y"])
-def test_names_cannot_escape_the_root(tmp_path, bad):
-    w = EvidenceWriter(tmp_path)
+def test_names_cannot_escape_the_root(bad):
     with pytest.raises(EvidenceError, match="plain file or folder name"):
-        w.write(bad, T, "snapshot.jpg", "snapshot", b"x")
+        evidence_path(bad, T, "snapshot.jpg")
     with pytest.raises(EvidenceError, match="plain file or folder name"):
-        w.write("inc", T, bad, "snapshot", b"x")
+        evidence_path("inc", T, bad)
 
 
-def test_blocked_folder_is_a_clear_error(tmp_path):
-    w = EvidenceWriter(tmp_path)
-    (tmp_path / "2026").write_text("not a folder")  # the year folder of T is a file
-    with pytest.raises(EvidenceError, match="cannot create evidence folder 2026/"):
-        w.write("inc", T, "clip.mp4", "clip", b"x")
+def test_store_write_on_a_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    from smartcity.store import Store
+
+    store = Store.open(data_dir=tmp_path)
+    store.cameras.add("c1", "c1", "file:///x.mp4")
+    inc = store.incidents.create(type="wrong_way", camera_id="c1", key="track:1")
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fake_open(path, mode="r", *a, **k):
+        f = real_open(path, mode, *a, **k)
+        return Full(f) if "x" in mode else f
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    with pytest.raises(OSError) as ei:
+        store.evidence.write(inc.id, "clip", evidence_path(inc.id, T, "clip.mp4"), b"x" * 100)
+    monkeypatch.undo()
+    assert is_disk_full(ei.value)
+    assert not [p for p in (tmp_path / "evidence").rglob("*") if p.is_file()]
+    assert store.evidence.list(inc.id) == []
+    store.close()
 
 
 def test_annotate_draws_the_incident_track_in_red():
@@ -66,19 +86,3 @@ def test_annotate_draws_the_incident_track_in_red():
     assert g > 120 and r < 90
     with pytest.raises(EvidenceError, match="not a JPEG"):
         annotate_snapshot(b"nope", np.zeros((0, 4), np.float32), [], [])
-
-
-def test_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
-    import errno
-    import os
-
-    w = EvidenceWriter(tmp_path)
-
-    def full(fd, data):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "write", full)
-    with pytest.raises(EvidenceError) as ei:
-        w.write("inc", T, "clip.mp4", "clip", b"x" * 100)
-    assert ei.value.disk_full
-    assert not any(p.is_file() for p in tmp_path.rglob("*"))
