@@ -3,6 +3,7 @@
 #include "exports.hpp"
 #include "smartcity/build_info.hpp"
 #include "smartcity/pipeline.hpp"
+#include "smartcity/recorder.hpp"
 
 namespace py = pybind11;
 
@@ -11,6 +12,8 @@ PYBIND11_MODULE(_core, m) {
   // Decoder chatter is counted in the stream stats, not printed.
   smartcity::SetFfmpegLogLevel(8 /* AV_LOG_FATAL */);
   py::register_exception<smartcity::UnknownCamera>(m, "UnknownCameraError", PyExc_KeyError);
+  py::register_exception<smartcity::ClipRangeError>(m, "ClipRangeError", PyExc_LookupError);
+  py::register_exception<smartcity::ClipWriteError>(m, "ClipWriteError", PyExc_OSError);
   smartcity::bindings::ExportBuildInfo(m);
   smartcity::bindings::ExportGeometry(m);
   smartcity::bindings::ExportStreamConfig(m);

@@ -113,6 +113,29 @@ void ExportPipeline(py::module_& m) {
           },
           py::arg("camera_id"), "What the evidence packet ring of a stream holds now.")
       .def(
+          "write_clip",
+          [](const Pipeline& p, const std::string& id, double t0_s, double t1_s, const std::string& path) {
+            ClipInfo c;
+            {
+              py::gil_scoped_release release;
+              c = p.WriteClip(id, t0_s, t1_s, path);
+            }
+            py::dict d;
+            d["path"] = path;
+            d["packets"] = c.packets;
+            d["keyframe_start"] = c.keyframe_start;
+            d["first_s"] = c.first_s;
+            d["last_s"] = c.last_s;
+            d["duration_s"] = c.duration_s;
+            d["bytes"] = c.bytes;
+            d["codec"] = c.codec;
+            return d;
+          },
+          py::arg("camera_id"), py::arg("t0_s"), py::arg("t1_s"), py::arg("path"),
+          "Remux the packet ring's packets from the keyframe at or before t0_s through t1_s (stream time, as "
+          "Batch.pts) into an MP4 at path. UnknownCameraError, ClipRangeError (not, or not yet, in the ring), "
+          "ClipWriteError (path, disk, codec), ValueError (bad range).")
+      .def(
           "latest_frame",
           [](const Pipeline& p, const std::string& id) -> py::object {
             std::vector<uint8_t> bgr;
@@ -129,6 +152,31 @@ void ExportPipeline(py::module_& m) {
             return py::make_tuple(img, number);
           },
           py::arg("camera_id"), "(BGR uint8 image H x W x 3, frame number) of the latest sampled frame, or None.")
+      .def(
+          "snapshot",
+          [](const Pipeline& p, const std::string& id) -> py::object {
+            std::vector<uint8_t> bgr;
+            int w = 0, h = 0;
+            int64_t number = -1, capture_ns = 0;
+            double pts = 0;
+            bool ok;
+            {
+              py::gil_scoped_release release;
+              ok = p.LatestFrameBgr(id, &bgr, &w, &h, &number, &pts, &capture_ns);
+            }
+            if (!ok) return py::none();
+            py::array_t<uint8_t> img({h, w, 3});
+            std::memcpy(img.mutable_data(), bgr.data(), bgr.size());
+            py::dict d;
+            d["image"] = img;
+            d["frame"] = number;
+            d["pts"] = pts;
+            d["t_ns"] = capture_ns;
+            return d;
+          },
+          py::arg("camera_id"),
+          "The latest sampled frame with its time: {image (BGR uint8 H x W x 3), frame, pts (stream time, s), "
+          "t_ns (capture wall clock, ns)}, or None before the first frame.")
       .def(
           "next_batch",
           [](Pipeline& p, int max_batch, int max_wait_ms) {

@@ -2,8 +2,10 @@
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -82,7 +84,8 @@ void ExportPublisher(py::module_& m) {
       .def(
           "publish_tracks",
           [](Publisher& p, const std::string& camera, uint64_t frame, double pts, int64_t t_ns, int width, int height,
-             const I64Array& track_id, const F32Array& xyxy, const F32Array& score, const I32Array& class_id) {
+             const I64Array& track_id, const F32Array& xyxy, const F32Array& score, const I32Array& class_id,
+             const std::optional<F32Array>& ground_xy, const std::optional<F32Array>& speed_kmh) {
             const py::ssize_t n = track_id.ndim() == 1 ? track_id.shape(0) : -1;
             if (n < 0) throw py::value_error("track_id must be 1-D");
             if (xyxy.ndim() != 2 || xyxy.shape(0) != n || xyxy.shape(1) != 4) {
@@ -90,14 +93,28 @@ void ExportPublisher(py::module_& m) {
             }
             if (score.ndim() != 1 || score.shape(0) != n) throw py::value_error("score must have shape (N,)");
             if (class_id.ndim() != 1 || class_id.shape(0) != n) throw py::value_error("class_id must have shape (N,)");
-            TracksView v{static_cast<size_t>(n), track_id.data(), xyxy.data(), score.data(), class_id.data()};
+            if (ground_xy && (ground_xy->ndim() != 2 || ground_xy->shape(0) != n || ground_xy->shape(1) != 2)) {
+              throw py::value_error("ground_xy must have shape (N, 2)");
+            }
+            if (speed_kmh && (speed_kmh->ndim() != 1 || speed_kmh->shape(0) != n)) {
+              throw py::value_error("speed_kmh must have shape (N,)");
+            }
+            TracksView v{static_cast<size_t>(n),
+                         track_id.data(),
+                         xyxy.data(),
+                         score.data(),
+                         class_id.data(),
+                         ground_xy ? ground_xy->data() : nullptr,
+                         speed_kmh ? speed_kmh->data() : nullptr};
             FrameInfo info{frame, pts, t_ns, width, height};
             py::gil_scoped_release release;
             return p.PublishTracks(camera, info, v);
           },
           py::arg("camera"), py::arg("frame"), py::arg("pts"), py::arg("t_ns"), py::arg("width"), py::arg("height"),
           py::arg("track_id"), py::arg("xyxy"), py::arg("score"), py::arg("class_id"),
-          "Publish tracks.<camera>. Returns True when queued, False when dropped.")
+          py::arg("ground_xy") = py::none(), py::arg("speed_kmh") = py::none(),
+          "Publish tracks.<camera> (ground_xy, speed_kmh: None sends NaN). Returns True when queued, False when "
+          "dropped.")
       .def(
           "publish_health",
           [](Publisher& p, const std::string& camera, const py::dict& stats, double infer_ms, double track_ms,

@@ -12,6 +12,12 @@ import numpy.typing as npt
 class UnknownCameraError(KeyError):
     """A camera_id that the pipeline does not hold."""
 
+class ClipRangeError(LookupError):
+    """A clip range that is not, or not yet, in the packet ring; the message says what it holds."""
+
+class ClipWriteError(OSError):
+    """A clip that could not be written: the path, the disk, or a codec MP4 cannot hold."""
+
 class ResizeMode(enum.IntEnum):
     letterbox = 0
     stretch = 1
@@ -211,8 +217,15 @@ class Pipeline:
     def stream_stats(self, camera_id: str) -> dict[str, Any]: ...
     def packet_ring(self, camera_id: str) -> dict[str, Any]:
         """What the evidence packet ring of a stream holds now."""
+    def write_clip(self, camera_id: str, t0_s: float, t1_s: float, path: str) -> dict[str, Any]:
+        """Remux the packet ring from the keyframe at or before t0_s through t1_s (stream time,
+        as Batch.pts) into an MP4 at path: {path, packets, keyframe_start, first_s, last_s,
+        duration_s, bytes, codec}."""
     def latest_frame(self, camera_id: str) -> tuple[npt.NDArray[np.uint8], int] | None:
         """(BGR uint8 image H x W x 3, frame number) of the latest sampled frame, or None."""
+    def snapshot(self, camera_id: str) -> dict[str, Any] | None:
+        """The latest sampled frame with its time: {image (BGR uint8 H x W x 3), frame, pts
+        (stream time, s), t_ns (capture wall clock, ns)}, or None before the first frame."""
     def next_batch(self, max_batch: int = 8, max_wait_ms: int = 50) -> Batch | None:
         """The next batch of up to max_batch sampled frames, or None after max_wait_ms."""
     def configure_tracking(
@@ -376,6 +389,8 @@ class Publisher:
         xyxy: npt.ArrayLike,
         score: npt.ArrayLike,
         class_id: npt.ArrayLike,
+        ground_xy: npt.ArrayLike | None = None,
+        speed_kmh: npt.ArrayLike | None = None,
     ) -> bool: ...
     def publish_health(
         self,

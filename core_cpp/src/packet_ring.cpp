@@ -1,14 +1,37 @@
 #include "smartcity/packet_ring.hpp"
 
 extern "C" {
+#include <libavcodec/codec_par.h>
 #include <libavcodec/packet.h>
 }
+
+#include <new>
 
 namespace smartcity {
 
 PacketRing::PacketRing(double seconds, int64_t max_bytes) : seconds_(seconds), max_bytes_(max_bytes) {}
 
-PacketRing::~PacketRing() { Clear(); }
+PacketRing::~PacketRing() {
+  Clear();
+  avcodec_parameters_free(&codecpar_);
+}
+
+RingPackets::~RingPackets() {
+  for (AVPacket*& p : packets) av_packet_free(&p);
+  avcodec_parameters_free(&codecpar);
+}
+
+void PacketRing::Reset(const AVCodecParameters* codecpar, int time_base_num, int time_base_den) {
+  std::lock_guard<std::mutex> lock(mu_);
+  while (!entries_.empty()) PopFront();
+  avcodec_parameters_free(&codecpar_);
+  if (codecpar) {
+    codecpar_ = avcodec_parameters_alloc();
+    if (codecpar_ && avcodec_parameters_copy(codecpar_, codecpar) < 0) avcodec_parameters_free(&codecpar_);
+  }
+  time_base_num_ = time_base_num;
+  time_base_den_ = time_base_den > 0 ? time_base_den : 1;
+}
 
 void PacketRing::PopFront() {
   Entry& e = entries_.front();
@@ -50,6 +73,47 @@ void PacketRing::Clear() {
 
 RingInfo PacketRing::Info() const {
   std::lock_guard<std::mutex> lock(mu_);
+  return InfoLocked();
+}
+
+RingInfo PacketRing::Copy(double t0, double t1, RingPackets* out) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const RingInfo info = InfoLocked();
+  for (AVPacket*& p : out->packets) av_packet_free(&p);
+  out->packets.clear();
+  out->t.clear();
+  avcodec_parameters_free(&out->codecpar);
+  if (codecpar_) {
+    out->codecpar = avcodec_parameters_alloc();
+    if (out->codecpar && avcodec_parameters_copy(out->codecpar, codecpar_) < 0) {
+      avcodec_parameters_free(&out->codecpar);
+    }
+  }
+  out->time_base_num = time_base_num_;
+  out->time_base_den = time_base_den_;
+  size_t start = 0;              // the ring starts with a keyframe
+  size_t end = entries_.size();  // one past the last packet with t <= t1
+  bool any = false;
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    if (entries_[i].key && entries_[i].t <= t0) start = i;
+    if (entries_[i].t <= t1) {
+      end = i + 1;
+      any = true;
+    }
+  }
+  if (!any || end <= start) return info;
+  out->packets.reserve(end - start);
+  out->t.reserve(end - start);
+  for (size_t i = start; i < end; ++i) {
+    AVPacket* ref = av_packet_clone(entries_[i].pkt);
+    if (!ref) throw std::bad_alloc();
+    out->packets.push_back(ref);
+    out->t.push_back(entries_[i].t);
+  }
+  return info;
+}
+
+RingInfo PacketRing::InfoLocked() const {
   RingInfo info;
   info.packets = static_cast<int>(entries_.size());
   info.keyframes = keyframes_;

@@ -68,9 +68,14 @@ StreamStatsSnapshot Pipeline::StreamStats(const std::string& camera_id) const { 
 
 RingInfo Pipeline::PacketRing(const std::string& camera_id) const { return Find(camera_id)->Ring(); }
 
+ClipInfo Pipeline::WriteClip(const std::string& camera_id, double t0, double t1, const std::string& path) const {
+  const std::shared_ptr<Stream> stream = Find(camera_id);  // keeps the ring alive while writing
+  return smartcity::WriteClip(stream->ring(), t0, t1, path);
+}
+
 bool Pipeline::LatestFrameBgr(const std::string& camera_id, std::vector<uint8_t>* bgr, int* width, int* height,
-                              int64_t* frame_number) const {
-  return Find(camera_id)->LatestFrameBgr(bgr, width, height, frame_number);
+                              int64_t* frame_number, double* pts_s, int64_t* capture_ns) const {
+  return Find(camera_id)->LatestFrameBgr(bgr, width, height, frame_number, pts_s, capture_ns);
 }
 
 std::shared_ptr<BatchLease> Pipeline::NextBatch(int max_batch, int max_wait_ms) {

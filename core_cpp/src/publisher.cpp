@@ -1,6 +1,7 @@
 #include "smartcity/publisher.hpp"
 
 #include <chrono>
+#include <limits>
 #include <msgpack.hpp>
 #include <stdexcept>
 #include <utility>
@@ -39,11 +40,14 @@ TracksView ViewOf(const Tracks& tracks) {
   v.xyxy = tracks.xyxy.data();
   v.score = tracks.score.data();
   v.class_id = tracks.class_id.data();
+  if (tracks.ground_xy.size() == tracks.size() * 2) v.ground_xy = tracks.ground_xy.data();
+  if (tracks.speed_kmh.size() == tracks.size()) v.speed_kmh = tracks.speed_kmh.data();
   return v;
 }
 
 std::string EncodeTracks(const std::string& camera, uint64_t seq, const FrameInfo& info, const TracksView& tracks) {
-  msgpack::sbuffer buf(64 + tracks.n * 40);
+  constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+  msgpack::sbuffer buf(64 + tracks.n * 56);
   msgpack::packer<msgpack::sbuffer> pk(buf);
   pk.pack_map(9);
   Field(pk, "v", kBusSchemaVersion);
@@ -58,11 +62,14 @@ std::string EncodeTracks(const std::string& camera, uint64_t seq, const FrameInf
   pk.pack("tracks");
   pk.pack_array(static_cast<uint32_t>(tracks.n));
   for (size_t i = 0; i < tracks.n; ++i) {
-    pk.pack_array(7);
+    pk.pack_array(kTrackColumns);
     pk.pack(tracks.track_id[i]);
     pk.pack(tracks.class_id[i]);
     pk.pack_float(tracks.score[i]);
     for (int k = 0; k < 4; ++k) pk.pack_float(tracks.xyxy[i * 4 + k]);
+    pk.pack_float(tracks.ground_xy ? tracks.ground_xy[i * 2] : kNaN);
+    pk.pack_float(tracks.ground_xy ? tracks.ground_xy[i * 2 + 1] : kNaN);
+    pk.pack_float(tracks.speed_kmh ? tracks.speed_kmh[i] : kNaN);
   }
   return std::string(buf.data(), buf.size());
 }

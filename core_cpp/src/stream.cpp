@@ -297,7 +297,7 @@ Stream::End Stream::RunSession(Session& s) {
   s.pkt = av_packet_alloc();
   s.frame = av_frame_alloc();
   if (!s.pkt || !s.frame) return Fail(End::kRetry, "out of memory");
-  ring_.Clear();
+  ring_.Reset(st->codecpar, st->time_base.num, st->time_base.den);
   next_sample_t_ = -1;
 
   SetState(StreamState::kRunning);
@@ -420,12 +420,17 @@ void Stream::HandleFrame(Session& s, AVFrame* frame) {
     return;
   }
   counters_.Add(counters_.frames_sampled);
+  const int64_t capture_ns = WallNowNs();
   {
     std::lock_guard<std::mutex> lock(latest_mu_);
     if (!latest_) latest_ = av_frame_alloc();
     if (latest_) {
       av_frame_unref(latest_);
-      if (av_frame_ref(latest_, frame) == 0) latest_number_ = number;
+      if (av_frame_ref(latest_, frame) == 0) {
+        latest_number_ = number;
+        latest_pts_s_ = t;
+        latest_capture_ns_ = capture_ns;
+      }
     }
   }
   if (!batcher_) return;
@@ -439,7 +444,7 @@ void Stream::HandleFrame(Session& s, AVFrame* frame) {
   m.camera_id = config_.camera_id;
   m.frame_number = number;
   m.pts_s = t;
-  m.capture_wall_ns = WallNowNs();
+  m.capture_wall_ns = capture_ns;
   try {
     // The slot still holds the frame written there before, and so its padding, when that one was valid.
     m.geometry = converter_->ToSlot(frame, ticket.data, m.valid ? &m.geometry : nullptr);
@@ -454,7 +459,8 @@ void Stream::HandleFrame(Session& s, AVFrame* frame) {
   batcher_->Commit(ticket);
 }
 
-bool Stream::LatestFrameBgr(std::vector<uint8_t>* bgr, int* width, int* height, int64_t* frame_number) const {
+bool Stream::LatestFrameBgr(std::vector<uint8_t>* bgr, int* width, int* height, int64_t* frame_number, double* pts_s,
+                            int64_t* capture_ns) const {
   // Take a reference under the lock and convert outside it: the stream thread never waits for a
   // snapshot being converted.
   std::unique_ptr<AVFrame, void (*)(AVFrame*)> ref(av_frame_alloc(), [](AVFrame* f) { av_frame_free(&f); });
@@ -463,6 +469,8 @@ bool Stream::LatestFrameBgr(std::vector<uint8_t>* bgr, int* width, int* height, 
     std::lock_guard<std::mutex> lock(latest_mu_);
     if (!latest_ || !latest_->buf[0] || av_frame_ref(ref.get(), latest_) < 0) return false;
     *frame_number = latest_number_;
+    if (pts_s) *pts_s = latest_pts_s_;
+    if (capture_ns) *capture_ns = latest_capture_ns_;
   }
   std::lock_guard<std::mutex> lock(bgr_mu_);
   if (!bgr_converter_) bgr_converter_ = std::make_unique<FrameConverter>(TensorLayout{});

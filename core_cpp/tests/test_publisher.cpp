@@ -2,7 +2,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <msgpack.hpp>
 #include <string>
@@ -29,7 +31,10 @@ TEST(PublisherEncode, TracksRoundTrip) {
   const std::vector<int32_t> cls = {0, 2, 5};
   const std::vector<float> score = {0.91f, 0.5f, 0.123456f};
   const std::vector<float> xyxy = {1.5f, 2.25f, 30.f, 40.f, -3.f, 0.f, 767.f, 575.f, 100.1f, 200.2f, 300.3f, 400.4f};
-  TracksView view{ids.size(), ids.data(), xyxy.data(), score.data(), cls.data()};
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> ground = {12.5f, -3.25f, nan, nan, 0.f, 100.f};
+  const std::vector<float> kmh = {42.f, nan, 0.f};
+  TracksView view{ids.size(), ids.data(), xyxy.data(), score.data(), cls.data(), ground.data(), kmh.data()};
   FrameInfo info{123456, 12.345, 1700000000123456789, 768, 576};
   const std::string bytes = EncodeTracks("cam-01", 99, info, view);
 
@@ -51,13 +56,38 @@ TEST(PublisherEncode, TracksRoundTrip) {
   for (size_t i = 0; i < ids.size(); ++i) {
     const msgpack::object& row = tracks.via.array.ptr[i];
     ASSERT_EQ(row.type, msgpack::type::ARRAY);
-    ASSERT_EQ(row.via.array.size, 7u);
+    ASSERT_EQ(row.via.array.size, static_cast<uint32_t>(kTrackColumns));
     EXPECT_EQ(row.via.array.ptr[0].as<int64_t>(), ids[i]);
     EXPECT_EQ(row.via.array.ptr[1].as<int32_t>(), cls[i]);
     EXPECT_EQ(row.via.array.ptr[2].type, msgpack::type::FLOAT32);
     EXPECT_EQ(row.via.array.ptr[2].as<float>(), score[i]);
     for (int k = 0; k < 4; ++k) EXPECT_EQ(row.via.array.ptr[3 + k].as<float>(), xyxy[i * 4 + k]);
+    // gx, gy, kmh: NaN stays a float NaN (msgpack-cxx packs integral floats as integers).
+    const float expected[3] = {ground[i * 2], ground[i * 2 + 1], kmh[i]};
+    for (int k = 0; k < 3; ++k) {
+      const float got = row.via.array.ptr[7 + k].as<float>();
+      if (std::isnan(expected[k])) {
+        EXPECT_EQ(row.via.array.ptr[7 + k].type, msgpack::type::FLOAT32);
+        EXPECT_TRUE(std::isnan(got)) << "row " << i << " column " << 7 + k;
+      } else {
+        EXPECT_EQ(got, expected[k]);
+      }
+    }
   }
+}
+
+TEST(PublisherEncode, TracksWithoutGroundAreNaN) {
+  const std::vector<int64_t> ids = {1};
+  const std::vector<int32_t> cls = {2};
+  const std::vector<float> score = {0.9f};
+  const std::vector<float> xyxy = {1.f, 2.f, 3.f, 4.f};
+  TracksView view{ids.size(), ids.data(), xyxy.data(), score.data(), cls.data()};
+  const std::string bytes = EncodeTracks("cam", 0, FrameInfo{}, view);
+  msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size());
+  auto m = AsMap(oh.get());
+  const msgpack::object& row = m["tracks"].via.array.ptr[0];
+  ASSERT_EQ(row.via.array.size, static_cast<uint32_t>(kTrackColumns));
+  for (int k = 7; k < kTrackColumns; ++k) EXPECT_TRUE(std::isnan(row.via.array.ptr[k].as<float>()));
 }
 
 TEST(PublisherEncode, HealthFields) {

@@ -11,6 +11,7 @@ from smartcity.bus.events import (
     StatsEvent,
     TracksEvent,
 )
+from smartcity.bus.evidence import EvidenceClient, EvidenceError
 from smartcity.bus.publisher import Publisher
 from smartcity.bus.sockets import (
     BusSecurityError,
@@ -29,6 +30,8 @@ __all__ = [
     "CurveClient",
     "DecodeError",
     "Event",
+    "EvidenceClient",
+    "EvidenceError",
     "HealthEvent",
     "IncidentEvent",
     "Publisher",

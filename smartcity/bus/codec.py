@@ -21,6 +21,7 @@ from smartcity.bus.events import (
     INCIDENT,
     STATS,
     TRACK_COLUMNS,
+    TRACK_COLUMNS_MIN,
     TRACKS,
     ConfigChangedEvent,
     Event,
@@ -149,6 +150,14 @@ def _check_float(v: Any, name: str, finite: bool = True) -> float:
     return f
 
 
+def _check_float_or_nan(v: Any, name: str) -> float:
+    """A finite number or NaN (unknown); infinities are refused."""
+    f = _check_float(v, name, finite=False)
+    if math.isinf(f):
+        raise DecodeError(name, "infinite")
+    return f
+
+
 def _float(m: Mapping[str, Any], key: str, required: bool = True) -> float | None:
     v = _get(m, key, required)
     if v is None and not required:
@@ -200,7 +209,9 @@ def _decode_tracks(m: Mapping[str, Any]) -> TracksEvent:
     cls = np.empty(n, np.int32)
     score = np.empty(n, np.float32)
     xyxy = np.empty((n, 4), np.float32)
-    ncol = len(TRACK_COLUMNS)
+    # gx, gy, kmh: NaN where unknown, and for rows of writers that stop after y2.
+    extra = np.full((n, 3), np.nan, np.float32)
+    ncol = TRACK_COLUMNS_MIN
     for i, row in enumerate(rows):
         if type(row) is not list or len(row) < ncol:
             raise DecodeError(f"tracks[{i}]", f"expected an array of at least {ncol} values")
@@ -209,7 +220,14 @@ def _decode_tracks(m: Mapping[str, Any]) -> TracksEvent:
         score[i] = _check_float(row[2], f"tracks[{i}].score")
         for k in range(4):
             xyxy[i, k] = _check_float(row[3 + k], f"tracks[{i}].{TRACK_COLUMNS[3 + k]}")
-    for a in (ids, cls, score, xyxy):
+        # Columns appended later: NaN allowed (unknown); columns beyond these are ignored.
+        for k in range(min(len(row), len(TRACK_COLUMNS)) - ncol):
+            extra[i, k] = _check_float_or_nan(
+                row[ncol + k], f"tracks[{i}].{TRACK_COLUMNS[ncol + k]}"
+            )
+    ground_xy = np.ascontiguousarray(extra[:, :2])
+    speed_kmh = np.ascontiguousarray(extra[:, 2])
+    for a in (ids, cls, score, xyxy, ground_xy, speed_kmh):
         a.setflags(write=False)
     return TracksEvent(
         cam=m["cam"],
@@ -223,6 +241,8 @@ def _decode_tracks(m: Mapping[str, Any]) -> TracksEvent:
         class_id=cls,
         score=score,
         xyxy=xyxy,
+        ground_xy=ground_xy,
+        speed_kmh=speed_kmh,
         v=m["v"],
     )
 
@@ -357,19 +377,34 @@ def encode_tracks(
     class_id: Sequence[int] | np.ndarray,
     score: Sequence[float] | np.ndarray,
     xyxy: Sequence[Sequence[float]] | np.ndarray,
+    ground_xy: Sequence[Sequence[float]] | np.ndarray | None = None,
+    speed_kmh: Sequence[float] | np.ndarray | None = None,
 ) -> tuple[bytes, bytes]:
-    """[topic, payload] of a tracks message, the same layout as the C++ publisher's (scores and
-    boxes as float32)."""
+    """[topic, payload] of a tracks message, the same layout as the C++ publisher's (scores,
+    boxes, ground positions and speeds as float32; ground_xy / speed_kmh None: NaN)."""
     ids = np.asarray(track_id, np.int64).reshape(-1)
     cls = np.asarray(class_id, np.int32).reshape(-1)
     sc = np.asarray(score, np.float32).reshape(-1)
     box = np.asarray(xyxy, np.float32).reshape(-1, 4)
-    if not len(ids) == len(cls) == len(sc) == len(box):
-        raise ValueError("track_id, class_id, score and xyxy must have the same length")
+    n = len(ids)
+    gxy = (
+        np.full((n, 2), np.nan, np.float32)
+        if ground_xy is None
+        else np.asarray(ground_xy, np.float32).reshape(-1, 2)
+    )
+    kmh = (
+        np.full(n, np.nan, np.float32)
+        if speed_kmh is None
+        else np.asarray(speed_kmh, np.float32).reshape(-1)
+    )
+    if not n == len(cls) == len(sc) == len(box) == len(gxy) == len(kmh):
+        raise ValueError(
+            "track_id, class_id, score, xyxy, ground_xy and speed_kmh must have the same length"
+        )
     packer = msgpack.Packer(use_bin_type=True, use_single_float=True)
     rows = [
-        [int(i), int(c), float(s), *map(float, b)]
-        for i, c, s, b in zip(ids.tolist(), cls.tolist(), sc, box, strict=True)
+        [int(i), int(c), float(s), *map(float, b), float(g[0]), float(g[1]), float(k)]
+        for i, c, s, b, g, k in zip(ids.tolist(), cls.tolist(), sc, box, gxy, kmh, strict=True)
     ]
     body = {
         "v": d.SCHEMA_VERSION,
@@ -405,6 +440,8 @@ def encode(event: Event) -> tuple[bytes, bytes]:
             class_id=event.class_id,
             score=event.score,
             xyxy=event.xyxy,
+            ground_xy=event.ground_xy,
+            speed_kmh=event.speed_kmh,
         )
     body: dict[str, Any] = {}
     for f in fields(event):

@@ -23,6 +23,7 @@ RUN_DIR_MODE = 0o700
 #: Socket file names inside the run directory.
 XSUB_NAME = "bus-in"  # publishers connect here
 XPUB_NAME = "bus-out"  # subscribers connect here
+EVIDENCE_NAME = "evidence"  # the engine's evidence server (ROUTER) binds here
 #: Longest ipc:// path (sun_path is 108 bytes with the terminating NUL on Linux).
 MAX_IPC_PATH = 107
 #: The optional integrator endpoint: off unless asked for. Port 0 picks a free port.
@@ -84,3 +85,34 @@ MAX_TRACKS = 10000
 MAX_CAMERA_BYTES = 200
 #: Most topics a subscriber keeps separate gap statistics for; more are counted under "*".
 MAX_TOPICS_TRACKED = 4096
+
+# ---------------------------------------------------------------- evidence server (engine)
+#: Schema version of evidence requests and replies ("v").
+EVIDENCE_VERSION = 1
+#: ZMQ_MAXMSGSIZE of the evidence server's ROUTER: larger frames close the connection (the
+#: client sees a time-out). Requests up to this size get an error reply when they are too big.
+EVIDENCE_MAX_MSG_SIZE = 1 << 20
+#: Largest request payload the server reads, bytes (a request is a small map).
+EVIDENCE_MAX_REQUEST_BYTES = 4096
+#: Most envelope frames (routing ids) in front of a request.
+EVIDENCE_MAX_FRAMES = 4
+#: msgpack limits on requests: strings, arrays, maps; no bin or ext.
+EVIDENCE_MAX_STR_LEN = 256
+EVIDENCE_MAX_ARRAY_LEN = 16
+EVIDENCE_MAX_MAP_LEN = 16
+#: Longest request id (when a string), bytes.
+EVIDENCE_MAX_ID_BYTES = 128
+#: Largest reply (JPEG or MP4 included), bytes; a bigger clip is refused (ask for less).
+EVIDENCE_MAX_REPLY_BYTES = 64 << 20
+#: Longest a clip request may wait for its t1 to reach the packet ring, seconds.
+EVIDENCE_MAX_WAIT_S = 30.0
+#: Most clip requests waiting at once; more are refused.
+EVIDENCE_MAX_PENDING = 64
+#: How often the server looks at waiting requests and its stop flag, seconds.
+EVIDENCE_POLL_S = 0.05
+#: Longest clip, seconds of stream time (the ring holds pre_event_s, at most 600 s).
+EVIDENCE_MAX_CLIP_S = 600.0
+#: JPEG quality of snapshots (cv2.IMWRITE_JPEG_QUALITY).
+EVIDENCE_JPEG_QUALITY = 90
+#: Default time-out of EvidenceClient.snapshot; clip waits wait_s plus this.
+EVIDENCE_TIMEOUT_S = 10.0

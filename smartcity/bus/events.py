@@ -21,12 +21,19 @@ INCIDENT = "incident"
 STATS = "stats"
 CONFIG_CHANGED = "config.changed"
 
-#: Columns of one row of a tracks message, in order.
-TRACK_COLUMNS = ("id", "cls", "score", "x1", "y1", "x2", "y2")
+#: Columns of one row of a tracks message, in order. gx, gy (ground position, metres) and kmh
+#: (ground speed) were appended later in schema 1 and are NaN where unknown.
+TRACK_COLUMNS = ("id", "cls", "score", "x1", "y1", "x2", "y2", "gx", "gy", "kmh")
+#: Rows of the first writers of schema 1 stop after y2; readers fill the rest with NaN.
+TRACK_COLUMNS_MIN = 7
 
 
 def _empty(dtype: Any, shape: tuple[int, ...] = (0,)) -> Any:
     return field(default_factory=lambda: np.zeros(shape, dtype=dtype))
+
+
+def _unknown(track_id: Any, shape: tuple[int, ...]) -> Any:
+    return np.full((len(track_id), *shape), np.nan, np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +52,18 @@ class TracksEvent:
     class_id: npt.NDArray[np.int32] = _empty(np.int32)
     score: npt.NDArray[np.float32] = _empty(np.float32)
     xyxy: npt.NDArray[np.float32] = _empty(np.float32, (0, 4))
+    #: Ground position (metres) of each box's bottom centre; NaN without a calibration. None
+    #: (the default) means unknown for every track: NaN arrays of the right length.
+    ground_xy: npt.NDArray[np.float32] = None  # type: ignore[assignment]
+    #: Ground speed, km/h; NaN when unknown (no calibration, track too young).
+    speed_kmh: npt.NDArray[np.float32] = None  # type: ignore[assignment]
     v: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.ground_xy is None:
+            object.__setattr__(self, "ground_xy", _unknown(self.track_id, (2,)))
+        if self.speed_kmh is None:
+            object.__setattr__(self, "speed_kmh", _unknown(self.track_id, ()))
 
     @property
     def topic(self) -> str:

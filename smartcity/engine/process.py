@@ -4,7 +4,8 @@ One process runs a camera set: the C++ pipeline decodes and batches, the detecto
 batch (ONNX Runtime), the C++ post-processing and the per-camera trackers turn its outputs into
 tracks, and the C++ publisher puts `tracks.<camera>` on the bus for every analysed frame and
 `health.<camera>` every `health_interval_s`. Python does three things per batch, nothing per
-object (DESIGN.md §1).
+object (DESIGN.md §1). The evidence server (smartcity/engine/evidence.py) answers snapshot and
+clip requests on `ipc://<run dir>/evidence` from its own thread.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import numpy as np
 import yaml
 
 from smartcity import _core
+from smartcity.bus import defaults as bus_defaults
 from smartcity.engine.detectors import OnnxRuntimeDetector, detect
+from smartcity.engine.evidence import EvidenceServer
 from smartcity.engine.models import load_card
 
 
@@ -171,11 +174,31 @@ class EngineCounters:
     health_published: int = 0
 
 
-class Engine:
-    """Engine(settings, publisher_endpoint).run(stop) until stop is set (or `seconds` pass)."""
+def evidence_endpoint_for(publisher_endpoint: str) -> str | None:
+    """ipc://<run dir>/evidence next to the run dir's bus-in; None for other endpoints."""
+    prefix, suffix = "ipc://", "/" + bus_defaults.XSUB_NAME
+    if not (publisher_endpoint.startswith(prefix) and publisher_endpoint.endswith(suffix)):
+        return None
+    run_dir = publisher_endpoint[len(prefix) : -len(suffix)]
+    return f"{prefix}{run_dir}/{bus_defaults.EVIDENCE_NAME}"
 
-    def __init__(self, settings: EngineSettings, publisher_endpoint: str) -> None:
+
+class Engine:
+    """Engine(settings, publisher_endpoint).run(stop) until stop is set (or `seconds` pass).
+
+    evidence_endpoint: where the evidence server binds; "auto" (the default) puts it next to the
+    publisher endpoint's run dir (ipc://<run dir>/evidence), None runs none."""
+
+    evidence: EvidenceServer | None
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        publisher_endpoint: str,
+        evidence_endpoint: str | None = "auto",
+    ) -> None:
         self.settings = settings
+        self.evidence = None
         self.card = load_card(settings.models_root / settings.model)
         self.detector = OnnxRuntimeDetector(self.card, intra_op_threads=settings.inference_threads)
         self.pipeline = _core.Pipeline(
@@ -205,6 +228,14 @@ class Engine:
                     raise EngineConfigError(f"cameras[{i}]: {e}") from e
                 if cam.image_to_ground is not None:
                     self.pipeline.set_calibration(cam.camera_id, np.asarray(cam.image_to_ground))
+            if evidence_endpoint == "auto":
+                evidence_endpoint = evidence_endpoint_for(publisher_endpoint)
+            if evidence_endpoint is not None:
+                tmp = None
+                if evidence_endpoint.startswith("ipc://"):
+                    tmp = str(Path(evidence_endpoint[len("ipc://") :]).parent)  # the 0700 run dir
+                self.evidence = EvidenceServer(self.pipeline, evidence_endpoint, tmp_dir=tmp)
+                self.evidence.start()
         except BaseException:
             self.close()
             raise
@@ -238,6 +269,8 @@ class Engine:
                     t.xyxy,
                     t.score,
                     t.class_id,
+                    t.ground_xy,
+                    t.speed_kmh,
                 )
                 self.counters.tracks_published += ok
                 self.counters.tracks_dropped += not ok
@@ -266,5 +299,7 @@ class Engine:
         return self.counters
 
     def close(self) -> None:
+        if self.evidence is not None:
+            self.evidence.stop()
         self.pipeline.close()
         self.publisher.close()

@@ -43,6 +43,14 @@ def _frame(rng: np.random.Generator, n: int) -> dict:
     )
 
 
+def _ground(rng: np.random.Generator, n: int) -> dict:
+    g = rng.uniform(-80, 80, (n, 2)).astype(np.float32)
+    kmh = rng.uniform(0, 130, n).astype(np.float32)
+    g[rng.uniform(size=n) < 0.3] = np.nan  # unknown where uncalibrated
+    kmh[rng.uniform(size=n) < 0.3] = np.nan  # track too young
+    return dict(ground_xy=g, speed_kmh=kmh)
+
+
 def test_tracks_and_health_from_the_core(broker):
     rng = np.random.default_rng(7)
     with (
@@ -57,6 +65,8 @@ def test_tracks_and_health_from_the_core(broker):
         while sub.recv(0.05) is not None:
             pass
         frames = [_frame(rng, int(n)) for n in rng.integers(0, 60, 25)]
+        for f in frames[::2]:  # the others are sent without ground_xy / speed_kmh: NaN
+            f.update(_ground(rng, len(f["track_id"])))
         for i, f in enumerate(frames):
             assert pub.publish_tracks(
                 "cam-a", 1000 + i, i / 10, 1_700_000_000_000_000_000 + i, 768, 576, **f
@@ -87,6 +97,11 @@ def test_tracks_and_health_from_the_core(broker):
             np.testing.assert_array_equal(ev.xyxy, f["xyxy"])
             np.testing.assert_array_equal(ev.score, f["score"])
             np.testing.assert_array_equal(ev.class_id, f["class_id"])
+            n = len(f["track_id"])
+            nan_g, nan_k = np.full((n, 2), np.nan, np.float32), np.full(n, np.nan, np.float32)
+            np.testing.assert_array_equal(ev.ground_xy, f.get("ground_xy", nan_g))
+            np.testing.assert_array_equal(ev.speed_kmh, f.get("speed_kmh", nan_k))
+            assert ev.ground_xy.dtype == np.float32 and ev.speed_kmh.dtype == np.float32
         (health,) = [e for e in got if isinstance(e, HealthEvent)]
         assert health.cam == "cam-a" and health.seq == 0 and health.t_ns == 42
         assert (health.state, health.packets, health.frames_decoded, health.codec) == (
@@ -134,6 +149,10 @@ def test_core_publisher_refuses_bad_input(broker):
             pub.publish_tracks(
                 "c", 0, 0.0, 0, 1, 1, f["track_id"], f["xyxy"][:2], f["score"], f["class_id"]
             )
+        with pytest.raises(ValueError, match="ground_xy"):
+            pub.publish_tracks("c", 0, 0.0, 0, 1, 1, **f, ground_xy=np.zeros((3, 3)))
+        with pytest.raises(ValueError, match="speed_kmh"):
+            pub.publish_tracks("c", 0, 0.0, 0, 1, 1, **f, speed_kmh=np.zeros(2))
         with pytest.raises(ValueError):
             pub.publish_tracks("", 0, 0.0, 0, 1, 1, **f)
         with pytest.raises(ValueError, match="state"):

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -20,6 +21,7 @@ from smartcity.bus import (
     publisher_endpoint,
     subscriber_endpoint,
 )
+from smartcity.bus.evidence import EvidenceClient, EvidenceError
 from smartcity.engine.process import (
     Engine,
     EngineConfigError,
@@ -68,13 +70,19 @@ def test_engine_publishes_tracks_and_health(vtest, run_dir):
             runner = threading.Thread(target=engine.run, args=(stop, 6.0))
             runner.start()
             events = []
+            snapshot = None
             deadline = time.monotonic() + 8
             while time.monotonic() < deadline and runner.is_alive():
                 ev = sub.recv(timeout_s=0.5)
                 if ev is not None:
                     events.append(ev)
+                if snapshot is None and len(events) > 10:  # the evidence server runs with it
+                    with EvidenceClient(run_dir) as evidence:
+                        snapshot = evidence.snapshot("gate-2", timeout_s=10)
             runner.join()
             engine.close()
+            with EvidenceClient(run_dir) as evidence, pytest.raises(EvidenceError):
+                evidence.snapshot("gate-2", timeout_s=0.3)  # stopped with the engine
             while (ev := sub.recv(timeout_s=0.3)) is not None:
                 events.append(ev)
             totals = sub.totals()
@@ -89,8 +97,16 @@ def test_engine_publishes_tracks_and_health(vtest, run_dir):
         assert all((e.class_id == 0).all() for e in with_people)  # person
         assert all(e.w == 768 and e.h == 576 for e in mine)
         assert any(h.cam == cam and h.state == "running" for h in health)
+    # Ground position only where the camera is calibrated; speed needs a track's history.
+    uncal = [e for e in tracks if e.cam == "gate-1" and len(e)]
+    assert all(np.isnan(e.ground_xy).all() and np.isnan(e.speed_kmh).all() for e in uncal)
+    cal = [e for e in tracks if e.cam == "gate-2" and len(e)]
+    assert all(np.isfinite(e.ground_xy).all() for e in cal)
+    assert any(np.isfinite(e.speed_kmh).any() for e in cal)
     assert totals.gaps == 0
     assert engine.counters.tracks_dropped == 0
+    assert snapshot is not None and (snapshot.w, snapshot.h) == (768, 576)
+    assert snapshot.jpeg[:2] == b"\xff\xd8"  # JPEG
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,8 @@ def _tracks(n: int = 5, seed: int = 0) -> dict:
         class_id=rng.integers(0, 6, n).astype(np.int32),
         score=rng.uniform(0, 1, n).astype(np.float32),
         xyxy=np.hstack([xy, xy + wh]),
+        ground_xy=rng.uniform(-50, 50, (n, 2)).astype(np.float32),
+        speed_kmh=rng.uniform(0, 120, n).astype(np.float32),
     )
 
 
@@ -54,17 +56,59 @@ def test_tracks_round_trip_is_exact():
     np.testing.assert_array_equal(ev.class_id, t["class_id"])
     np.testing.assert_array_equal(ev.score, t["score"])
     np.testing.assert_array_equal(ev.xyxy, t["xyxy"])
+    np.testing.assert_array_equal(ev.ground_xy, t["ground_xy"])
+    np.testing.assert_array_equal(ev.speed_kmh, t["speed_kmh"])
     assert ev.xyxy.dtype == np.float32 and ev.track_id.dtype == np.int64
+    assert ev.ground_xy.dtype == np.float32 and ev.ground_xy.shape == (17, 2)
+    assert ev.speed_kmh.dtype == np.float32 and ev.speed_kmh.shape == (17,)
+
+
+def test_unknown_ground_and_speed_round_trip_as_nan():
+    t = _tracks(4, seed=5)
+    t["ground_xy"][1] = np.nan  # uncalibrated camera / unknown speed
+    t["speed_kmh"][[0, 1]] = np.nan
+    ev = decode(*encode_tracks("c", 0, **t))
+    np.testing.assert_array_equal(ev.ground_xy, t["ground_xy"])  # NaN == NaN here
+    np.testing.assert_array_equal(ev.speed_kmh, t["speed_kmh"])
+    assert np.isnan(ev.ground_xy[1]).all() and np.isnan(ev.speed_kmh[:2]).all()
+    # None means unknown for every track
+    del t["ground_xy"], t["speed_kmh"]
+    ev = decode(*encode_tracks("c", 0, **t))
+    assert ev.ground_xy.shape == (4, 2) and np.isnan(ev.ground_xy).all()
+    assert ev.speed_kmh.shape == (4,) and np.isnan(ev.speed_kmh).all()
+
+
+def test_old_seven_column_rows_decode_with_nan_ground_and_speed():
+    _, p = encode_tracks("c", 0, **_tracks(3))
+    m = msgpack.unpackb(p)
+    m["tracks"] = [row[:7] for row in m["tracks"]]
+    ev = decode(b"tracks.c", msgpack.packb(m))
+    assert len(ev) == 3
+    assert ev.ground_xy.shape == (3, 2) and np.isnan(ev.ground_xy).all()
+    assert ev.speed_kmh.shape == (3,) and np.isnan(ev.speed_kmh).all()
+
+
+def test_event_defaults_are_nan_of_the_right_length():
+    ev = TracksEvent(cam="c", seq=0, frame=0, pts=0.0, t_ns=0, w=1, h=1, track_id=np.arange(3))
+    assert ev.ground_xy.shape == (3, 2) and np.isnan(ev.ground_xy).all()
+    assert ev.speed_kmh.shape == (3,) and np.isnan(ev.speed_kmh).all()
+    t = _tracks(2)
+    full = TracksEvent(cam="c", seq=4, **t)
+    back = decode(*encode(full))
+    assert isinstance(back, TracksEvent)
+    np.testing.assert_array_equal(back.ground_xy, t["ground_xy"])
+    np.testing.assert_array_equal(back.speed_kmh, t["speed_kmh"])
 
 
 def test_tracks_are_compact_rows():
     topic, payload = encode_tracks("c", 0, **_tracks(2))
     raw = msgpack.unpackb(payload)
     assert raw["v"] == defaults.SCHEMA_VERSION
-    assert isinstance(raw["tracks"], list) and all(len(r) == 7 for r in raw["tracks"])
-    # float32 scores and boxes (5 bytes each), ids of at most 9 bytes: at most 37 bytes a row
+    assert isinstance(raw["tracks"], list) and all(len(r) == 10 for r in raw["tracks"])
+    # float32 scores, boxes, ground xy and speed (5 bytes each), ids of at most 9 bytes: at
+    # most 52 bytes a row
     _, big = encode_tracks("c", 0, **_tracks(40))
-    assert len(big) <= 100 + 40 * 37
+    assert len(big) <= 100 + 40 * 52
 
 
 def test_empty_tracks():
@@ -146,6 +190,11 @@ _DROP = object()
         (_payload(tracks=[[1, "car", 0.5, 0, 0, 1, 1]]), "tracks[0].cls"),
         (_payload(tracks=[[1, 2, None, 0, 0, 1, 1]]), "tracks[0].score"),
         (_payload(tracks=[[1, 2, 0.5, 0, 0, float("inf"), 1]]), "tracks[0].x2"),
+        (_payload(tracks=[[1, 2, 0.5, 0, 0, float("nan"), 1]]), "tracks[0].x2"),
+        (_payload(tracks=[[1, 2, 0.5, 0, 0, 1, 1, float("inf"), 0, 0]]), "tracks[0].gx"),
+        (_payload(tracks=[[1, 2, 0.5, 0, 0, 1, 1, 0, "north", 0]]), "tracks[0].gy"),
+        (_payload(tracks=[[1, 2, 0.5, 0, 0, 1, 1, 0, 0, -float("inf")]]), "tracks[0].kmh"),
+        (_payload(tracks=[[1, 2, 0.5, 0, 0, 1, 1, 0, 0, None]]), "tracks[0].kmh"),
         (_payload(tracks=[[1, 2, 0.5, 0, 0, 1, 1]] * (defaults.MAX_TRACKS + 1)), "tracks"),
     ],
 )
@@ -188,6 +237,8 @@ def test_newer_fields_are_ignored_older_readers_keep_working():
     m["tracks"] = [row + [99] for row in m["tracks"]]  # an appended column
     ev = decode(b"tracks.c", msgpack.packb(m))
     assert len(ev) == 2
+    m["tracks"] = [row + ["anything"] for row in m["tracks"]]  # unknown columns are not checked
+    assert len(decode(b"tracks.c", msgpack.packb(m))) == 2
 
 
 def test_gap_accounting():

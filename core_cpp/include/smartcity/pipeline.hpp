@@ -12,6 +12,7 @@
 
 #include "smartcity/batch.hpp"
 #include "smartcity/detections.hpp"
+#include "smartcity/recorder.hpp"
 #include "smartcity/stream.hpp"
 #include "smartcity/tracker.hpp"
 
@@ -46,8 +47,11 @@ class Pipeline {
   std::vector<StreamStatsSnapshot> Stats() const;
   StreamStatsSnapshot StreamStats(const std::string& camera_id) const;
   RingInfo PacketRing(const std::string& camera_id) const;
+  // An evidence clip of a camera's packet ring (recorder.hpp: stream time, errors). Throws
+  // UnknownCamera as well.
+  ClipInfo WriteClip(const std::string& camera_id, double t0, double t1, const std::string& path) const;
   bool LatestFrameBgr(const std::string& camera_id, std::vector<uint8_t>* bgr, int* width, int* height,
-                      int64_t* frame_number) const;
+                      int64_t* frame_number, double* pts_s = nullptr, int64_t* capture_ns = nullptr) const;
 
   // Blocks up to max_wait_ms; nullptr on time-out or after Close().
   std::shared_ptr<BatchLease> NextBatch(int max_batch, int max_wait_ms);

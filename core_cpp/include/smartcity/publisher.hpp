@@ -29,14 +29,20 @@ struct PublisherOptions {
   int linger_ms = 200;  // how long close() may wait to flush queued messages
 };
 
-// Struct-of-arrays view of the tracks of one frame; the arrays hold n entries (xyxy: n * 4).
+// Struct-of-arrays view of the tracks of one frame; the arrays hold n entries (xyxy: n * 4,
+// ground_xy: n * 2). ground_xy and speed_kmh may be null: their columns are then NaN.
 struct TracksView {
   size_t n = 0;
   const int64_t* track_id = nullptr;
   const float* xyxy = nullptr;
   const float* score = nullptr;
   const int32_t* class_id = nullptr;
+  const float* ground_xy = nullptr;  // metres, NaN without a calibration
+  const float* speed_kmh = nullptr;  // NaN when unknown
 };
+
+// Values in one row of a tracks message: id, cls, score, x1, y1, x2, y2, gx, gy, kmh.
+inline constexpr int kTrackColumns = 10;
 
 TracksView ViewOf(const Tracks& tracks);
 

@@ -58,8 +58,12 @@ class Stream {
   const StreamConfig& config() const { return config_; }
   StreamStatsSnapshot Stats() const;
   RingInfo Ring() const { return ring_.Info(); }
+  const PacketRing& ring() const { return ring_; }
   // Latest sampled frame as BGR uint8 (height x width x 3). False when there is none yet.
-  bool LatestFrameBgr(std::vector<uint8_t>* bgr, int* width, int* height, int64_t* frame_number) const;
+  // pts_s (stream time, as Batch.pts) and capture_ns (wall clock when it left the decoder, as
+  // Batch.capture_ns) are filled when given.
+  bool LatestFrameBgr(std::vector<uint8_t>* bgr, int* width, int* height, int64_t* frame_number,
+                      double* pts_s = nullptr, int64_t* capture_ns = nullptr) const;
 
   // Used by FFmpeg's interrupt callback.
   int Interrupt();
@@ -108,6 +112,8 @@ class Stream {
   mutable std::mutex latest_mu_;
   AVFrame* latest_ = nullptr;
   int64_t latest_number_ = -1;
+  double latest_pts_s_ = 0;
+  int64_t latest_capture_ns_ = 0;
   mutable std::mutex bgr_mu_;  // guards bgr_converter_ (snapshots may come from several threads)
   mutable std::unique_ptr<FrameConverter> bgr_converter_;
 };
