@@ -6,8 +6,8 @@ namespace smartcity {
 
 namespace {
 
-// Solves S x = b for a symmetric positive definite 4x4 S (Cholesky).
-Vec4 CholeskySolve(const std::array<Vec4, 4>& s, const Vec4& b) {
+// Cholesky factor L (lower) of a symmetric positive definite 4x4 S: S = L L^T.
+std::array<Vec4, 4> Cholesky(const std::array<Vec4, 4>& s) {
   std::array<Vec4, 4> l{};
   for (int i = 0; i < 4; ++i) {
     for (int j = 0; j <= i; ++j) {
@@ -16,6 +16,11 @@ Vec4 CholeskySolve(const std::array<Vec4, 4>& s, const Vec4& b) {
       l[i][j] = i == j ? std::sqrt(sum > 0 ? sum : 1e-12) : sum / l[j][j];
     }
   }
+  return l;
+}
+
+// Solves L L^T x = b.
+Vec4 CholeskySolve(const std::array<Vec4, 4>& l, const Vec4& b) {
   Vec4 y{};
   for (int i = 0; i < 4; ++i) {
     double sum = b[i];
@@ -79,8 +84,9 @@ void KalmanBoxFilter::Update(KalmanState& s, const Vec4& z) const {
   for (int i = 0; i < 4; ++i)
     for (int j = 0; j < 4; ++j) innovation_cov[i][j] = p[i][j] + (i == j ? r[i] * r[i] : 0.0);
   // Gain K = P H^T S^-1: row k of K solves S x = (P H^T)[k] (S is symmetric).
+  const std::array<Vec4, 4> chol = Cholesky(innovation_cov);  // factored once, solved 8 times
   std::array<Vec4, 8> gain{};
-  for (int k = 0; k < 8; ++k) gain[k] = CholeskySolve(innovation_cov, {p[k][0], p[k][1], p[k][2], p[k][3]});
+  for (int k = 0; k < 8; ++k) gain[k] = CholeskySolve(chol, {p[k][0], p[k][1], p[k][2], p[k][3]});
   Vec4 y{};
   for (int i = 0; i < 4; ++i) y[i] = z[i] - s.mean[i];
   for (int k = 0; k < 8; ++k)

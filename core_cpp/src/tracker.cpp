@@ -23,18 +23,36 @@ void Check(bool ok, const char* field, const std::string& rule) {
   if (!ok) throw std::invalid_argument(std::string("tracker: ") + field + " " + rule);
 }
 
-// Costs 1 - IoU (times the detection score when fuse), tracks as rows.
-std::vector<double> IouCost(const std::vector<Track*>& tracks, const std::vector<const Det*>& dets, bool fuse) {
-  std::vector<double> cost(tracks.size() * dets.size());
+// Intersection over union of two xyxy boxes; inlined here (the tracker's innermost loop).
+inline float Iou(const std::array<float, 4>& a, const std::array<float, 4>& b) {
+  const float iw = std::min(a[2], b[2]) - std::max(a[0], b[0]);
+  const float ih = std::min(a[3], b[3]) - std::max(a[1], b[1]);
+  if (iw <= 0.f || ih <= 0.f) return 0.f;
+  const float inter = iw * ih;
+  const float uni = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+  return uni > 0.f ? inter / uni : 0.f;
+}
+
+// Pairs with cost 1 - IoU (times the detection score when fuse) below `limit`, tracks as rows.
+std::vector<AssignmentEdge> IouPairs(const std::vector<Track*>& tracks, const std::vector<const Det*>& dets, bool fuse,
+                                     double limit) {
+  std::vector<AssignmentEdge> pairs;
   for (size_t i = 0; i < tracks.size(); ++i) {
     const std::array<float, 4> tb = tracks[i]->Xyxy();
     for (size_t j = 0; j < dets.size(); ++j) {
-      double sim = BoxIou(tb.data(), dets[j]->box.data());
+      double sim = Iou(tb, dets[j]->box);
+      if (sim <= 0.0) continue;
       if (fuse) sim *= dets[j]->score;
-      cost[i * dets.size() + j] = 1.0 - sim;
+      const double cost = 1.0 - sim;
+      if (cost < limit) pairs.push_back({static_cast<int>(i), static_cast<int>(j), cost});
     }
   }
-  return cost;
+  return pairs;
+}
+
+Assignment Match(const std::vector<Track*>& tracks, const std::vector<const Det*>& dets, bool fuse, double limit) {
+  return SolveAssignmentSparse(IouPairs(tracks, dets, fuse, limit), static_cast<int>(tracks.size()),
+                               static_cast<int>(dets.size()), limit);
 }
 
 TrackerConfig Validated(const TrackerConfig& c) {
@@ -190,8 +208,7 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
   for (Track& tr : lost_) pool.push_back(&tr);
   std::vector<const Det*> high_ptr;
   for (const Det& d : high) high_ptr.push_back(&d);
-  Assignment a1 = SolveAssignment(IouCost(pool, high_ptr, config_.fuse_score), static_cast<int>(pool.size()),
-                                  static_cast<int>(high_ptr.size()), config_.match_thresh);
+  Assignment a1 = Match(pool, high_ptr, config_.fuse_score, config_.match_thresh);
   std::vector<Track*> remaining;  // tracks unmatched so far, for the low detections
   for (size_t i = 0; i < pool.size(); ++i) {
     if (a1.row_to_col[i] >= 0) {
@@ -208,8 +225,7 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
   std::vector<Track*> tentative;
   for (Track& tr : tracked_)
     if (tr.state == TrackState::kTentative) tentative.push_back(&tr);
-  Assignment a3 = SolveAssignment(IouCost(tentative, high_left, config_.fuse_score), static_cast<int>(tentative.size()),
-                                  static_cast<int>(high_left.size()), config_.unconfirmed_match_thresh);
+  Assignment a3 = Match(tentative, high_left, config_.fuse_score, config_.unconfirmed_match_thresh);
   for (size_t i = 0; i < tentative.size(); ++i) {
     if (a3.row_to_col[i] >= 0) {
       apply(*tentative[i], *high_left[a3.row_to_col[i]]);
@@ -223,8 +239,7 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
   // become lost and tentative ones are removed.
   std::vector<const Det*> low_ptr;
   for (const Det& d : low) low_ptr.push_back(&d);
-  Assignment a2 = SolveAssignment(IouCost(remaining, low_ptr, false), static_cast<int>(remaining.size()),
-                                  static_cast<int>(low_ptr.size()), config_.second_match_thresh);
+  Assignment a2 = Match(remaining, low_ptr, false, config_.second_match_thresh);
   for (size_t i = 0; i < remaining.size(); ++i) {
     if (a2.row_to_col[i] >= 0) {
       apply(*remaining[i], *low_ptr[a2.row_to_col[i]]);
@@ -237,6 +252,7 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
 
   // 5. New tracks from the high detections nobody took.
   std::vector<Track> born;
+  born.reserve(high_left.size());
   for (size_t j = 0; j < high_left.size(); ++j) {
     if (a3.col_to_row[j] >= 0 || high_left[j]->score < new_track_thresh_) continue;
     const Det& d = *high_left[j];
@@ -257,7 +273,11 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
   }
 
   // 6. Move tracks between the lists; drop lost tracks past the buffer and removed ones.
+  // Reserved up front: Track holds a deque, whose move may throw, so a growing vector<Track>
+  // would copy every track on each reallocation.
   std::vector<Track> tracked, lost;
+  tracked.reserve(tracked_.size() + lost_.size() + born.size());
+  lost.reserve(tracked_.size() + lost_.size());
   for (std::vector<Track>* list : {&tracked_, &lost_}) {
     for (Track& tr : *list) {
       if (tr.state == TrackState::kLost && frame_ - tr.last_frame > max_frames_lost_) tr.state = TrackState::kRemoved;
@@ -269,11 +289,12 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
 
   // A confirmed and a lost track on the same object: keep the older one.
   std::vector<char> drop_tracked(tracked.size(), 0), drop_lost(lost.size(), 0);
+  std::vector<std::array<float, 4>> lost_boxes(lost.size());
+  for (size_t j = 0; j < lost.size(); ++j) lost_boxes[j] = lost[j].Xyxy();
   for (size_t i = 0; i < tracked.size(); ++i) {
     const std::array<float, 4> a = tracked[i].Xyxy();
     for (size_t j = 0; j < lost.size(); ++j) {
-      const std::array<float, 4> b = lost[j].Xyxy();
-      if (1.0f - BoxIou(a.data(), b.data()) >= 0.15f) continue;
+      if (1.0f - Iou(a, lost_boxes[j]) >= 0.15f) continue;
       const int64_t age_tracked = tracked[i].last_frame - tracked[i].start_frame;
       const int64_t age_lost = lost[j].last_frame - lost[j].start_frame;
       (age_tracked > age_lost ? drop_lost[j] : drop_tracked[i]) = 1;
@@ -281,12 +302,21 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
   }
   tracked_.clear();
   lost_.clear();
+  tracked_.reserve(tracked.size());
+  lost_.reserve(lost.size());
   for (size_t i = 0; i < tracked.size(); ++i)
     if (!drop_tracked[i]) tracked_.push_back(std::move(tracked[i]));
   for (size_t j = 0; j < lost.size(); ++j)
     if (!drop_lost[j]) lost_.push_back(std::move(lost[j]));
 
   Tracks out;
+  out.track_id.reserve(tracked_.size());
+  out.xyxy.reserve(tracked_.size() * 4);
+  out.score.reserve(tracked_.size());
+  out.class_id.reserve(tracked_.size());
+  out.state.reserve(tracked_.size());
+  out.ground_xy.reserve(tracked_.size() * 2);
+  out.speed_kmh.reserve(tracked_.size());
   for (const Track& tr : tracked_) {
     if (tr.state != TrackState::kConfirmed || tr.last_frame != frame_) continue;
     const std::array<float, 4> box = tr.Xyxy();

@@ -23,4 +23,16 @@ struct Assignment {
 // size, or a cost or limit that is not finite.
 Assignment SolveAssignment(const std::vector<double>& cost, int rows, int cols, double limit);
 
+// One candidate pair of the sparse form; pairs not listed cost the limit or more (never matched).
+struct AssignmentEdge {
+  int row;
+  int col;
+  double cost;
+};
+
+// The same problem given as the pairs that cost less than `limit` (the tracker's form: most
+// boxes do not overlap). Throws std::invalid_argument for a negative size, an index out of range,
+// a repeated pair, or a cost or limit that is not finite.
+Assignment SolveAssignmentSparse(const std::vector<AssignmentEdge>& edges, int rows, int cols, double limit);
+
 }  // namespace smartcity
