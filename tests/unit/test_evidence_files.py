@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import cv2
 import numpy as np
 import pytest
@@ -86,3 +88,81 @@ def test_annotate_draws_the_incident_track_in_red():
     assert g > 120 and r < 90
     with pytest.raises(EvidenceError, match="not a JPEG"):
         annotate_snapshot(b"nope", np.zeros((0, 4), np.float32), [], [])
+
+
+class FakeSource:
+    def __init__(self, fail=None):
+        self.fail = fail
+        self.closed = False
+        self.asked = []
+
+    def snapshot(self, cam, timeout_s=10.0):
+        from smartcity.bus.evidence import Snapshot
+
+        if self.fail == "snapshot":
+            raise RuntimeError("no frame yet")
+        ok, jpeg = cv2.imencode(".jpg", np.full((360, 640, 3), 80, np.uint8))
+        return Snapshot(cam=cam, frame=42, pts=10.0, t_ns=T, w=640, h=360, jpeg=jpeg.tobytes())
+
+    def clip(self, cam, t0, t1, wait_s=0.0, timeout_s=None):
+        from smartcity.bus.evidence import Clip
+
+        self.asked.append((t0, t1))
+        if self.fail == "clip":
+            raise OSError(28, "No space left on device")
+        return Clip(cam, t0, t1, 10, True, t1 - t0, False, b"\x00\x00\x00\x18ftypmp42")
+
+    def close(self):
+        self.closed = True
+
+
+def _store_with_incident(tmp_path):
+    from smartcity.store import Store
+
+    store = Store.open(data_dir=tmp_path)
+    store.cameras.add("c1", "c1", "file:///x.mp4")
+    inc = store.incidents.create(type="wrong_way", camera_id="c1", key="track:7")
+    return store, inc
+
+
+def test_collector_stores_snapshot_and_clip(tmp_path):
+    from smartcity.incidents.evidence import EvidenceCollector, EvidenceSettings
+    from smartcity.incidents.types import Finding, FrameTracks
+
+    store, inc = _store_with_incident(tmp_path)
+    src = FakeSource()
+    frame = FrameTracks(
+        "c1", 42, 10.0, T,
+        track_id=np.array([7], np.int64), class_id=np.array([2], np.int32),
+        xyxy=np.array([[10, 10, 100, 100]], np.float32),
+    )  # fmt: skip
+    col = EvidenceCollector(
+        store, lambda: src, EvidenceSettings(pre_s=4, post_s=6), tracks_of=lambda c, n: frame
+    )
+    col.request(inc, Finding("wrong_way", "c1", "track:7", 10.0, T, track_ids=(7,)))
+    col.close()
+    ev = {e.kind: e for e in store.evidence.list(inc.id)}
+    assert set(ev) == {"snapshot", "clip"} and col.counts["failures"] == 0
+    assert src.asked == [(6.0, 16.0)] and src.closed
+    snap = store.evidence.abspath(ev["snapshot"]).read_bytes()
+    assert hashlib.sha256(snap).hexdigest() == ev["snapshot"].sha256
+    img = cv2.imdecode(np.frombuffer(snap, np.uint8), cv2.IMREAD_COLOR)
+    assert img[55, 10, 2] > 180  # the incident's track drawn in red
+    store.close()
+
+
+def test_collector_failures_are_reported_not_raised(tmp_path):
+    from smartcity.incidents.evidence import EvidenceCollector
+    from smartcity.incidents.types import Finding
+
+    store, inc = _store_with_incident(tmp_path)
+    failures = []
+    col = EvidenceCollector(
+        store, lambda: FakeSource(fail="clip"), on_failure=lambda *a: failures.append(a)
+    )
+    col.request(inc, Finding("wrong_way", "c1", "track:7", 10.0, T))
+    col.close()
+    assert col.counts == {"snapshots": 1, "clips": 0, "failures": 1}
+    ((iid, msg, disk_full),) = failures
+    assert iid == inc.id and "clip" in msg and disk_full
+    store.close()
