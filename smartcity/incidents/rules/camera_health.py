@@ -17,7 +17,7 @@ those, so a call costs a millisecond or two whatever the frame's size. A conditi
 `Finding` (rule ``camera_health``, key ``offline`` / ``frozen`` / ``blinded`` / ``moved``) when
 it has held for its time, and a Finding with ``closed=True`` once it has been absent for
 ``clear_s``; the same condition is not raised again within ``cooldown_s`` of its clearing.
-docs/camera-health.md explains the measures and the thresholds.
+docs/incidents.md ("Camera health checks") explains the measures and the thresholds.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ class CameraHealthConfigError(ValueError):
 @dataclass(frozen=True)
 class CameraHealthSettings:
     """Thresholds, times and cool-downs of one camera's health monitor (seconds, grey levels,
-    full-frame pixels). docs/camera-health.md gives the reasons for the defaults."""
+    full-frame pixels). docs/incidents.md ("Camera health checks") gives the reasons for the
+    defaults."""
 
     enabled: bool = True
     # offline

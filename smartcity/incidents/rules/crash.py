@@ -1,0 +1,154 @@
+"""Suspected crash: two vehicles in contact (boxes overlapping on the image and ground points
+within ``contact_m``), both standing (below ``stopped_kmh``), at least one after a sharp stop
+(its speed fell by ``drop_kmh`` or more within ``drop_s`` to standing, having travelled
+``min_travel_m`` before, and it then stood for ``confirm_s``); or a single vehicle
+stopping sharply off every lane, or stopping faster than brakes can stop it (``impact_kmh``
+lost within ``impact_s``: it hit something, perhaps hidden behind it) (``single``). Severity
+from the speed before the stop: ``high`` from 50 km/h, ``medium`` from 25, ``low`` below;
+single-vehicle crashes one step lower. The crashed track ids are kept (``crashed_ids``) so the
+stopped-vehicle rule does not take a crashed vehicle for one queued behind the other.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from smartcity.incidents.geometry import CameraGeometry
+from smartcity.incidents.rules.base import Rule, Settings, TrackStates, frame_view
+from smartcity.incidents.types import Finding, FrameTracks
+
+
+@dataclass(frozen=True)
+class CrashSettings(Settings):
+    drop_kmh: float = 20.0
+    drop_s: float = 1.5
+    stopped_kmh: float = 5.0
+    confirm_s: float = 1.5  # ... and it must then stand this long (a box glitch does not)
+    sharp_memory_s: float = 3.0  # a confirmed sharp stop counts for a pair met within this time
+    contact_m: float = 9.0
+    min_iou: float = 0.0  # boxes must overlap more than this
+    min_travel_m: float = 10.0  # ... and it had travelled this far over the 2 s before: a box
+    #                              edge jumping under occlusion makes no sharp stop
+    min_box_px: float = 8.0  # boxes smaller than this (either side) are too coarse to judge
+    single: bool = True
+    impact_kmh: float = 40.0  # a fall this large within impact_s (beyond any braking: ~11 m/s2
+    impact_s: float = 1.0  # with the tracker's 1 s speed window) is an impact, even in lane
+    forget_s: float = 5.0
+
+
+@dataclass
+class _Speed:
+    hist: deque[tuple[float, float, float, float]] = field(default_factory=deque)  # t, v, x, y
+    sharp_at: float | None = None
+    before_kmh: float = 0.0
+    impact: bool = False
+
+
+def _sev(kmh: float, single: bool) -> str:
+    levels = ("low", "medium", "high")
+    k = 2 if kmh >= 50 else 1 if kmh >= 25 else 0
+    return levels[max(0, k - int(single))]
+
+
+class Crash(Rule):
+    name = "crash"
+    s: CrashSettings
+    needs_calibration = True
+
+    def __init__(self, geometry: CameraGeometry, settings: CrashSettings | None = None) -> None:
+        super().__init__(geometry)
+        self.s = settings or CrashSettings()
+        self.states: TrackStates[_Speed] = TrackStates(_Speed, self.s.forget_s)
+        self.crashed_ids: set[int] = set()
+        self.pairs: set[tuple[int, int]] = set()
+
+    def _confirmed(self, st: _Speed, t: float) -> bool:
+        if st.sharp_at is None:
+            return False
+        age = t - st.sharp_at
+        return self.s.confirm_s <= age <= self.s.confirm_s + self.s.sharp_memory_s
+
+    def _update(self, frame: FrameTracks) -> list[Finding]:
+        v = frame_view(frame, self.geometry)
+        t = frame.pts
+        out: list[Finding] = []
+        xyxy = np.asarray(frame.xyxy, np.float64).reshape(-1, 4)
+        side = np.minimum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
+        big = side >= self.s.min_box_px
+        idx = np.nonzero(v.vehicle & np.isfinite(v.speed) & v.metric & big)[0]
+        standing = []
+        for i in idx:
+            tid = int(v.ids[i])
+            st = self.states.get(tid, t)
+            sp = float(v.speed[i])
+            x, y = float(v.ground[i, 0]), float(v.ground[i, 1])
+            st.hist.append((t, sp, x, y))
+            while st.hist and t - st.hist[0][0] > max(self.s.drop_s, self.s.impact_s) + 2.0:
+                st.hist.popleft()
+            if sp < self.s.stopped_kmh:
+                top = max(h[1] for h in st.hist if t - h[0] <= self.s.drop_s)
+                travel = float(np.hypot(x - st.hist[0][2], y - st.hist[0][3]))
+                if (top - sp >= self.s.drop_kmh and st.sharp_at is None
+                        and travel >= self.s.min_travel_m):  # fmt: skip
+                    st.sharp_at, st.before_kmh = t, top
+                    hit = max(h[1] for h in st.hist if t - h[0] <= self.s.impact_s)
+                    st.impact = hit - sp >= self.s.impact_kmh
+                standing.append(i)
+            else:
+                st.sharp_at = None
+        for a_k, a in enumerate(standing):
+            sa = self.states.peek(int(v.ids[a]))
+            for b in standing[a_k + 1 :]:
+                sb = self.states.peek(int(v.ids[b]))
+                if sa is None or sb is None:
+                    continue
+                recent = [s for s in (sa, sb) if self._confirmed(s, t)]
+                if not recent:
+                    continue
+                if float(np.hypot(*(v.ground[a] - v.ground[b]))) > self.s.contact_m:
+                    continue
+                if _iou(xyxy[a], xyxy[b]) <= self.s.min_iou:
+                    continue
+                pair = tuple(sorted((int(v.ids[a]), int(v.ids[b]))))
+                if pair in self.pairs:
+                    continue
+                self.pairs.add(pair)  # type: ignore[arg-type]
+                self.crashed_ids.update(pair)
+                before = max(s.before_kmh for s in (sa, sb) if s.sharp_at is not None)
+                out.append(
+                    self.finding(
+                        frame, f"tracks:{pair[0]}-{pair[1]}", pair, severity=_sev(before, False),
+                        details={"speed_before_kmh": round(before, 1),
+                                 "x_m": round(float(v.ground[[a, b], 0].mean()), 2),
+                                 "y_m": round(float(v.ground[[a, b], 1].mean()), 2)},
+                    )
+                )  # fmt: skip
+        if self.s.single and self.geometry.lanes:
+            for i in standing:
+                tid = int(v.ids[i])
+                one = self.states.peek(tid)
+                if one is None or not self._confirmed(st, t) or tid in self.crashed_ids:
+                    continue
+                if v.lane[i] >= 0 and not st.impact:
+                    continue
+                self.crashed_ids.add(tid)
+                out.append(
+                    self.finding(frame, f"track:{tid}", (tid,), severity=_sev(one.before_kmh, True),
+                                 details={"speed_before_kmh": round(one.before_kmh, 1),
+                                          "off_lane": bool(v.lane[i] < 0)})
+                )  # fmt: skip
+        for tid, _ in self.states.prune(t):
+            self.crashed_ids.discard(tid)
+        return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))

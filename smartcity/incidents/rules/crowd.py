@@ -1,0 +1,116 @@
+"""Crowd gathering: at least ``min_people`` people within ``radius_m`` of one of them (ground,
+needs a calibration), or inside one of the named geometry ``zones`` (pixels are fine), for
+``min_s``; cleared (closed) after the count stayed below ``clear_people`` for ``clear_s``.
+Optionally a fast rise (``rise_people`` more people within ``rise_s``) raises it at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from smartcity.incidents.geometry import CameraGeometry
+from smartcity.incidents.rules.base import Rule, Settings, frame_view, require
+from smartcity.incidents.types import Finding, FrameTracks
+
+
+@dataclass(frozen=True)
+class CrowdSettings(Settings):
+    min_people: int = 8
+    radius_m: float = 4.0
+    min_s: float = 4.0
+    clear_people: int = 6
+    clear_s: float = 3.0
+    grace_s: float = 1.0
+    rise_people: int = 0  # 0: off
+    rise_s: float = 10.0
+    zones: tuple[str, ...] = ()  # geometry zone names; empty: the radius around each person
+    severity: str = "medium"
+
+    def check(self, path: str) -> None:
+        require(self.min_people >= 2, f"{path}.min_people", "must be at least 2")
+        require(self.clear_people <= self.min_people, f"{path}.clear_people",
+                "must not exceed min_people")  # fmt: skip
+
+
+@dataclass
+class _Area:
+    on_since: float | None = None
+    last_on: float | None = None
+    off_since: float | None = None
+    active: bool = False
+    hist: deque[tuple[float, int]] = field(default_factory=deque)
+
+
+class Crowd(Rule):
+    name = "crowd"
+    s: CrowdSettings
+
+    def __init__(self, geometry: CameraGeometry, settings: CrowdSettings | None = None) -> None:
+        super().__init__(geometry)
+        self.s = settings or CrowdSettings()
+        names = {z.name: z for z in geometry.zones}
+        for i, z in enumerate(self.s.zones):
+            require(z in names, f"cameras.{geometry.cam}.rules.crowd.zones[{i}]",
+                    f"no zone named {z!r} in the geometry")  # fmt: skip
+        self.zones = [names[z] for z in self.s.zones]
+        self.needs_metres = not self.zones
+        self.areas: dict[str, _Area] = {}
+
+    def _counts(self, frame: FrameTracks) -> dict[str, tuple[int, list[int]]]:
+        v = frame_view(frame, self.geometry)
+        p = np.nonzero(v.person)[0]
+        out: dict[str, tuple[int, list[int]]] = {}
+        if self.zones:
+            for z in self.zones:
+                inside = z.contains(v.px[p], v.ground[p])
+                out[f"zone:{z.name}"] = (int(inside.sum()), v.ids[p[inside]].tolist())
+            return out
+        g = v.ground[p]
+        ok = np.all(np.isfinite(g), axis=1)
+        p, g = p[ok], g[ok]
+        if len(p) == 0:
+            out["crowd"] = (0, [])
+            return out
+        d = np.hypot(g[:, None, 0] - g[None, :, 0], g[:, None, 1] - g[None, :, 1])
+        close = d <= self.s.radius_m
+        c = int(np.argmax(close.sum(axis=1)))
+        out["crowd"] = (int(close[c].sum()), v.ids[p[close[c]]].tolist())
+        return out
+
+    def _update(self, frame: FrameTracks) -> list[Finding]:
+        out: list[Finding] = []
+        t = frame.pts
+        for key, (n, ids) in self._counts(frame).items():
+            st = self.areas.setdefault(key, _Area())
+            st.hist.append((t, n))
+            while st.hist and t - st.hist[0][0] > self.s.rise_s:
+                st.hist.popleft()
+            details = {"people": n}
+            if not st.active:
+                rising = (
+                    self.s.rise_people > 0 and n - min(c for _, c in st.hist) >= self.s.rise_people
+                )
+                if n >= self.s.min_people or rising:
+                    st.last_on = t
+                    if st.on_since is None:
+                        st.on_since = t
+                    if rising or t - st.on_since >= self.s.min_s:
+                        st.active, st.off_since = True, None
+                        details["rising"] = rising
+                        out.append(self.finding(frame, key, tuple(ids), severity=self.s.severity,
+                                                details=details))  # fmt: skip
+                elif st.last_on is None or t - st.last_on > self.s.grace_s:
+                    st.on_since = None
+            elif n < self.s.clear_people:
+                if st.off_since is None:
+                    st.off_since = t
+                if t - st.off_since >= self.s.clear_s:
+                    st.active, st.on_since = False, None
+                    out.append(self.finding(frame, key, tuple(ids), closed=True,
+                                            severity=self.s.severity, details=details))  # fmt: skip
+            else:
+                st.off_since = None
+        return out

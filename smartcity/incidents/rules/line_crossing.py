@@ -1,0 +1,138 @@
+"""Line crossing and counting per line, class and direction.
+
+Each track's side of each line is remembered; it changes only when the track's point is more
+than ``band`` (metres for ground lines, pixels for image lines) away from the line, so jitter on
+the line never counts twice (hysteresis). A change of side is one crossing when the step between
+the last point on the old side and the new point passes between a and b (within
+``end_margin`` of the line's length). The point is the track's ground point for ground lines,
+the bottom centre of its box for image lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from smartcity.incidents.geometry import CameraGeometry
+from smartcity.incidents.rules.base import (
+    Rule,
+    Settings,
+    TrackStates,
+    class_ids,
+    class_name,
+    frame_view,
+    require,
+)
+from smartcity.incidents.types import Finding, FrameTracks
+
+
+@dataclass(frozen=True)
+class LineSettings(Settings):
+    band_m: float = 0.3  # hysteresis half-width for ground lines
+    band_px: float = 3.0  # ... and for image lines
+    end_margin: float = 0.05  # fraction of the line's length beyond a and b still counted
+    classes: tuple[str, ...] = ()  # counted classes; empty: all
+    alert: bool = False  # also emit a Finding per crossing (a tripwire)
+    alert_direction: str = "any"  # in | out | any
+    forget_s: float = 3.0
+
+    def check(self, path: str) -> None:
+        require(self.alert_direction in ("in", "out", "any"), f"{path}.alert_direction",
+                "must be in, out or any")  # fmt: skip
+        class_ids(self.classes, f"{path}.classes")
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """One track crossing one line: direction ``in`` (towards the line's "in" side) or ``out``."""
+
+    line: str
+    track_id: int
+    class_id: int
+    direction: str
+    pts: float
+    t_ns: int
+    speed_kmh: float  # NaN when unknown
+
+
+@dataclass
+class _Side:
+    side: dict[str, int] = field(default_factory=dict)  # line -> -1 / +1
+    last: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # x, y, signed d
+
+
+class LineCrossing(Rule):
+    """``update(frame)`` returns Findings (only with ``alert``); the crossings of the frame are
+    in ``events`` and the running totals in ``counts[line][direction][class name]``."""
+
+    name = "line_crossing"
+    s: LineSettings
+
+    def __init__(self, geometry: CameraGeometry, settings: LineSettings | None = None) -> None:
+        super().__init__(geometry)
+        self.s = settings or LineSettings()
+        self.classes = class_ids(self.s.classes, "classes") or None
+        self.lines = geometry.lines
+        self.states: TrackStates[_Side] = TrackStates(_Side, self.s.forget_s)
+        self.events: list[Crossing] = []
+        self.counts: dict[str, dict[str, dict[str, int]]] = {
+            ln.name: {"in": {}, "out": {}} for ln in self.lines
+        }
+
+    def _update(self, frame: FrameTracks) -> list[Finding]:
+        v = frame_view(frame, self.geometry)
+        self.events = []
+        out: list[Finding] = []
+        for line in self.lines:
+            pts = v.ground if line.space == "ground" else v.px
+            band = self.s.band_m if line.space == "ground" else self.s.band_px
+            d = line.side(pts) if len(pts) else np.zeros(0)
+            for i in range(len(v.ids)):
+                if self.classes is not None and int(v.cls[i]) not in self.classes:
+                    continue
+                if not np.isfinite(d[i]):
+                    continue
+                st = self.states.get(int(v.ids[i]), frame.pts)
+                if abs(d[i]) <= band:
+                    continue
+                new = 1 if d[i] > 0 else -1
+                old = st.side.get(line.name)
+                prev = st.last.get(line.name)
+                st.side[line.name] = new
+                st.last[line.name] = (float(pts[i, 0]), float(pts[i, 1]), float(d[i]))
+                if old is None or old == new or prev is None:
+                    continue
+                k = prev[2] / (prev[2] - d[i])
+                q = np.array(prev[:2]) + k * (pts[i] - np.array(prev[:2]))
+                u = float(line.along(q[None, :])[0])
+                if not -self.s.end_margin <= u <= 1 + self.s.end_margin:
+                    continue
+                towards_left = new > 0
+                direction = "in" if towards_left == (line.in_side == "left") else "out"
+                cls = int(v.cls[i])
+                ev = Crossing(line.name, int(v.ids[i]), cls, direction, frame.pts, frame.t_ns,
+                              float(v.speed[i]))  # fmt: skip
+                self.events.append(ev)
+                per = self.counts[line.name][direction]
+                per[class_name(cls)] = per.get(class_name(cls), 0) + 1
+                if self.s.alert and self.s.alert_direction in ("any", direction):
+                    out.append(
+                        self.finding(
+                            frame, f"line:{line.name}:track:{ev.track_id}:{frame.frame}",
+                            (ev.track_id,), severity="info",
+                            details={"line": line.name, "direction": direction,
+                                     "class": class_name(cls)},
+                        )
+                    )  # fmt: skip
+        self.states.prune(frame.pts)
+        return out
+
+    def total(self, line: str | None = None) -> int:
+        return sum(
+            n
+            for name, per in self.counts.items()
+            if line is None or name == line
+            for d in per.values()
+            for n in d.values()
+        )

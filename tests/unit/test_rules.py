@@ -1,0 +1,412 @@
+"""The incident rules on hand-made track sequences: each rule's edge cases.
+
+The test camera looks straight down: ground x = u / 10, y = 100 - v / 10 (0.1 m per pixel).
+Lane n0 runs north at x 0..3.5, s0 south at x -3.5..0, limit 50 km/h; a zebra at y 60..64;
+the counting line "gate" crosses the road at y 50 (in = northbound).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pytest
+
+from smartcity.incidents.geometry import CameraGeometry, parse_camera_geometry
+from smartcity.incidents.rules import (
+    Congestion,
+    CongestionSettings,
+    Crash,
+    Crowd,
+    CrowdSettings,
+    LineCrossing,
+    LineSettings,
+    Loitering,
+    LoiteringSettings,
+    PedestrianOnCarriageway,
+    Rule,
+    Speeding,
+    StoppedSettings,
+    StoppedVehicle,
+    WrongWay,
+    ZoneIntrusion,
+    level_of_service,
+)
+from smartcity.incidents.types import Finding, FrameTracks
+
+H_TOP = [[0.1, 0.0, 0.0], [0.0, -0.1, 100.0], [0.0, 0.0, 1.0]]
+CAR, PERSON, TRUCK, BUS = 2, 0, 5, 4
+
+GEOMETRY = {
+    "calibration": {"homography": H_TOP},
+    "lanes": [
+        {"name": "n0", "polygon_m": [[0, 0], [3.5, 0], [3.5, 100], [0, 100]], "heading_deg": 0,
+         "speed_limit_kmh": 50, "road": "main", "direction_name": "north"},
+        {"name": "n1", "polygon_m": [[3.5, 0], [7, 0], [7, 100], [3.5, 100]], "heading_deg": 0,
+         "speed_limit_kmh": 50, "road": "main", "direction_name": "north"},
+        {"name": "s0", "polygon_m": [[-3.5, 0], [0, 0], [0, 100], [-3.5, 100]],
+         "heading_deg": 180, "speed_limit_kmh": 50, "road": "main", "direction_name": "south"},
+    ],
+    "crossings": [{"name": "zebra", "polygon_m": [[-3.5, 60], [7, 60], [7, 64], [-3.5, 64]]}],
+    "waiting_areas": [{"name": "n0.stop", "polygon_m": [[0, 45], [7, 45], [7, 60], [0, 60]]}],
+    "no_stopping": [{"name": "kerb", "polygon_m": [[8, 10], [12, 10], [12, 20], [8, 20]]}],
+    "lines": [{"name": "gate", "a_m": [-3.5, 50], "b_m": [7, 50], "in": "left"},
+              {"name": "img", "a": [0, 300], "b": [100, 300], "in": "right"}],
+    "zones": [{"name": "yard", "polygon_m": [[20, 20], [30, 20], [30, 30], [20, 30]],
+               "forbidden": ["car", "truck"], "min_dwell_s": 2}],
+}  # fmt: skip
+
+
+def geo() -> CameraGeometry:
+    return parse_camera_geometry("cam", GEOMETRY)
+
+
+Obj = tuple[int, int, float, float, float]  # id, class, x m, y m, speed km/h
+
+
+def frame(t: float, objs: Iterable[Obj], n: int = 0) -> FrameTracks:
+    objs = list(objs)
+    ids = np.array([o[0] for o in objs], np.int64)
+    cls = np.array([o[1] for o in objs], np.int32)
+    g = np.array([[o[2], o[3]] for o in objs], np.float32).reshape(-1, 2)
+    u, v = g[:, 0] * 10, (100 - g[:, 1]) * 10
+    xyxy = np.stack([u - 15, v - 30, u + 15, v], axis=1).astype(np.float32)
+    sp = np.array([o[4] for o in objs], np.float32)
+    return FrameTracks(
+        cam="cam", frame=n, pts=t, t_ns=int(t * 1e9), w=1280, h=1000, track_id=ids,
+        class_id=cls, score=np.full(len(objs), 0.9, np.float32), xyxy=xyxy, ground_xy=g,
+        speed_kmh=sp,
+    )  # fmt: skip
+
+
+def run(rule: Rule, frames: Sequence[FrameTracks]) -> list[Finding]:
+    out: list[Finding] = []
+    for f in frames:
+        out.extend(rule.update(f))
+    return out
+
+
+def drive(tid: int, cls: int, x: float, y0: float, kmh: float, t0: float, t1: float,
+          fps: float = 10.0) -> list[tuple[float, Obj]]:  # fmt: skip
+    """A track moving along y at kmh (negative: southwards) from y0, times t0..t1."""
+    out = []
+    for k in range(int(round((t1 - t0) * fps)) + 1):
+        t = t0 + k / fps
+        out.append((t, (tid, cls, x, y0 + kmh / 3.6 * (t - t0), abs(kmh))))
+    return out
+
+
+def merge(*tracks: list[tuple[float, Obj]]) -> list[FrameTracks]:
+    by_t: dict[float, list[Obj]] = {}
+    for tr in tracks:
+        for t, o in tr:
+            by_t.setdefault(round(t, 6), []).append(o)
+    return [frame(t, by_t[t], n) for n, t in enumerate(sorted(by_t))]
+
+
+def opened(fs: list[Finding], rule: str | None = None) -> list[Finding]:
+    return [f for f in fs if not f.closed and (rule is None or f.rule == rule)]
+
+
+# --------------------------------------------------------------------------- line crossing
+
+
+def test_line_counts_once_with_jitter_on_the_line() -> None:
+    rule = LineCrossing(geo(), LineSettings())
+    ys = [45, 47, 49.9, 50.1, 49.95, 50.05, 49.9, 50.2, 50.35, 50.1, 50.5, 53, 56]
+    run(rule, [frame(i * 0.1, [(1, CAR, 2.0, y, 30)]) for i, y in enumerate(ys)])
+    assert rule.counts["gate"]["in"] == {"car": 1} and rule.counts["gate"]["out"] == {}
+
+
+def test_line_counts_each_direction_and_only_between_its_ends() -> None:
+    rule = LineCrossing(geo())
+    ev = []
+    seq = [(0, 45), (1, 55), (2, 45)]  # north over the line, then back south
+    for t, y in seq:
+        rule.update(frame(t, [(1, CAR, 2.0, y, 30), (2, TRUCK, 20.0, y, 30)]))
+        ev.extend(rule.events)
+    assert [(e.track_id, e.direction) for e in ev] == [(1, "in"), (1, "out")]
+    assert rule.counts["gate"] == {"in": {"car": 1}, "out": {"car": 1}}  # truck passed beside it
+    assert ev[0].class_id == CAR and ev[0].pts == 1
+
+
+def test_line_a_track_first_seen_beyond_the_line_is_not_counted() -> None:
+    rule = LineCrossing(geo())
+    run(rule, [frame(t, [(1, CAR, 2.0, 55 + t, 30)]) for t in range(5)])
+    assert rule.total() == 0
+
+
+def test_line_side_is_forgotten_when_the_track_vanishes() -> None:
+    rule = LineCrossing(geo(), LineSettings(forget_s=1.0))
+    rule.update(frame(0.0, [(1, CAR, 2.0, 45, 30)]))
+    rule.update(frame(5.0, [(2, CAR, 9.0, 0, 30)]))  # track 1 gone for 5 s: forgotten
+    assert rule.states.peek(1) is None
+    rule.update(frame(5.1, [(1, CAR, 2.0, 55, 30)]))  # an id seen again is a new track
+    assert rule.total() == 0
+
+
+def test_image_line_direction_follows_what_the_picture_shows() -> None:
+    # line "img" from (0, 300) to (100, 300) px: moving down the picture is to the right of
+    # a -> b as seen on the image, which is this line's "in"
+    rule = LineCrossing(geo())
+    ev = []
+    for k, y in enumerate([72, 71, 69, 68]):  # v = 10 * (100 - y): 280 -> 320 px
+        rule.update(frame(k * 0.1, [(1, CAR, 5.0, y, 30)]))
+        ev.extend(e for e in rule.events if e.line == "img")
+    assert [e.direction for e in ev] == ["in"]
+
+
+def test_line_alert_emits_findings() -> None:
+    rule = LineCrossing(geo(), LineSettings(alert=True, alert_direction="out"))
+    fs = run(rule, [frame(t, [(1, CAR, 2.0, 55 - 5 * t, 30)]) for t in range(3)])
+    assert [f.details["direction"] for f in fs if f.details["line"] == "gate"] == ["out"]
+    assert all(f.rule == "line_crossing" and f.severity == "info" for f in fs)
+
+
+# --------------------------------------------------------------------------- zone intrusion
+
+
+def test_zone_intrusion_dwell_class_and_close() -> None:
+    rule = ZoneIntrusion(geo())
+    seq = [frame(t / 10, [(1, CAR, 25, 25, 0), (2, PERSON, 24, 24, 0)]) for t in range(30)]
+    fs = run(rule, seq)
+    assert [(f.key, f.pts) for f in opened(fs)] == [("zone:yard:track:1", 2.0)]
+    fs = run(rule, [frame(3 + t / 10, [(1, CAR, 40, 25, 0)]) for t in range(15)])
+    assert [f.closed for f in fs] == [True]
+
+
+def test_zone_intrusion_short_visit_and_vanishing() -> None:
+    rule = ZoneIntrusion(geo())
+    assert not run(rule, [frame(t / 10, [(1, CAR, 25, 25, 0)]) for t in range(15)])
+    rule = ZoneIntrusion(geo())
+    fs = run(rule, [frame(t / 10, [(3, TRUCK, 25, 25, 0)]) for t in range(25)])
+    fs += run(rule, [frame(2.5 + t, []) for t in range(6)])  # the track vanishes
+    assert [f.closed for f in fs] == [False, True]
+
+
+# --------------------------------------------------------------------------- wrong way
+
+
+def test_wrong_way_fires_once_after_the_distance() -> None:
+    rule = WrongWay(geo())
+    fs = run(rule, merge(drive(1, CAR, 2.0, 90, -40, 0, 5), drive(2, CAR, 5.0, 0, 40, 0, 5)))
+    assert [(f.key, f.severity) for f in opened(fs)] == [("track:1", "high")]
+    assert 15 / (40 / 3.6) <= fs[0].pts <= 15 / (40 / 3.6) + 0.2
+    assert fs[0].details["lane"] == "n0"
+
+
+def test_wrong_way_ignores_a_standing_vehicle_jittering() -> None:
+    rule = WrongWay(geo())
+    rng = np.random.default_rng(1)
+    seq = [frame(t / 10, [(1, CAR, 2.0, 50 + rng.normal(0, 1.0), 0.5)]) for t in range(600)]
+    assert run(rule, seq) == []
+
+
+def test_wrong_way_closes_when_the_track_vanishes() -> None:
+    rule = WrongWay(geo())
+    fs = run(rule, merge(drive(1, CAR, -2.0, 10, 60, 0, 3)))  # north on the southbound lane
+    fs += run(rule, [frame(3.1 + t, []) for t in range(5)])
+    assert [(f.key, f.closed) for f in fs] == [("track:1", False), ("track:1", True)]
+
+
+# --------------------------------------------------------------------------- stopped vehicle
+
+
+def _stand(tid: int, x: float, y: float, t0: float, t1: float, cls: int = CAR) -> list:
+    return [(t0 + k / 10, (tid, cls, x, y, 0.0)) for k in range(int((t1 - t0) * 10) + 1)]
+
+
+def test_stopped_vehicle_in_a_live_lane() -> None:
+    rule = StoppedVehicle(geo(), StoppedSettings(min_s=8))
+    fs = run(rule, merge(_stand(1, 2.0, 20, 0, 12)))
+    assert [(f.key, f.pts) for f in opened(fs)] == [("track:1", 8.0)]
+    fs = run(rule, merge(drive(1, CAR, 2.0, 20, 30, 12.1, 14)))
+    assert [f.closed for f in fs] == [True]
+
+
+def test_stopped_vehicle_not_when_queued_or_waiting_at_a_stop_line() -> None:
+    rule = StoppedVehicle(geo())
+    # 1 waits at the stop line (waiting area), 2 and 3 queue behind it
+    seq = merge(_stand(1, 2.0, 58, 0, 30), _stand(2, 2.0, 51, 0, 30), _stand(3, 2.0, 44, 0, 30))
+    assert run(rule, seq) == []
+
+
+def test_stopped_vehicle_not_in_a_jam_across_the_lanes() -> None:
+    rule = StoppedVehicle(geo())
+    seq = merge(_stand(1, 2.0, 30, 0, 30), _stand(2, 5.0, 25, 0, 30))
+    assert run(rule, seq) == []
+
+
+def test_stopped_vehicle_after_a_crash_even_behind_another() -> None:
+    rule = StoppedVehicle(geo())
+    rule.crashed = lambda: {2}
+    seq = merge(_stand(1, 2.0, 30, 0, 12), _stand(2, 2.0, 25, 0, 12))
+    assert {f.key for f in opened(run(rule, seq))} == {"track:1", "track:2"}
+
+
+def test_illegal_parking_in_a_no_stopping_area_and_jitter_grace() -> None:
+    rule = StoppedVehicle(geo(), StoppedSettings(no_stopping_min_s=20))
+    seq = [frame(t / 10, [(1, CAR, 10, 15, 8.0 if t == 100 else 0.5)]) for t in range(260)]
+    fs = run(rule, seq)
+    assert [(f.key, f.details["where"], f.pts) for f in fs] == [("track:1", "no_stopping", 20.0)]
+
+
+# --------------------------------------------------------------------------- speeding
+
+
+def test_speeding_sustained_not_a_spike() -> None:
+    rule = Speeding(geo())
+    spike = [frame(t / 10, [(1, CAR, 2.0, t / 10 * 14, 90.0 if t == 5 else 50)])
+             for t in range(40)]  # fmt: skip
+    assert run(rule, spike) == []
+    rule = Speeding(geo())
+    fs = run(rule, merge(drive(2, CAR, 2.0, 0, 75, 0, 4), drive(3, CAR, 5.0, 0, 58, 0, 4)))
+    assert [(f.key, f.details["limit_kmh"]) for f in fs] == [("track:2", 50)]
+    assert fs[0].severity == "medium" and 1.0 <= fs[0].pts <= 1.6
+
+
+def test_speeding_severity_grows_with_the_excess() -> None:
+    rule = Speeding(geo())
+    fs = run(rule, merge(drive(1, CAR, 2.0, 0, 105, 0, 3)))
+    assert fs[0].severity == "critical"
+
+
+# --------------------------------------------------------------------------- congestion
+
+
+def _jam(t0: float, t1: float, kmh: float, n: int) -> list[FrameTracks]:
+    return merge(*[[(t0 + k / 5, (i + 1, CAR, 2.0 + 3.5 * (i % 2), 10 + 8 * i, kmh))
+                    for k in range(int((t1 - t0) * 5) + 1)] for i in range(n)])  # fmt: skip
+
+
+def test_congestion_raised_and_cleared_with_hysteresis() -> None:
+    rule = Congestion(geo(), CongestionSettings(raise_s=10, clear_s=5, cooldown_s=0))
+    fs = run(rule, _jam(0, 15, 4, 6))
+    assert [(f.key, f.closed, f.pts) for f in fs] == [("lane:main:north", False, 10.0)]
+    assert fs[0].details["level"] == "F"
+    # between the thresholds (15 km/h): stays raised; fast again: cleared after clear_s
+    assert run(rule, _jam(15.2, 40, 15, 6)) == []
+    fs = run(rule, _jam(40.2, 50, 45, 6))
+    assert [(f.closed, f.pts) for f in fs] == [(True, 45.2)]
+    assert rule.samples[0].vehicles == 3 and rule.samples[0].lane == "n0"
+
+
+def test_congestion_needs_the_time_and_the_vehicles() -> None:
+    rule = Congestion(geo())
+    assert run(rule, _jam(0, 8, 4, 6)) == []
+    assert run(Congestion(geo()), _jam(0, 30, 4, 4)) == []
+
+
+def test_cooldown_suppresses_a_quick_second_raise() -> None:
+    rule = Congestion(geo(), CongestionSettings(raise_s=2, clear_s=1, cooldown_s=60))
+    fs = run(rule, _jam(0, 5, 4, 6) + _jam(5.2, 8, 45, 6) + _jam(8.2, 14, 4, 6))
+    assert [f.closed for f in fs] == [False, True]  # the second raise (and its clear) muted
+    fs = run(rule, _jam(14.2, 18, 45, 6) + _jam(70, 80, 4, 6))
+    assert [f.closed for f in fs] == [False]  # after the cool-down: a new one
+
+
+def test_level_of_service() -> None:
+    assert level_of_service(5, 50, 50, 2) == "A"
+    assert level_of_service(30, 50, 50, 9) == "F"
+    assert level_of_service(5, 12, 50, 2) == "F"
+    assert level_of_service(5, 30, 50, 2) == "C"
+    assert level_of_service(float("nan"), float("nan"), None, 0) == "A"
+
+
+# --------------------------------------------------------------------------- crowd, loitering
+
+
+def _people(t: float, n: int, spread: float, x0: float = 20, y0: float = 40) -> FrameTracks:
+    ang = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return frame(t, [(i + 1, PERSON, x0 + spread * np.cos(a), y0 + spread * np.sin(a), 0)
+                     for i, a in enumerate(ang)])  # fmt: skip
+
+
+def test_crowd_raised_after_min_s_and_cleared() -> None:
+    rule = Crowd(geo(), CrowdSettings(min_people=8, radius_m=4, min_s=4, clear_s=3))
+    fs = run(rule, [_people(t / 10, 10, 1.5) for t in range(60)])
+    assert [(f.key, f.pts, len(f.track_ids)) for f in fs] == [("crowd", 4.0, 10)]
+    fs = run(rule, [_people(6 + t / 10, 10, 20) for t in range(40)])
+    assert [(f.closed, f.pts) for f in fs] == [(True, 9.0)]
+
+
+def test_crowd_not_for_people_spread_out() -> None:
+    rule = Crowd(geo())
+    assert run(rule, [_people(t / 10, 12, 10) for t in range(100)]) == []
+
+
+def test_crowd_rising_fast() -> None:
+    rule = Crowd(geo(), CrowdSettings(min_people=20, rise_people=6, rise_s=5, clear_people=5))
+    fs = run(rule, [_people(t / 10, 2 + t // 5, 1.0) for t in range(40)])
+    assert fs and fs[0].details["rising"] is True
+
+
+def test_loitering_fires_after_min_s_and_not_for_walkers() -> None:
+    rule = Loitering(geo(), LoiteringSettings(min_s=30))
+    rng = np.random.default_rng(2)
+    seq = [frame(t / 5, [(1, PERSON, 20 + rng.uniform(-2, 2), 40 + rng.uniform(-2, 2), 1),
+                         (2, PERSON, 30, 5 + t / 5 * 1.2, 4.5)]) for t in range(200)]  # fmt: skip
+    fs = run(rule, seq)
+    assert [(f.key, f.pts) for f in fs] == [("track:1", 30.0)]
+
+
+# --------------------------------------------------------------------------- pedestrians
+
+
+def test_pedestrian_on_the_carriageway_but_not_on_the_zebra() -> None:
+    rule = PedestrianOnCarriageway(geo())
+    seq = merge(
+        [(t / 10, (1, PERSON, -5 + t / 10 * 1.2, 62, 4.5)) for t in range(130)],  # on the zebra
+        [(t / 10, (2, PERSON, -5 + t / 10 * 1.2, 30, 4.5)) for t in range(130)],  # mid-block
+    )
+    fs = run(rule, seq)
+    assert [f.key for f in opened(fs)] == ["track:2"]
+    assert opened(fs)[0].pts == pytest.approx((-3.5 + 5) / 1.2 + 2.0, abs=0.15)
+    assert [f.key for f in fs if f.closed] == ["track:2"]
+
+
+# --------------------------------------------------------------------------- crash
+
+
+def _brake(tid: int, x: float, y0: float, kmh: float, t_stop: float, t1: float, fps: float = 10,
+           window_s: float = 1.0) -> list:  # fmt: skip
+    """Drives at kmh, stops dead at t_stop (speed as a 1 s window tracker would report)."""
+    out = []
+    for k in range(int(t1 * fps) + 1):
+        t = k / fps
+        y = y0 + kmh / 3.6 * min(t, t_stop)
+        moved = kmh / 3.6 * max(0.0, min(t, t_stop) - max(0.0, t - window_s))
+        out.append((t, (tid, CAR, x, y, moved / window_s * 3.6)))
+    return out
+
+
+def test_crash_two_vehicles_meeting_and_stopping_dead() -> None:
+    rule = Crash(geo())
+    # head-on in lane n0: 1 northbound, 2 southbound (wrong way), meeting at y 50 at t 3
+    a = _brake(1, 2.0, 50 - 50 / 3.6 * 3, 50, 3.0, 8)
+    b = [(t, (2, CAR, 2.0, 100 - y + 0 * s, s)) for t, (_, _, _, y, s) in
+         _brake(2, 2.0, 100 - 52.5 - 45 / 3.6 * 3, 45, 3.0, 8)]  # fmt: skip
+    fs = run(rule, merge(a, b))
+    assert [(f.key, f.severity) for f in fs] == [("tracks:1-2", "high")]
+    assert 4.0 <= fs[0].pts <= 6.0
+    assert rule.crashed_ids == {1, 2}
+
+
+def test_no_crash_for_normal_braking_into_a_queue() -> None:
+    rule = Crash(geo())
+    out = []
+    y, v = 0.0, 40 / 3.6
+    for k in range(150):  # brakes at 3 m/s2 behind a standing car
+        t = k / 10
+        if t > 5:
+            v = max(0.0, v - 0.3)
+        y += v / 10
+        out.append(frame(t, [(1, CAR, 2.0, y, v * 3.6), (2, CAR, 2.0, 83.0, 0.0)]))
+    assert run(rule, out) == []
+
+
+def test_single_vehicle_impact_and_off_lane_stop() -> None:
+    rule = Crash(geo())
+    fs = run(rule, merge(_brake(1, 2.0, 0, 60, 3.0, 8)))  # in lane: stopped beyond braking
+    assert [(f.key, f.details["off_lane"]) for f in fs] == [("track:1", False)]
+    assert fs[0].severity == "medium"
