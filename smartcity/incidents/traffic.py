@@ -7,40 +7,29 @@ class and direction. A bucket is emitted once the camera's frames have moved `la
 past its end (or at `flush`), so the service writes each minute once; the store rolls minutes
 up into 15 minutes, hours and days.
 
-Per bucket: `count` (objects that crossed the line, or distinct vehicles seen in the lane),
-`speed_mean` and `speed_p85` (km/h; line buckets: the speeds of the crossing objects; lane
-buckets: the speeds of the vehicles present, one value per vehicle and frame), `occupancy` (lane
-buckets: the mean over frames of the lane's occupancy 0..1) and `los` (lane buckets: the level
-of service A-F of the minute from its mean occupancy and speed, `level_of_service`).
+Per bucket: `count` (line buckets: objects that crossed the line; lane buckets: vehicles
+present on the lane, averaged over the minute's frames and rounded), `speed_mean` and
+`speed_p85` (km/h; line buckets: the speeds of the crossing objects; lane buckets: the lane's
+mean speed on each frame that had one), `occupancy` (lane buckets: the mean over frames, 0..1)
+and `los` (lane buckets: the median of the per-frame levels of service A-F, that is the level
+the lane was at or better than for at least half of the minute; the per-frame level comes from
+density and speed, smartcity.incidents.rules.traffic).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from smartcity.classes import APPLIANCE_CLASSES
+from smartcity.incidents.rules.line_crossing import Crossing
+from smartcity.incidents.rules.traffic import LaneSample
+from smartcity.store import BucketRecord, utc_from_ns
+
 MINUTE_NS = 60_000_000_000
-
-#: Level-of-service bands. A lane's minute is the worst of the speed band (mean speed as a
-#: fraction of the lane's free-flow speed, after the US Highway Capacity Manual's urban street
-#: classes) and the occupancy band (share of the lane's area covered by vehicles).
-LOS_LEVELS = ("A", "B", "C", "D", "E", "F")
-_SPEED_RATIO_MIN = (0.85, 0.67, 0.50, 0.40, 0.30)  # at or above -> A, B, C, D, E; below -> F
-_OCCUPANCY_MAX = (0.10, 0.18, 0.26, 0.35, 0.45)  # at or below -> A, B, C, D, E; above -> F
-
-
-def level_of_service(occupancy: float, mean_speed_kmh: float, free_flow_kmh: float) -> str:
-    """A-F from a lane's occupancy (0..1) and mean speed; NaN speed uses occupancy alone."""
-    occ_band = next((i for i, m in enumerate(_OCCUPANCY_MAX) if occupancy <= m), 5)
-    if math.isfinite(mean_speed_kmh) and free_flow_kmh > 0:
-        ratio = mean_speed_kmh / free_flow_kmh
-        speed_band = next((i for i, m in enumerate(_SPEED_RATIO_MIN) if ratio >= m), 5)
-    else:
-        speed_band = 0
-    return LOS_LEVELS[max(occ_band, speed_band)]
 
 
 def p85(values: Iterable[float]) -> float:
@@ -77,22 +66,17 @@ class _Acc:
     speeds: list[float] = field(default_factory=list)
     occupancy_sum: float = 0.0
     samples: int = 0
-    vehicles: set[int] = field(default_factory=set)
-    free_flow_kmh: float = math.nan
+    vehicles_sum: int = 0
+    levels: list[str] = field(default_factory=list)
 
 
 class TrafficAggregator:
     """Sums crossings and lane samples into minute buckets for every camera."""
 
-    def __init__(
-        self,
-        lateness_s: float = 5.0,
-        los: Callable[[float, float, float], str] = level_of_service,
-    ) -> None:
+    def __init__(self, lateness_s: float = 5.0) -> None:
         if not lateness_s >= 0:
             raise ValueError(f"lateness_s: must be >= 0, got {lateness_s!r}")
         self._lateness_ns = int(lateness_s * 1e9)
-        self._los = los
         # (cam, kind, name, start_ns, cls, direction) -> accumulator
         self._acc: dict[tuple[str, str, str, int, str, str], _Acc] = {}
         self._latest_ns: dict[str, int] = {}
@@ -101,37 +85,33 @@ class TrafficAggregator:
     def minute(t_ns: int) -> int:
         return t_ns - t_ns % MINUTE_NS
 
-    def add_crossing(
-        self, cam: str, line: str, cls: str, direction: str, t_ns: int, speed_kmh: float
-    ) -> None:
-        """One object crossed `line` in `direction` at t_ns (speed NaN when not known)."""
-        acc = self._acc.setdefault((cam, "line", line, self.minute(t_ns), cls, direction), _Acc())
+    def add_crossing(self, cam: str, c: Crossing) -> None:
+        """One track crossed a counting line."""
+        cls = APPLIANCE_CLASSES[c.class_id] if 0 <= c.class_id < len(APPLIANCE_CLASSES) else "other"
+        acc = self._acc.setdefault(
+            (cam, "line", c.line, self.minute(c.t_ns), cls, c.direction), _Acc()
+        )
         acc.count += 1
         acc.samples += 1
-        if math.isfinite(speed_kmh):
-            acc.speeds.append(float(speed_kmh))
-        self._seen(cam, t_ns)
+        if math.isfinite(c.speed_kmh):
+            acc.speeds.append(float(c.speed_kmh))
+        self._seen(cam, c.t_ns)
 
-    def add_lane_sample(
-        self,
-        cam: str,
-        lane: str,
-        direction: str,
-        t_ns: int,
-        occupancy: float,
-        track_ids: Iterable[int],
-        speeds_kmh: Iterable[float],
-        free_flow_kmh: float = math.nan,
-    ) -> None:
-        """One frame's view of a lane: occupancy 0..1, the vehicles in it and their speeds."""
-        key = (cam, "lane", lane, self.minute(t_ns), "all", direction)
-        acc = self._acc.setdefault(key, _Acc())
+    def add_lane(self, cam: str, s: LaneSample) -> None:
+        """One frame's view of one lane."""
+        # group is "road:direction" when the lane names them, else the lane's own name
+        direction = s.group.split(":", 1)[1] if ":" in s.group else ""
+        acc = self._acc.setdefault(
+            (cam, "lane", s.lane, self.minute(s.t_ns), "all", direction), _Acc()
+        )
         acc.samples += 1
-        acc.occupancy_sum += min(max(float(occupancy), 0.0), 1.0)
-        acc.vehicles.update(int(i) for i in track_ids)
-        acc.speeds.extend(float(s) for s in speeds_kmh if math.isfinite(s))
-        acc.free_flow_kmh = free_flow_kmh
-        self._seen(cam, t_ns)
+        acc.vehicles_sum += int(s.vehicles)
+        if math.isfinite(s.occupancy):
+            acc.occupancy_sum += min(max(float(s.occupancy), 0.0), 1.0)
+        if math.isfinite(s.mean_speed_kmh):
+            acc.speeds.append(float(s.mean_speed_kmh))
+        acc.levels.append(s.level)
+        self._seen(cam, s.t_ns)
 
     def _seen(self, cam: str, t_ns: int) -> None:
         if t_ns > self._latest_ns.get(cam, -1):
@@ -164,7 +144,7 @@ class TrafficAggregator:
         cam, kind, name, start, cls, direction = key
         mean = float(np.mean(acc.speeds)) if acc.speeds else math.nan
         if kind == "lane":
-            occ = acc.occupancy_sum / acc.samples if acc.samples else math.nan
+            n = max(acc.samples, 1)
             return TrafficBucket(
                 cam=cam,
                 kind=kind,
@@ -172,11 +152,11 @@ class TrafficAggregator:
                 start_ns=start,
                 cls=cls,
                 direction=direction,
-                count=len(acc.vehicles),
+                count=round(acc.vehicles_sum / n),
                 speed_mean=mean,
                 speed_p85=p85(acc.speeds),
-                occupancy=occ,
-                los=self._los(occ, mean, acc.free_flow_kmh),
+                occupancy=acc.occupancy_sum / n,
+                los=sorted(acc.levels)[(len(acc.levels) - 1) // 2] if acc.levels else "",
                 samples=acc.samples,
             )
         return TrafficBucket(
@@ -191,3 +171,25 @@ class TrafficAggregator:
             speed_p85=p85(acc.speeds),
             samples=acc.samples,
         )
+
+
+def to_record(b: TrafficBucket) -> BucketRecord:
+    """The store's row for a minute bucket."""
+
+    def num(v: float) -> float | None:
+        return v if math.isfinite(v) else None
+
+    return BucketRecord(
+        camera_id=b.cam,
+        source_kind=b.kind,
+        source_name=b.name,
+        period="1m",
+        start=utc_from_ns(b.start_ns),
+        cls=b.cls,
+        direction=b.direction,
+        count=b.count,
+        speed_mean=num(b.speed_mean),
+        speed_p85=num(b.speed_p85),
+        occupancy=num(b.occupancy),
+        los=b.los or None,
+    )

@@ -214,6 +214,7 @@ class IngestCounter(Base):
     received: Mapped[int] = mapped_column(BigInteger, default=0)
     missed: Mapped[int] = mapped_column(BigInteger, default=0)  # bus gaps
     decode_errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_seq: Mapped[int | None] = mapped_column(BigInteger)  # last tracks seq handled
     updated_at: Mapped[datetime]
 
 

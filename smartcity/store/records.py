@@ -131,6 +131,7 @@ class IngestCounters:
     missed: int
     decode_errors: int
     updated_at: datetime
+    last_seq: int | None = None  # the last tracks sequence number the service handled
 
 
 @dataclass(frozen=True, slots=True)

@@ -1048,8 +1048,14 @@ class IngestRepository:
         received: int = 0,
         missed: int = 0,
         decode_errors: int = 0,
+        last_seq: int | None = None,
         at: datetime | None = None,
     ) -> IngestCounters:
+        """Adds to the counters; `last_seq` (when given) replaces the stored one."""
+        if last_seq is not None and (
+            isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0
+        ):
+            raise InvalidInputError(f"ingest last_seq must be an integer >= 0, got {last_seq!r}")
         for name, v in (
             ("received", received),
             ("missed", missed),
@@ -1065,6 +1071,7 @@ class IngestRepository:
             received=received,
             missed=missed,
             decode_errors=decode_errors,
+            last_seq=last_seq,
             updated_at=now,
         ).on_conflict_do_update(
             index_elements=["camera_id"],
@@ -1072,6 +1079,7 @@ class IngestRepository:
                 "received": table.c.received + ins.excluded.received,
                 "missed": table.c.missed + ins.excluded.missed,
                 "decode_errors": table.c.decode_errors + ins.excluded.decode_errors,
+                "last_seq": func.coalesce(ins.excluded.last_seq, table.c.last_seq),
                 "updated_at": ins.excluded.updated_at,
             },
         )
@@ -1101,4 +1109,5 @@ def _counters(row: m.IngestCounter) -> IngestCounters:
         missed=row.missed,
         decode_errors=row.decode_errors,
         updated_at=row.updated_at,
+        last_seq=row.last_seq,
     )

@@ -464,7 +464,10 @@ def test_integrity_check_reports_a_broken_sqlite_file(tmp_path):
         _cam(s)
         # A row pointing nowhere, written behind the store's back (sqlite3: foreign keys off).
         raw = sqlite3.connect(tmp_path / "smartcity.db")
-        raw.execute("INSERT INTO ingest_counters VALUES ('ghost', 0, 0, 0, '2026-01-01 00:00:00')")
+        raw.execute(
+            "INSERT INTO ingest_counters (camera_id, received, missed, decode_errors, updated_at)"
+            " VALUES ('ghost', 0, 0, 0, '2026-01-01 00:00:00')"
+        )
         raw.commit()
         raw.close()
         problems = s.integrity_check()
@@ -494,3 +497,16 @@ def test_concurrent_writers(store):
     assert errors == []
     assert len(store.incidents.list(limit=100).items) == 32
     assert store.ingest.get("cam1").received == 32
+
+
+def test_ingest_last_seq_is_kept_and_replaced(tmp_path):
+    from smartcity.store import Store
+
+    with Store.open(data_dir=tmp_path) as store:
+        store.cameras.add("cam1", "c", "file:///x.mp4")
+        store.ingest.add("cam1", received=5, last_seq=4)
+        c = store.ingest.add("cam1", received=2)  # no seq given: the stored one stays
+        assert (c.received, c.last_seq) == (7, 4)
+        assert store.ingest.add("cam1", last_seq=9).last_seq == 9
+        with pytest.raises(ValueError, match="last_seq"):
+            store.ingest.add("cam1", last_seq=-1)

@@ -84,7 +84,8 @@ def test_cli_upgrade_current_and_autogenerate(tmp_path, monkeypatch, capsys):
     shutil.copytree(migrate.MIGRATIONS, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(migrate, "MIGRATIONS", copy)
     assert store_cli(["revision", "-m", "nothing new", "--autogenerate"]) == 0
-    new = list((copy / "versions").glob("r0002_*.py"))
+    number = int(head0) + 1
+    new = list((copy / "versions").glob(f"r{number:04d}_*.py"))
     assert len(new) == 1, sorted(p.name for p in (copy / "versions").iterdir())
     text = new[0].read_text()
     assert f"down_revision: str | Sequence[str] | None = {head0!r}" in text

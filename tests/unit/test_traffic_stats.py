@@ -1,4 +1,4 @@
-"""Minute buckets of traffic statistics from crossings and lane samples."""
+"""Minute buckets of traffic statistics from line crossings and lane samples."""
 
 from __future__ import annotations
 
@@ -7,24 +7,30 @@ import math
 import numpy as np
 import pytest
 
-from smartcity.incidents.traffic import (
-    MINUTE_NS,
-    TrafficAggregator,
-    level_of_service,
-    p85,
-)
+from smartcity.incidents.rules.line_crossing import Crossing
+from smartcity.incidents.rules.traffic import LaneSample
+from smartcity.incidents.traffic import MINUTE_NS, TrafficAggregator, p85, to_record
 
 T0 = 1_790_000_000 * 1_000_000_000 // MINUTE_NS * MINUTE_NS  # a whole minute
+S = 1_000_000_000
+
+
+def crossing(t_ns, cls=2, direction="in", kmh=40.0, line="gate"):
+    return Crossing(line, 1, cls, direction, 0.0, t_ns, kmh)
+
+
+def lane(t_ns, vehicles, kmh, occ, level):
+    return LaneSample("n0", "main:north", 0.0, t_ns, vehicles, kmh, occ, math.nan, level)
 
 
 def test_crossings_sum_per_minute_class_and_direction():
     agg = TrafficAggregator(lateness_s=5)
     for i in range(10):
-        agg.add_crossing("c1", "gate", "car", "in", T0 + i * 5_000_000_000, 40.0 + i)
-    agg.add_crossing("c1", "gate", "truck", "out", T0 + 10_000_000_000, math.nan)
-    agg.add_crossing("c1", "gate", "car", "in", T0 + MINUTE_NS + 1, 50.0)
+        agg.add_crossing("c1", crossing(T0 + i * 5 * S, kmh=40.0 + i))
+    agg.add_crossing("c1", crossing(T0 + 10 * S, cls=5, direction="out", kmh=math.nan))
+    agg.add_crossing("c1", crossing(T0 + MINUTE_NS + 1, kmh=50.0))
     assert agg.pop_closed() == []  # frames have not moved past the first minute + lateness
-    agg.advance("c1", T0 + MINUTE_NS + 6_000_000_000)
+    agg.advance("c1", T0 + MINUTE_NS + 6 * S)
     out = agg.pop_closed()
     assert [(b.cls, b.direction, b.count) for b in out] == [("car", "in", 10), ("truck", "out", 1)]
     car = out[0]
@@ -38,32 +44,33 @@ def test_crossings_sum_per_minute_class_and_direction():
     assert agg.flush() == []
 
 
-def test_lane_buckets_count_distinct_vehicles_and_mean_occupancy():
+def test_lane_buckets_average_the_minute():
     agg = TrafficAggregator()
-    for f in range(50):
-        t = T0 + f * 1_000_000_000
-        agg.add_lane_sample("c1", "n0", "north", t, 0.5, [1, 2], [5.0, 7.0], free_flow_kmh=50)
-    agg.add_lane_sample("c1", "n0", "north", T0 + 51_000_000_000, 0.0, [], [], 50)
+    for f in range(40):
+        agg.add_lane("c1", lane(T0 + f * S, 4, 6.0, 0.5, "F"))
+    for f in range(40, 60):
+        agg.add_lane("c1", lane(T0 + f * S, 1, math.nan, 0.1, "A"))
     (b,) = agg.flush()
-    assert b.count == 2 and b.samples == 51
-    assert b.occupancy == pytest.approx(25 / 51)
-    assert b.speed_mean == pytest.approx(6.0)
-    assert b.los == "F"  # 6 km/h on a 50 km/h lane
+    assert (b.kind, b.name, b.cls, b.direction) == ("lane", "n0", "all", "north")
+    assert b.count == 3 and b.samples == 60  # (40 * 4 + 20 * 1) / 60 = 3
+    assert b.occupancy == pytest.approx((40 * 0.5 + 20 * 0.1) / 60)
+    assert b.speed_mean == pytest.approx(6.0)  # frames without a speed do not count
+    assert b.los == "F"  # F for two thirds of the minute
 
 
 def test_silent_camera_closes_by_wall_clock():
     agg = TrafficAggregator(lateness_s=1)
-    agg.add_crossing("c1", "gate", "car", "in", T0, 30.0)
+    agg.add_crossing("c1", crossing(T0))
     assert agg.pop_closed(now_ns=T0 + MINUTE_NS) == []
-    assert len(agg.pop_closed(now_ns=T0 + MINUTE_NS + 2_000_000_000)) == 1
+    assert len(agg.pop_closed(now_ns=T0 + MINUTE_NS + 2 * S)) == 1
 
 
-def test_level_of_service_bands():
-    assert level_of_service(0.05, 48, 50) == "A"
-    assert level_of_service(0.05, 30, 50) == "C"  # speed decides
-    assert level_of_service(0.40, 48, 50) == "E"  # occupancy decides
-    assert level_of_service(0.9, math.nan, 50) == "F"
-    assert level_of_service(0.0, math.nan, math.nan) == "A"
+def test_store_record():
+    agg = TrafficAggregator()
+    agg.add_crossing("c1", crossing(T0 + 3 * S, kmh=math.nan))
+    rec = to_record(agg.flush()[0])
+    assert rec.period == "1m" and rec.speed_mean is None and rec.los is None
+    assert rec.start.timestamp() * 1e9 == T0
 
 
 def test_p85_ignores_nan():
