@@ -167,24 +167,46 @@ def _cmd_scenarios_dataset(args: argparse.Namespace) -> int:
 
 
 def _cmd_engine(args: argparse.Namespace) -> int:
+    import logging
     import signal
     import threading
+    import time
 
     from smartcity.bus import Broker, publisher_endpoint
     from smartcity.engine.process import Engine, EngineConfigError, load_engine_config
+    from smartcity.engine.reload import ReloadRequests
 
+    logging.basicConfig(level=logging.INFO, format="smartcity engine: %(message)s")
     try:
         settings = load_engine_config(args.config)
     except EngineConfigError as e:
         print(f"smartcity engine: {e}", file=sys.stderr)
         return 2
+    # Handlers first: a SIGHUP or SIGTERM that comes while the engine starts is not lost.
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stopping_since: list[float] = []
+    requests = ReloadRequests()
+
+    def on_stop(sig: int, _frame: object) -> None:
+        if not stopping_since:
+            stopping_since.append(time.monotonic())
+        stop.set()
+
+    def on_reload(_sig: int, _frame: object) -> None:
+        requests.request("SIGHUP")
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
     broker = Broker(args.run_dir).start() if args.with_broker else None
     try:
         try:
-            engine = Engine(settings, publisher_endpoint(args.run_dir))
+            engine = Engine(
+                settings,
+                publisher_endpoint(args.run_dir),
+                config_path=args.config,
+                requests=requests,
+            )
         except (EngineConfigError, ValueError, OSError) as e:
             print(f"smartcity engine: {e}", file=sys.stderr)
             return 2
@@ -199,7 +221,55 @@ def _cmd_engine(args: argparse.Namespace) -> int:
             engine.close()
         print(
             f"smartcity engine: {counters.batches} batches, {counters.frames} frames, "
-            f"{counters.tracks_published} tracks messages ({counters.tracks_dropped} dropped)"
+            f"{counters.tracks_published} tracks messages ({counters.tracks_dropped} dropped), "
+            f"reloads: {counters.reloads} applied, {counters.reloads_refused} refused"
+        )
+    finally:
+        if broker is not None:
+            broker.stop()
+    if stopping_since:
+        print(
+            f"smartcity engine: stopped {time.monotonic() - stopping_since[0]:.2f} s "
+            "after the signal"
+        )
+    return 0
+
+
+def _cmd_incidents(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from smartcity.bus import Broker
+    from smartcity.incidents.config import IncidentsConfigError, load_incidents_config
+    from smartcity.incidents.service import IncidentsService
+    from smartcity.store import StoreError
+
+    try:
+        settings = load_incidents_config(args.config)
+    except IncidentsConfigError as e:
+        print(f"smartcity incidents: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    broker = Broker(args.run_dir).start() if args.with_broker else None
+    try:
+        try:
+            service = IncidentsService(settings, args.run_dir)
+        except (StoreError, ValueError, OSError) as e:
+            print(f"smartcity incidents: {e}", file=sys.stderr)
+            return 2
+        names = ", ".join(c.cam for c in settings.cameras)
+        print(f"smartcity incidents: {len(settings.cameras)} cameras ({names}), {service.store!r}")
+        sys.stdout.flush()
+        try:
+            c = service.run(stop, seconds=args.seconds)
+        finally:
+            service.close()
+        opened = ", ".join(f"{k} {v}" for k, v in sorted(c.by_rule.items())) or "none"
+        print(
+            f"smartcity incidents: {c.tracks_messages} tracks messages, incidents opened: "
+            f"{opened}; {c.buckets_written} traffic buckets; {c.store_errors} store errors"
         )
     finally:
         if broker is not None:
@@ -280,6 +350,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--with-broker", action="store_true", help="also run the bus broker in this process"
     )
     engine.set_defaults(func=_cmd_engine)
+
+    inc = sub.add_parser(
+        "incidents", help="run the incident rules, evidence and traffic statistics on the bus"
+    )
+    inc.add_argument("--config", required=True, help="incidents YAML (docs/incidents.md)")
+    inc.add_argument("--run-dir", default=None, help="bus run directory (0700)")
+    inc.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    inc.add_argument(
+        "--with-broker", action="store_true", help="run the bus broker in this process"
+    )
+    inc.set_defaults(func=_cmd_incidents)
 
     from smartcity.engine.models_cli import add_models_parser
 

@@ -6,13 +6,22 @@ tracks, and the C++ publisher puts `tracks.<camera>` on the bus for every analys
 `health.<camera>` every `health_interval_s`. Python does three things per batch, nothing per
 object (DESIGN.md §1). The evidence server (smartcity/engine/evidence.py) answers snapshot and
 clip requests on `ipc://<run dir>/evidence` from its own thread.
+
+The configuration is validated whole before anything starts (EngineConfigError names the field,
+and for a camera its index and id). While the engine runs, a reload (SIGHUP through the CLI, a
+`config.changed` request on the bus, or `request_reload`) re-reads and re-validates the file and
+changes only the cameras that changed (smartcity/engine/reload.py), between two batches on the
+loop thread; docs/events.md ("The engine process") has the rules.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +32,18 @@ from smartcity import _core
 from smartcity.bus import defaults as bus_defaults
 from smartcity.engine.detectors import OnnxRuntimeDetector, detect
 from smartcity.engine.evidence import EvidenceServer
-from smartcity.engine.models import load_card
+from smartcity.engine.models import CARD_FILE, CardError, load_card
+from smartcity.engine.reload import (
+    APPLIED,
+    REFUSED,
+    ReloadRequests,
+    ReloadResult,
+    diff_settings,
+    restart_fields,
+)
+from smartcity.tracking import ByteTracker
+
+log = logging.getLogger("smartcity.engine")
 
 
 class EngineConfigError(ValueError):
@@ -54,6 +74,19 @@ class EngineSettings:
 
 
 _TRACKING_KEYS = {"track_thresh", "match_thresh", "track_buffer", "speed_window_s"}
+_CAMERA_KEYS = {
+    "id",
+    "url",
+    "analyze_fps",
+    "rtsp_transport",
+    "loop",
+    "realtime",
+    "image_to_ground",
+}
+_CAMERA_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: URL schemes a camera may use; anything else with a scheme is refused (a plain path is a file).
+URL_SCHEMES = ("rtsp", "rtsps", "http", "https")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 def _number(where: str, v: Any, lo: float, hi: float) -> float:
@@ -62,8 +95,39 @@ def _number(where: str, v: Any, lo: float, hi: float) -> float:
     return float(v)
 
 
+def _check_url(where: str, url: str, base_dir: Path | None) -> str:
+    """The camera's URL, a relative file path resolved against base_dir; EngineConfigError for
+    a scheme other than file paths, rtsp://, rtsps://, http(s):// or for a missing file."""
+    if any(ch in url for ch in "\r\n\0"):
+        raise EngineConfigError(f"{where}: must not contain control characters")
+    if len(url) > 4096:
+        raise EngineConfigError(f"{where}: longer than 4096 characters")
+    m = _SCHEME.match(url)
+    if m is not None and len(m.group(1)) > 1:  # "C:" would be a drive letter, not a scheme
+        scheme = m.group(1).lower()
+        if url[m.end() : m.end() + 2] == "//" and scheme in URL_SCHEMES:
+            if len(url) <= m.end() + 2:
+                raise EngineConfigError(f"{where}: no host after {scheme}://")
+            return url
+        if scheme != "file":
+            allowed = ", ".join(f"{s}://" for s in URL_SCHEMES)
+            raise EngineConfigError(
+                f"{where}: scheme '{scheme}' is not supported (a file path, {allowed})"
+            )
+        url = url[m.end() :]
+        if url.startswith("//"):
+            url = url[2:]
+    path = Path(url)
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path  # a file named relative to the configuration file
+    if not path.is_file():
+        raise EngineConfigError(f"{where}: no such file {path}")
+    return str(path)
+
+
 def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettings:
-    """Checks a parsed YAML/JSON document; EngineConfigError names the first bad field."""
+    """Checks a parsed YAML/JSON document; EngineConfigError names the first bad field, and for a
+    camera its index and id: `cameras[1].url (camera 'gate-2'): scheme 'ftp' is not supported`."""
     if not isinstance(data, dict):
         raise EngineConfigError("the engine configuration must be a mapping")
     unknown = set(data) - {
@@ -84,53 +148,74 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
     root = Path(str(data.get("models_root", "models")))
     if base_dir is not None and not root.is_absolute():
         root = base_dir / root
+    if Path(model).name != model or not (root / model / CARD_FILE).is_file():
+        raise EngineConfigError(
+            f"model: no model '{model}' under models_root {root} (no {root / model / CARD_FILE})"
+        )
     cams = data.get("cameras")
     if not isinstance(cams, list) or not cams:
         raise EngineConfigError("cameras: must be a non-empty list")
     cameras = []
     seen: set[str] = set()
     for i, c in enumerate(cams):
-        where = f"cameras[{i}]"
         if not isinstance(c, dict):
-            raise EngineConfigError(f"{where}: must be a mapping")
-        extra = set(c) - {
-            "id",
-            "url",
-            "analyze_fps",
-            "rtsp_transport",
-            "loop",
-            "realtime",
-            "image_to_ground",
-        }
-        if extra:
-            raise EngineConfigError(f"{where}.{sorted(extra)[0]}: unknown field")
+            raise EngineConfigError(f"cameras[{i}]: must be a mapping")
         cid, url = c.get("id"), c.get("url")
+
+        def bad(key: str, problem: str, i: int = i, cid: object = cid) -> EngineConfigError:
+            named = f" (camera '{cid}')" if isinstance(cid, str) and cid else ""
+            return EngineConfigError(f"cameras[{i}].{key}{named}: {problem}")
+
+        extra = set(c) - _CAMERA_KEYS
+        if extra:
+            raise bad(sorted(extra)[0], "unknown field")
         if not isinstance(cid, str) or not cid:
-            raise EngineConfigError(f"{where}.id: must be a non-empty string")
+            raise bad("id", "must be a non-empty string")
+        if not _CAMERA_ID.fullmatch(cid):
+            raise bad("id", "must be 1 to 64 letters, digits, '_', '-' or '.'")
         if cid in seen:
-            raise EngineConfigError(f"{where}.id: '{cid}' appears twice")
+            raise bad("id", "appears twice")
         seen.add(cid)
         if not isinstance(url, str) or not url:
-            raise EngineConfigError(f"{where}.url: must be a non-empty string")
-        if base_dir is not None and "://" not in url and not Path(url).is_absolute():
-            url = str(base_dir / url)  # a file named relative to the configuration file
+            raise bad("url", "must be a non-empty string")
+        fps = c.get("analyze_fps", 5.0)
+        if isinstance(fps, int | float) and not isinstance(fps, bool) and fps < 0:
+            raise bad("analyze_fps", f"must not be negative, got {fps!r} (0 analyses every frame)")
+        if isinstance(fps, float) and not math.isfinite(fps):
+            raise bad("analyze_fps", f"must be a finite number, got {fps!r}")
+        try:
+            analyze_fps = _number("analyze_fps", fps, 0, 1000)
+        except EngineConfigError as e:
+            raise bad("analyze_fps", str(e).partition(": ")[2]) from None
+        transport = c.get("rtsp_transport", "tcp")
+        if transport not in ("tcp", "udp"):
+            raise bad("rtsp_transport", f"must be 'tcp' or 'udp', got {transport!r}")
         h = c.get("image_to_ground")
         if h is not None:
             arr = np.asarray(h, dtype=object)
             if arr.shape != (3, 3) or not all(
                 isinstance(x, int | float) and not isinstance(x, bool) for x in arr.ravel()
             ):
-                raise EngineConfigError(f"{where}.image_to_ground: must be a 3x3 list of numbers")
+                raise bad("image_to_ground", "must be a 3x3 list of numbers")
+            m = np.asarray(h, dtype=np.float64)
+            if not np.isfinite(m).all():
+                raise bad("image_to_ground", "must hold finite numbers")
+            if not abs(float(np.linalg.det(m))) > 1e-12:
+                raise bad("image_to_ground", "the homography is singular")
             h = tuple(tuple(float(x) for x in row) for row in h)
         for flag in ("loop", "realtime"):
             if not isinstance(c.get(flag, False), bool):
-                raise EngineConfigError(f"{where}.{flag}: must be true or false")
+                raise bad(flag, "must be true or false")
+        try:
+            url = _check_url("url", url, base_dir)
+        except EngineConfigError as e:
+            raise bad("url", str(e).partition(": ")[2]) from None
         cameras.append(
             CameraSettings(
                 camera_id=cid,
                 url=url,
-                analyze_fps=_number(f"{where}.analyze_fps", c.get("analyze_fps", 5.0), 0, 1000),
-                rtsp_transport=str(c.get("rtsp_transport", "tcp")),
+                analyze_fps=analyze_fps,
+                rtsp_transport=str(transport),
                 loop=c.get("loop", False),
                 realtime=c.get("realtime", False),
                 image_to_ground=h,
@@ -138,10 +223,18 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
         )
     tracking = data.get("tracking", {}) or {}
     if not isinstance(tracking, dict) or set(tracking) - _TRACKING_KEYS:
-        bad = sorted(set(tracking) - _TRACKING_KEYS) if isinstance(tracking, dict) else []
+        bad_keys = sorted(set(tracking) - _TRACKING_KEYS) if isinstance(tracking, dict) else []
         raise EngineConfigError(
-            f"tracking.{bad[0]}: unknown field" if bad else "tracking: must be a mapping"
+            f"tracking.{bad_keys[0]}: unknown field" if bad_keys else "tracking: must be a mapping"
         )
+    for key, v in tracking.items():
+        if isinstance(v, bool) or not isinstance(v, int if key == "track_buffer" else int | float):
+            kind = "an integer" if key == "track_buffer" else "a number"
+            raise EngineConfigError(f"tracking.{key}: must be {kind}, got {v!r}")
+    try:
+        ByteTracker(**tracking)  # the core's own range checks, before anything starts
+    except ValueError as e:
+        raise EngineConfigError(f"tracking: {e}") from None
     return EngineSettings(
         model=model,
         cameras=tuple(cameras),
@@ -172,22 +265,43 @@ class EngineCounters:
     tracks_published: int = 0
     tracks_dropped: int = 0
     health_published: int = 0
+    stale_frames: int = 0  # frames of a camera removed or restarted since, not published
+    reloads: int = 0  # reloads applied (a new file read and compared, changed or not)
+    reloads_refused: int = 0  # new files refused: nothing changed
+    config_published: int = 0  # config.changed messages sent ("applied", "refused: ...")
 
 
-def evidence_endpoint_for(publisher_endpoint: str) -> str | None:
-    """ipc://<run dir>/evidence next to the run dir's bus-in; None for other endpoints."""
+def _run_dir_endpoint(publisher_endpoint: str, name: str) -> str | None:
+    """ipc://<run dir>/<name> next to the run dir's bus-in; None for other endpoints."""
     prefix, suffix = "ipc://", "/" + bus_defaults.XSUB_NAME
     if not (publisher_endpoint.startswith(prefix) and publisher_endpoint.endswith(suffix)):
         return None
     run_dir = publisher_endpoint[len(prefix) : -len(suffix)]
-    return f"{prefix}{run_dir}/{bus_defaults.EVIDENCE_NAME}"
+    return f"{prefix}{run_dir}/{name}"
+
+
+def evidence_endpoint_for(publisher_endpoint: str) -> str | None:
+    """ipc://<run dir>/evidence next to the run dir's bus-in; None for other endpoints."""
+    return _run_dir_endpoint(publisher_endpoint, bus_defaults.EVIDENCE_NAME)
+
+
+def control_endpoint_for(publisher_endpoint: str) -> str | None:
+    """ipc://<run dir>/bus-out (where config.changed is read) next to the run dir's bus-in."""
+    return _run_dir_endpoint(publisher_endpoint, bus_defaults.XPUB_NAME)
 
 
 class Engine:
     """Engine(settings, publisher_endpoint).run(stop) until stop is set (or `seconds` pass).
 
     evidence_endpoint: where the evidence server binds; "auto" (the default) puts it next to the
-    publisher endpoint's run dir (ipc://<run dir>/evidence), None runs none."""
+    publisher endpoint's run dir (ipc://<run dir>/evidence), None runs none.
+
+    Live reconfiguration (docs/events.md): `request_reload(reason)` from any thread (or a signal
+    handler), or a `config.changed` message on the bus (read from control_endpoint: "auto" is the
+    run dir's bus-out, None reads none), makes the loop re-read `config_path` between batches
+    and apply what changed camera by camera (`reload`); `apply(settings)` does the same with
+    settings at hand. Nothing else may call the pipeline's stream methods while run() runs.
+    """
 
     evidence: EvidenceServer | None
 
@@ -196,10 +310,25 @@ class Engine:
         settings: EngineSettings,
         publisher_endpoint: str,
         evidence_endpoint: str | None = "auto",
+        *,
+        config_path: str | Path | None = None,
+        control_endpoint: str | None = "auto",
+        requests: ReloadRequests | None = None,
     ) -> None:
         self.settings = settings
+        self.config_path = None if config_path is None else Path(config_path)
+        self.requests = requests if requests is not None else ReloadRequests()
         self.evidence = None
-        self.card = load_card(settings.models_root / settings.model)
+        self._control: Any = None  # a smartcity.bus.Subscriber on config.changed
+        self.reloads: list[ReloadResult] = []
+        self._config_seq = 0
+        # Wall-clock time (ns) at which the engine last stopped a camera's stream (removed or
+        # restarted): its frames captured before then are not tracked nor published.
+        self._stopped_ns: dict[str, int] = {}
+        try:
+            self.card = load_card(settings.models_root / settings.model)
+        except CardError as e:
+            raise EngineConfigError(f"model: {e}") from e
         self.detector = OnnxRuntimeDetector(self.card, intra_op_threads=settings.inference_threads)
         self.pipeline = _core.Pipeline(
             **self.card.pipeline_options(),
@@ -214,20 +343,9 @@ class Engine:
         try:
             for i, cam in enumerate(settings.cameras):
                 try:
-                    self.pipeline.add_stream(
-                        _core.StreamConfig(
-                            camera_id=cam.camera_id,
-                            url=cam.url,
-                            analyze_fps=cam.analyze_fps,
-                            rtsp_transport=cam.rtsp_transport,
-                            loop=cam.loop,
-                            realtime=cam.realtime,
-                        )
-                    )
+                    self._start_camera(cam)
                 except ValueError as e:
-                    raise EngineConfigError(f"cameras[{i}]: {e}") from e
-                if cam.image_to_ground is not None:
-                    self.pipeline.set_calibration(cam.camera_id, np.asarray(cam.image_to_ground))
+                    raise EngineConfigError(f"cameras[{i}] ('{cam.camera_id}'): {e}") from e
             if evidence_endpoint == "auto":
                 evidence_endpoint = evidence_endpoint_for(publisher_endpoint)
             if evidence_endpoint is not None:
@@ -236,9 +354,166 @@ class Engine:
                     tmp = str(Path(evidence_endpoint[len("ipc://") :]).parent)  # the 0700 run dir
                 self.evidence = EvidenceServer(self.pipeline, evidence_endpoint, tmp_dir=tmp)
                 self.evidence.start()
+            if control_endpoint == "auto":
+                control_endpoint = control_endpoint_for(publisher_endpoint)
+            if control_endpoint is not None:
+                from smartcity.bus import Subscriber
+                from smartcity.bus.events import CONFIG_CHANGED
+
+                self._control = Subscriber(control_endpoint, [CONFIG_CHANGED])
         except BaseException:
             self.close()
             raise
+
+    # ------------------------------------------------------------ cameras
+
+    def _start_camera(self, cam: CameraSettings) -> None:
+        """add_stream and its calibration; ValueError (nothing left running) when refused."""
+        self.pipeline.add_stream(
+            _core.StreamConfig(
+                camera_id=cam.camera_id,
+                url=cam.url,
+                analyze_fps=cam.analyze_fps,
+                rtsp_transport=cam.rtsp_transport,
+                loop=cam.loop,
+                realtime=cam.realtime,
+            )
+        )
+        if cam.image_to_ground is not None:
+            try:
+                self.pipeline.set_calibration(cam.camera_id, np.asarray(cam.image_to_ground))
+            except ValueError:
+                self._stop_camera(cam.camera_id)
+                raise
+
+    def _stop_camera(self, camera_id: str) -> None:
+        """remove_stream: the stream stops, its tracker and calibration go with it."""
+        self.pipeline.remove_stream(camera_id)
+        # After the stream's thread has ended: every frame it made is older than this.
+        self._stopped_ns[camera_id] = time.time_ns()
+
+    # ------------------------------------------------------------ live reconfiguration
+
+    def request_reload(self, reason: str = "request") -> None:
+        """Ask the loop to re-read config_path between batches; safe from any thread and from a
+        signal handler."""
+        self.requests.request(reason)
+
+    def _poll_control(self) -> None:
+        """config.changed messages waiting on the bus become reload requests (not our own)."""
+        if self._control is None:
+            return
+        while (ev := self._control.recv(timeout_s=0)) is not None:
+            reason = getattr(ev, "reason", "")
+            if reason == APPLIED or reason.startswith(REFUSED + ":"):
+                continue  # a report of a reload (ours, or another engine's), not a request
+            cams = ",".join(getattr(ev, "cams", ()))
+            self.requests.request(f"config.changed ({reason or 'no reason'}; cams {cams or '-'})")
+
+    def reload(self, reasons: tuple[str, ...] = ("request",)) -> ReloadResult:
+        """Re-read config_path, validate all of it, then apply what changed. A file that does
+        not validate changes nothing: the result's `refused` says why (field named)."""
+        why = "; ".join(reasons)
+        if self.config_path is None:
+            result = ReloadResult(reasons, refused="the engine was started without a file")
+            log.error("reload (%s) refused: %s", why, result.refused)
+        else:
+            try:
+                new = load_engine_config(self.config_path)
+            except EngineConfigError as e:
+                result = ReloadResult(reasons, refused=str(e))
+                log.error("reload (%s) refused, nothing changed: %s", why, e)
+            else:
+                return self.apply(new, reasons)
+        self.counters.reloads_refused += 1
+        self.reloads.append(result)
+        self._publish_config_changed((), f"{REFUSED}: {result.refused}"[:1000])
+        return result
+
+    def apply(self, new: EngineSettings, reasons: tuple[str, ...] = ("apply",)) -> ReloadResult:
+        """Turn the running configuration into `new` (already validated), camera by camera, on
+        the loop thread; then config.changed (reason "applied") names the cameras changed."""
+        diff = diff_settings(self.settings, new)
+        result = ReloadResult(reasons, diff=diff)
+        running = {c.camera_id: c for c in self.settings.cameras}
+        for cid in diff.removed:
+            self._stop_camera(cid)
+            running.pop(cid, None)
+            log.info("camera %s removed", cid)
+        restarted = {c.camera_id for c in diff.restarted}
+        failed: set[str] = set()
+        for cam in (*diff.restarted, *diff.added):
+            if cam.camera_id in running:
+                self._stop_camera(cam.camera_id)
+                running.pop(cam.camera_id)
+            try:
+                self._start_camera(cam)
+            except ValueError as e:  # validated already: only the core's own refusals remain
+                failed.add(cam.camera_id)
+                result.errors.append(f"camera '{cam.camera_id}': {e}")
+                log.error("camera %s could not be started: %s", cam.camera_id, e)
+                continue
+            running[cam.camera_id] = cam
+            log.info("camera %s %s", cam.camera_id, "added" if cam in diff.added else "restarted")
+        for cam in diff.recalibrated:
+            assert cam.image_to_ground is not None  # a removed calibration restarts the camera
+            try:
+                self.pipeline.set_calibration(cam.camera_id, np.asarray(cam.image_to_ground))
+            except (ValueError, LookupError) as e:
+                failed.add(cam.camera_id)
+                result.errors.append(f"camera '{cam.camera_id}': {e}")
+                log.error("camera %s: calibration refused: %s", cam.camera_id, e)
+                continue
+            running[cam.camera_id] = cam
+            log.info("camera %s calibration changed", cam.camera_id)
+        for name in diff.needs_restart:
+            log.warning(
+                "%s changed: it takes effect when the engine starts again (ignored until then)",
+                name,
+            )
+        order = [c.camera_id for c in new.cameras if c.camera_id in running]
+        order += [cid for cid in running if cid not in order]  # kept after a failed change
+        keep = {f: getattr(self.settings, f) for f in restart_fields(self.settings)}
+        self.settings = replace(new, cameras=tuple(running[cid] for cid in order), **keep)
+        # Every camera whose stream or calibration changed: a failed restart still stopped the
+        # old stream; a failed add or calibration changed nothing.
+        changed = tuple(
+            cid for cid in diff.cams if cid in diff.removed or cid in restarted or cid not in failed
+        )
+        result.applied = changed
+        if changed:
+            self._publish_config_changed(changed)
+        self.counters.reloads += 1
+        self.reloads.append(result)
+        log.info(
+            "reload (%s): %d added, %d removed, %d restarted, %d recalibrated%s",
+            "; ".join(reasons),
+            len(diff.added),
+            len(diff.removed),
+            len(diff.restarted),
+            len(diff.recalibrated),
+            f", needs a restart: {', '.join(diff.needs_restart)}" if diff.needs_restart else "",
+        )
+        return result
+
+    def _publish_config_changed(self, cams: tuple[str, ...], reason: str = APPLIED) -> None:
+        from smartcity.bus.codec import encode
+        from smartcity.bus.events import ConfigChangedEvent
+
+        topic, payload = encode(
+            ConfigChangedEvent(seq=self._config_seq, t_ns=time.time_ns(), cams=cams, reason=reason)
+        )
+        self._config_seq += 1
+        if self.publisher.publish_raw(topic.decode(), payload):
+            self.counters.config_published += 1
+
+    def _take_requests(self) -> None:
+        self._poll_control()
+        reasons = self.requests.take()
+        if reasons:
+            self.reload(reasons)
+
+    # ------------------------------------------------------------ the batch loop
 
     def step(self) -> bool:
         """One batch: detect, track, publish. False when no batch came in time."""
@@ -247,17 +522,28 @@ class Engine:
             return False
         with batch:
             t0 = time.perf_counter()
-            dets = detect(self.detector, batch)
+            dets: list[_core.Detections | None] = list(detect(self.detector, batch))
             t1 = time.perf_counter()
-            tracks = self.pipeline.track(batch, dets)
-            t2 = time.perf_counter()
             sizes, frames, pts, t_ns = (
                 batch.frame_size,
                 batch.frame_numbers,
                 batch.pts,
                 batch.capture_ns,
             )
-            for i, (cam, t) in enumerate(zip(batch.camera_ids, tracks, strict=True)):
+            cams = batch.camera_ids
+            # A frame of a camera removed or restarted since it was decoded: not tracked, not
+            # published (it belongs to a stream that is gone).
+            stopped = self._stopped_ns
+            live = [cam not in stopped or int(t_ns[i]) > stopped[cam] for i, cam in enumerate(cams)]
+            for i, ok in enumerate(live):
+                if not ok:
+                    dets[i] = None
+            tracks = self.pipeline.track(batch, dets)
+            t2 = time.perf_counter()
+            for i, (cam, t) in enumerate(zip(cams, tracks, strict=True)):
+                if not live[i]:
+                    self.counters.stale_frames += 1
+                    continue
                 ok = self.publisher.publish_tracks(
                     cam,
                     int(frames[i]),
@@ -289,17 +575,28 @@ class Engine:
             self.counters.health_published += 1
 
     def run(self, stop: threading.Event, seconds: float | None = None) -> EngineCounters:
+        """Batches until stop is set (or `seconds` pass); reload requests are applied between
+        batches. The batch in hand when stop is set is finished and published."""
         end = None if seconds is None else time.monotonic() + seconds
         next_health = time.monotonic()
         while not stop.is_set() and (end is None or time.monotonic() < end):
+            self._take_requests()
             self.step()
-            if time.monotonic() >= next_health:
+            now = time.monotonic()
+            if now >= next_health:
                 self.publish_health()
-                next_health += self.settings.health_interval_s
+                next_health = max(next_health + self.settings.health_interval_s, now)
         return self.counters
 
     def close(self) -> None:
+        """Stops the evidence server, the streams, then the publisher (which lingers up to
+        PUB_LINGER_MS to hand what is queued to the broker). Safe to call twice."""
+        if self._control is not None:
+            self._control.close()
+            self._control = None
         if self.evidence is not None:
             self.evidence.stop()
-        self.pipeline.close()
-        self.publisher.close()
+        if hasattr(self, "pipeline"):
+            self.pipeline.close()
+        if hasattr(self, "publisher"):
+            self.publisher.close()

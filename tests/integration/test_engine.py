@@ -27,7 +27,7 @@ from smartcity.engine.process import (
     EngineConfigError,
     parse_engine_config,
 )
-from tests.conftest import ROOT
+from tests.conftest import ROOT, VTEST
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_engine_publishes_tracks_and_health(vtest, run_dir):
         ({"cameras": [{"id": "a"}]}, "cameras[0].url"),
         ({"cameras": [{"id": "a", "url": "x", "analyze_fps": -1}]}, "cameras[0].analyze_fps"),
         ({"cameras": [{"id": "a", "url": "x", "image_to_ground": [[1, 2]]}]}, "image_to_ground"),
-        ({"cameras": [{"id": "a", "url": "x"}, {"id": "a", "url": "y"}]}, "cameras[1].id"),
+        ({"cameras": [{"id": "a", "url": str(VTEST)}, {"id": "a", "url": "y"}]}, "cameras[1].id"),
         ({"max_batch": 0}, "max_batch"),
         ({"tracking": {"speed": 1}}, "tracking.speed"),
         ({"colour": "red"}, "colour"),
