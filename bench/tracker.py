@@ -69,9 +69,7 @@ def time_peer(path: str) -> float:
     n = int(data["frames"])
     dets = [(data[f"b{i}"], data[f"s{i}"]) for i in range(n)]
     t = trackers.ByteTrackTracker(lost_track_buffer=30, frame_rate=FPS)
-    sdets = [
-        sv.Detections(xyxy=b, confidence=s, class_id=np.zeros(len(s), int)) for b, s in dets
-    ]
+    sdets = [sv.Detections(xyxy=b, confidence=s, class_id=np.zeros(len(s), int)) for b, s in dets]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
