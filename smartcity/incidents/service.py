@@ -281,7 +281,7 @@ class IncidentsService:
             found = [f for mon in self.health.values() for f in mon.tick(now_ns)]
         for f in found:
             self._handle(f)
-        self._write_buckets(self.traffic.pop_closed(now_ns))
+        self._write_buckets(self.traffic.pop_closed())
         self.manager.advance("appliance", now_ns / 1e9, now_ns)
 
     def _write_buckets(self, buckets: list[TrafficBucket]) -> None:

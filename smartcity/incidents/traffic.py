@@ -19,7 +19,8 @@ density and speed, smartcity.incidents.rules.traffic).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,10 +74,17 @@ class _Acc:
 class TrafficAggregator:
     """Sums crossings and lane samples into minute buckets for every camera."""
 
-    def __init__(self, lateness_s: float = 5.0) -> None:
+    def __init__(
+        self, lateness_s: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if not lateness_s >= 0:
             raise ValueError(f"lateness_s: must be >= 0, got {lateness_s!r}")
         self._lateness_ns = int(lateness_s * 1e9)
+        self._lateness_s = float(lateness_s)
+        self._clock = clock
+        self._arrival: dict[str, float] = {}  # cam -> clock() when its last frame arrived
+        self._closed_until: dict[str, int] = {}  # cam -> end of the newest minute emitted
+        self.late = 0  # measurements for a minute already written (dropped, counted)
         # (cam, kind, name, start_ns, cls, direction) -> accumulator
         self._acc: dict[tuple[str, str, str, int, str, str], _Acc] = {}
         self._latest_ns: dict[str, int] = {}
@@ -87,6 +95,8 @@ class TrafficAggregator:
 
     def add_crossing(self, cam: str, c: Crossing) -> None:
         """One track crossed a counting line."""
+        if self._is_late(cam, c.t_ns):
+            return
         cls = APPLIANCE_CLASSES[c.class_id] if 0 <= c.class_id < len(APPLIANCE_CLASSES) else "other"
         acc = self._acc.setdefault(
             (cam, "line", c.line, self.minute(c.t_ns), cls, c.direction), _Acc()
@@ -99,6 +109,8 @@ class TrafficAggregator:
 
     def add_lane(self, cam: str, s: LaneSample) -> None:
         """One frame's view of one lane."""
+        if self._is_late(cam, s.t_ns):
+            return
         # group is "road:direction" when the lane names them, else the lane's own name
         direction = s.group.split(":", 1)[1] if ":" in s.group else ""
         acc = self._acc.setdefault(
@@ -113,7 +125,14 @@ class TrafficAggregator:
         acc.levels.append(s.level)
         self._seen(cam, s.t_ns)
 
+    def _is_late(self, cam: str, t_ns: int) -> bool:
+        if self.minute(t_ns) < self._closed_until.get(cam, -1):
+            self.late += 1
+            return True
+        return False
+
     def _seen(self, cam: str, t_ns: int) -> None:
+        self._arrival[cam] = self._clock()
         if t_ns > self._latest_ns.get(cam, -1):
             self._latest_ns[cam] = t_ns
 
@@ -121,17 +140,23 @@ class TrafficAggregator:
         """The camera's frames reached t_ns (call on every frame, with or without traffic)."""
         self._seen(cam, t_ns)
 
-    def pop_closed(self, now_ns: int | None = None) -> list[TrafficBucket]:
-        """Buckets whose minute ended more than lateness_s before the camera's latest frame.
-
-        `now_ns` (wall clock) also closes the minutes of cameras that went silent.
-        """
+    def pop_closed(self) -> list[TrafficBucket]:
+        """Buckets whose minute ended more than lateness_s before the camera's latest frame
+        (the camera's own clock, so a replayed or skewed clock never splits a minute), and
+        every bucket of a camera whose frames stopped arriving lateness_s ago (by this
+        process's clock). Measurements that arrive later for a minute already written are
+        dropped and counted in `late` (a minute is written once)."""
+        now = self._clock()
         done = []
         for key in list(self._acc):
             cam, _, _, start, _, _ = key
-            latest = max(self._latest_ns.get(cam, 0), now_ns or 0)
-            if start + MINUTE_NS + self._lateness_ns <= latest:
+            silent = now - self._arrival.get(cam, now) > self._lateness_s
+            if silent or start + MINUTE_NS + self._lateness_ns <= self._latest_ns.get(cam, 0):
                 done.append(self._emit(key, self._acc.pop(key)))
+        for b in done:
+            end = b.start_ns + MINUTE_NS
+            if end > self._closed_until.get(b.cam, -1):
+                self._closed_until[b.cam] = end
         return sorted(done, key=lambda b: (b.start_ns, b.cam, b.kind, b.name, b.cls, b.direction))
 
     def flush(self) -> list[TrafficBucket]:

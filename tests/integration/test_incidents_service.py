@@ -91,9 +91,9 @@ def _event(frame) -> TracksEvent:
     )
 
 
-def test_rendered_wrong_way_scene_through_the_bus(run_dir, tmp_path):
-    """Oracle tracks of a rendered scene on the bus -> exactly its expected incident in the
-    store (before it is on the bus), with evidence, traffic buckets and ingest counters."""
+def _wrong_way_through_the_service(run_dir, tmp_path, evidence_factory, until=None):
+    """Publishes the oracle tracks of wrong_way_urban to a running service; returns the frames,
+    the scene header, the service and the incident/stats events a subscriber received."""
     scene, head = oracle_frames("wrong_way_urban", cam="cam1")
     frames = [f for f, _ in scene]
     settings = IncidentsSettings(
@@ -112,8 +112,9 @@ def test_rendered_wrong_way_scene_through_the_bus(run_dir, tmp_path):
         ),
         evidence=EvidenceSettings(pre_s=1, post_s=1),
     )
+    got: list = []
     with Broker(run_dir):
-        service = IncidentsService(settings, str(run_dir), evidence_factory=FakeEvidence)
+        service = IncidentsService(settings, str(run_dir), evidence_factory=evidence_factory)
         stop = threading.Event()
         runner = threading.Thread(target=service.run, args=(stop,))
         runner.start()
@@ -124,14 +125,23 @@ def test_rendered_wrong_way_scene_through_the_bus(run_dir, tmp_path):
                     for f in frames:
                         assert pub.publish(_event(f))
                     assert wait_for(lambda: service.counters.tracks_messages == len(frames), 20)
-                    got = []
+                    if until is not None:
+                        assert wait_for(lambda: until(service), 20)
                     while (ev := sub.recv(timeout_s=1.0)) is not None:
                         got.append(ev)
         finally:
             stop.set()
             runner.join(10)
-        assert wait_for(lambda: service.evidence.pending() == 0, 10)
         service.close()
+    return frames, head, service, got
+
+
+def test_rendered_wrong_way_scene_through_the_bus(run_dir, tmp_path):
+    """Oracle tracks of a rendered scene on the bus -> exactly its expected incident in the
+    store (before it is on the bus), with evidence, traffic buckets and ingest counters."""
+    frames, head, service, got = _wrong_way_through_the_service(
+        run_dir, tmp_path, FakeEvidence, until=lambda s: s.evidence.counts["clips"] == 1
+    )
     store = Store.open(data_dir=tmp_path / "data")
     incidents = store.incidents.list(camera_id="cam1").items
     assert [i.type for i in incidents] == ["wrong_way"]
@@ -158,6 +168,29 @@ def test_rendered_wrong_way_scene_through_the_bus(run_dir, tmp_path):
     assert ingest.last_seq == len(frames) - 1
     assert store.integrity_check() == []
     store.close()
+
+
+class FullDisk(FakeEvidence):
+    def clip(self, cam, t0, t1, wait_s=0.0, timeout_s=None):
+        raise OSError(28, "No space left on device")
+
+
+def test_full_disk_raises_a_system_incident_and_analysis_goes_on(run_dir, tmp_path):
+    def system_raised(service):
+        return service.counters.by_rule["system"] == 1
+
+    frames, _, service, got = _wrong_way_through_the_service(
+        run_dir, tmp_path, FullDisk, until=system_raised
+    )
+    assert service.counters.tracks_messages == len(frames)
+    with Store.open(data_dir=tmp_path / "data") as store:
+        (wrong,) = store.incidents.list(camera_id="cam1").items
+        assert [e.kind for e in store.evidence.list(wrong.id)] == ["snapshot"]
+        notes = [e.text for e in store.incidents.events(wrong.id) if e.kind == "note"]
+        assert notes and "No space left" in notes[0]
+        (system,) = store.incidents.list(type="system").items
+        assert system.key == "evidence_disk_full" and system.severity == "critical"
+    assert any(isinstance(e, IncidentEvent) and e.type == "system" for e in got)
 
 
 _CONFIG = {
