@@ -255,3 +255,56 @@ def test_gap_accounting():
 def test_peek_seq_of_undecodable_payload():
     assert codec.peek_seq(_payload(seq=12, cam="zzz")) == 12
     assert codec.peek_seq(b"\xc1") is None
+
+
+def _rows(rng, n, width):
+    rows = []
+    for i in range(n):
+        row = [int(i + 1), int(rng.integers(0, 6)), float(rng.random())]
+        row += [float(v) for v in rng.uniform(-50, 2000, 4)]
+        if width > 7:
+            extra = [float(v) for v in rng.uniform(-100, 100, width - 7)]
+            if i % 3 == 0:
+                extra[0] = float("nan")
+            row += extra
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("width", [7, 10, 12])
+def test_fast_track_decoding_equals_the_checked_path(width):
+    from smartcity.bus.codec import _track_arrays_checked, _track_arrays_fast
+
+    rng = np.random.default_rng(width)
+    rows = _rows(rng, 40, width)
+    rows[5][3] = 7  # an integer where a float is expected is a number too
+    fast = _track_arrays_fast(rows)
+    assert fast is not None
+    for a, b in zip(fast, _track_arrays_checked(rows), strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("index", "value", "field"),
+    [
+        (0, True, "tracks[4].id"),
+        (0, -1, "tracks[4].id"),
+        (1, 2**40, "tracks[4].cls"),
+        (2, None, "tracks[4].score"),
+        (3, "1", "tracks[4].x1"),
+        (6, float("inf"), "tracks[4].y2"),
+        (6, float("nan"), "tracks[4].y2"),
+        (8, float("-inf"), "tracks[4].gy"),
+    ],
+)
+def test_bad_values_are_named_whichever_path_decodes(index, value, field):
+    rows = _rows(np.random.default_rng(0), 10, 10)
+    rows[4][index] = value
+    payload = msgpack.packb(
+        {"v": 1, "cam": "c", "seq": 0, "frame": 0, "pts": 0.0, "t_ns": 0, "w": 640, "h": 360,
+         "tracks": rows}
+    )  # fmt: skip
+    with pytest.raises(DecodeError) as ei:
+        decode(b"tracks.c", payload)
+    assert ei.value.field == field
