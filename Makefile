@@ -39,9 +39,20 @@ test-all: build
 	ctest --test-dir $(BUILD) --output-on-failure
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: build
+BENCH_VENV := build/bench-venv
+$(BENCH_VENV)/.stamp:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q trackers
+	touch $@
+
+bench: build $(BENCH_VENV)/.stamp
 	$(PY) bench/decode.py
 	$(PY) bench/render.py
+	$(PY) bench/tracker.py
+	$(PY) bench/bus.py
+	$(PY) bench/engine.py
+	$(PY) bench/memory.py
+	$(PY) bench/accuracy.py
 
 lint: build
 	$(VENV)/bin/ruff check smartcity tests bench models
