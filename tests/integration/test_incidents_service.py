@@ -409,3 +409,29 @@ def test_example_configuration_parses():
     s = load_incidents_config(ROOT / "appliance" / "incidents.example.yaml")
     assert [c.cam for c in s.cameras] == ["demo-1"]
     assert s.lifecycle.cooldown("speeding") == 120
+
+
+def test_retention_alarm_is_a_system_incident_until_the_disk_recovers(
+    run_dir, tmp_path, monkeypatch
+):
+    from smartcity.incidents import service as service_module
+    from smartcity.store.retention import RetentionReport
+
+    reports = [RetentionReport(alarm="only evidence under legal hold is left; 1.0 GB short")]
+    monkeypatch.setattr(service_module, "apply_retention", lambda store, policy: reports[-1])
+    settings = parse_incidents_config(dict(_CONFIG, data_dir=str(tmp_path / "data")))
+    with Broker(run_dir):
+        service = IncidentsService(settings, str(run_dir), evidence_factory=FakeEvidence)
+        try:
+            service._retention()
+            service._retention()  # the same alarm again: still one incident
+            (inc,) = service.store.incidents.list(type="system").items
+            assert inc.key == "disk_reserve" and inc.state == "open"
+            assert "legal hold" in inc.details["message"]
+            reports.append(RetentionReport())  # the reserve is kept again
+            service._retention()
+            now = time.time_ns()
+            service.manager.advance("appliance", now / 1e9 + 3600, now)
+            assert service.store.incidents.get(inc.id).state == "resolved"
+        finally:
+            service.close()
