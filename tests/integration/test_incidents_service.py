@@ -435,3 +435,35 @@ def test_retention_alarm_is_a_system_incident_until_the_disk_recovers(
             assert service.store.incidents.get(inc.id).state == "resolved"
         finally:
             service.close()
+
+
+def test_malformed_messages_are_counted_and_skipped(run_dir, tmp_path):
+    import msgpack
+
+    settings = parse_incidents_config(dict(_CONFIG, data_dir=str(tmp_path / "data")))
+    with Broker(run_dir):
+        service = IncidentsService(settings, str(run_dir), evidence_factory=FakeEvidence)
+        stop = threading.Event()
+        runner = threading.Thread(target=service.run, args=(stop,))
+        runner.start()
+        try:
+            with Publisher(publisher_endpoint(run_dir)) as pub:
+                time.sleep(0.5)  # the service's subscription reaches the broker
+                future = {"v": 99, "cam": "cam1", "seq": 0}
+                assert pub.send_raw(b"tracks.cam1", msgpack.packb(future))  # newer version
+                assert pub.send_raw(b"tracks.cam1", msgpack.packb({"v": 1})[:-1] + b"\xc1")
+                assert pub.send_raw(b"tracks.cam1", b"\x92\x01")  # truncated msgpack
+                _car_through_the_depot(pub, 1, 0, 0.0)
+
+                def seen() -> bool:
+                    c = service.store.ingest.get("cam1")
+                    return c is not None and c.received == 12 and c.decode_errors == 3
+
+                assert wait_for(seen, 20)
+            assert [i.key for i in service.store.incidents.list(camera_id="cam1").items] == [
+                "zone:depot:track:1"
+            ]
+        finally:
+            stop.set()
+            runner.join(10)
+            service.close()
