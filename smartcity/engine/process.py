@@ -82,6 +82,7 @@ _CAMERA_KEYS = {
     "loop",
     "realtime",
     "image_to_ground",
+    "calibration",
 }
 _CAMERA_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: URL schemes a camera may use; anything else with a scheme is refused (a plain path is a file).
@@ -203,6 +204,18 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
             if not abs(float(np.linalg.det(m))) > 1e-12:
                 raise bad("image_to_ground", "the homography is singular")
             h = tuple(tuple(float(x) for x in row) for row in h)
+        if c.get("calibration") is not None:
+            # The incidents service's calibration block (point pairs in metres or
+            # latitude/longitude, or a homography): the same YAML works in both files.
+            if h is not None:
+                raise bad("calibration", "give either calibration or image_to_ground, not both")
+            from smartcity.incidents.geometry import GeometryError, parse_calibration
+
+            try:
+                cal = parse_calibration(c["calibration"], "calibration")
+            except GeometryError as e:
+                raise bad(e.field, e.message) from None
+            h = tuple(tuple(float(x) for x in row) for row in cal.image_to_ground)
         for flag in ("loop", "realtime"):
             if not isinstance(c.get(flag, False), bool):
                 raise bad(flag, "must be true or false")

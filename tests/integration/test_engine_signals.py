@@ -252,3 +252,36 @@ def test_bad_config_is_refused_before_anything_starts(
     assert expected in err, err
     assert "cameras (" not in out  # never started
     assert not any(run_dir.iterdir())  # no broker, no evidence server, nothing half-started
+
+
+def test_calibration_block_as_in_the_incidents_config(vtest):
+    """The engine takes the incidents service's calibration block (metres or lat/lon pairs)."""
+    import numpy as np
+
+    from smartcity.engine.process import EngineConfigError, parse_engine_config
+
+    def cfg(cal):
+        return {
+            "model": "person-ssdlite",
+            "models_root": str(ROOT / "models"),
+            "cameras": [{"id": "a", "url": str(vtest), "calibration": cal}],
+        }
+
+    pts = [[100, 500], [600, 500], [500, 200], [200, 200]]
+    ground = [[0, 0], [10, 0], [10, 30], [0, 30]]
+    cal = {"points": [{"image": i, "ground": g} for i, g in zip(pts, ground, strict=True)]}
+    (cam,) = parse_engine_config(cfg(cal)).cameras
+    H = np.asarray(cam.image_to_ground)
+    p = H @ np.array([600, 500, 1.0])
+    np.testing.assert_allclose(p[:2] / p[2], [10, 0], atol=1e-6)
+    latlon = {
+        "points": [
+            {"image": [100, 500], "latlon": [-6.2000, 106.8166]},
+            {"image": [600, 500], "latlon": [-6.2000, 106.8167]},
+            {"image": [500, 200], "latlon": [-6.1997, 106.8167]},
+            {"image": [200, 200], "latlon": [-6.1997, 106.8166]},
+        ]
+    }
+    assert parse_engine_config(cfg(latlon)).cameras[0].image_to_ground is not None
+    with pytest.raises(EngineConfigError, match=r"cameras\[0\]\.calibration\.points \(camera"):
+        parse_engine_config(cfg({"points": cal["points"][:3]}))
