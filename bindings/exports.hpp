@@ -18,6 +18,7 @@ void ExportNv12(pybind11::module_& m);
 void ExportPostprocess(pybind11::module_& m);
 void ExportTracker(pybind11::module_& m);
 void ExportPublisher(pybind11::module_& m);
+void ExportTrackRows(pybind11::module_& m);
 
 // A Batch object for Python, or None for a null lease.
 pybind11::object WrapBatch(std::shared_ptr<BatchLease> lease);

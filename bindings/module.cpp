@@ -23,4 +23,5 @@ PYBIND11_MODULE(_core, m) {
   smartcity::bindings::ExportPostprocess(m);
   smartcity::bindings::ExportTracker(m);
   smartcity::bindings::ExportPublisher(m);
+  smartcity::bindings::ExportTrackRows(m);
 }

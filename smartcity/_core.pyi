@@ -267,6 +267,21 @@ class Detections:
     @property
     def class_id(self) -> npt.NDArray[np.int32]: ...
 
+def track_rows_to_arrays(
+    rows: object,
+) -> (
+    tuple[
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int32],
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float32],
+    ]
+    | None
+):
+    """Rows of a tracks message (list of lists) -> (id, cls, score, xyxy (N,4), gx/gy/kmh (N,3)),
+    or None when a value is not what the schema allows (the codec then names the field)."""
+
 def postprocess(
     outputs: Sequence[npt.ArrayLike],
     *,

@@ -6,9 +6,7 @@ every field. Any problem raises DecodeError naming the field; nothing else escap
 
 from __future__ import annotations
 
-import itertools
 import math
-import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from smartcity import _core
 from smartcity.bus import defaults as d
 from smartcity.bus.events import (
     CONFIG_CHANGED,
@@ -226,55 +225,6 @@ def _track_arrays_checked(rows: list[Any]) -> tuple[np.ndarray, ...]:
     return ids, cls, score, xyxy, extra
 
 
-_NUMBER_TYPES = frozenset((int, float))
-_FIRST = operator.itemgetter(0)
-_SECOND = operator.itemgetter(1)
-
-
-def _track_arrays_fast(rows: list[Any]) -> tuple[np.ndarray, ...] | None:
-    """The same arrays with whole-array checks (a few C-level passes instead of ~10 Python
-    calls per track); None when anything is off, and the checked path then names the fault."""
-    n = len(rows)
-    ncol, width = TRACK_COLUMNS_MIN, len(TRACK_COLUMNS)
-    if set(map(type, rows)) != {list}:
-        return None
-    lens = set(map(len, rows))
-    if len(lens) != 1 or min(lens) < ncol:
-        return None  # mixed row lengths are rare: the checked path handles them
-    row_len = lens.pop()
-    if not set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBER_TYPES:
-        return None
-    id_list = list(map(_FIRST, rows))
-    cls_list = list(map(_SECOND, rows))
-    if set(map(type, id_list)) != {int} or set(map(type, cls_list)) != {int}:
-        return None
-    try:
-        ids = np.array(id_list, np.int64)
-        cls64 = np.array(cls_list, np.int64)
-        table = np.fromiter(
-            itertools.chain.from_iterable(rows), np.float64, count=n * row_len
-        ).reshape(n, row_len)
-    except (OverflowError, ValueError):
-        return None
-    if (ids < 0).any() or (cls64 < _INT32_MIN).any() or (cls64 > _INT32_MAX).any():
-        return None
-    core = table[:, 2:ncol]
-    if not np.isfinite(core).all():
-        return None
-    appended = table[:, ncol : min(row_len, width)]
-    if np.isinf(appended).any():
-        return None
-    extra = np.full((n, 3), np.nan, np.float32)
-    extra[:, : appended.shape[1]] = appended
-    return (
-        ids,
-        cls64.astype(np.int32),
-        core[:, 0].astype(np.float32),
-        np.ascontiguousarray(core[:, 1:5], np.float32),
-        extra,
-    )
-
-
 def _decode_tracks(m: Mapping[str, Any]) -> TracksEvent:
     rows = _get(m, "tracks")
     if type(rows) is not list:
@@ -282,7 +232,8 @@ def _decode_tracks(m: Mapping[str, Any]) -> TracksEvent:
     n = len(rows)
     if n > d.MAX_TRACKS:
         raise DecodeError("tracks", f"{n} tracks, more than {d.MAX_TRACKS}")
-    arrays = (_track_arrays_fast(rows) if n else None) or _track_arrays_checked(rows)
+    # One pass in C++ for well-formed rows; the checked path names the field otherwise.
+    arrays = _core.track_rows_to_arrays(rows) or _track_arrays_checked(rows)
     ids, cls, score, xyxy, extra = arrays
     ground_xy = np.ascontiguousarray(extra[:, :2])
     speed_kmh = np.ascontiguousarray(extra[:, 2])

@@ -1,0 +1,105 @@
+// Tracks rows of a decoded bus message (Python lists) -> numpy arrays in one pass.
+//
+// This is conversion, the bindings' job: smartcity.bus.codec unpacks the msgpack payload, hands
+// the `tracks` list here, and falls back to its own row-by-row checks (which name the faulty
+// field) whenever this returns None. Accepted exactly as the Python checks accept: id an int in
+// [0, 2^63), cls an int in the int32 range (bools are not ints here), score and x1..y2 finite
+// numbers, gx, gy, kmh numbers or NaN (not infinite); columns beyond those are ignored.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "exports.hpp"
+
+namespace py = pybind11;
+
+namespace smartcity::bindings {
+
+namespace {
+
+constexpr Py_ssize_t kMinColumns = 7;
+constexpr Py_ssize_t kColumns = 10;
+
+bool IntOf(PyObject* o, int64_t lo, int64_t hi, int64_t* out) {
+  if (!PyLong_CheckExact(o)) return false;  // bool is a subclass: refused
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+  if (overflow != 0 || (v == -1 && PyErr_Occurred())) {
+    PyErr_Clear();
+    return false;
+  }
+  if (v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+bool NumberOf(PyObject* o, double* out) {
+  if (PyFloat_CheckExact(o)) {
+    *out = PyFloat_AS_DOUBLE(o);
+    return true;
+  }
+  if (!PyLong_CheckExact(o)) return false;
+  const double v = PyLong_AsDouble(o);
+  if (v == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+py::object TrackRowsToArrays(py::handle rows) {
+  if (!PyList_CheckExact(rows.ptr())) return py::none();
+  const Py_ssize_t n = PyList_GET_SIZE(rows.ptr());
+  py::array_t<int64_t> ids(n);
+  py::array_t<int32_t> cls(n);
+  py::array_t<float> score(n);
+  py::array_t<float> xyxy({n, static_cast<Py_ssize_t>(4)});
+  py::array_t<float> extra({n, static_cast<Py_ssize_t>(3)});
+  int64_t* id_p = ids.mutable_data();
+  int32_t* cls_p = cls.mutable_data();
+  float* score_p = score.mutable_data();
+  float* box_p = xyxy.mutable_data();
+  float* extra_p = extra.mutable_data();
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* row = PyList_GET_ITEM(rows.ptr(), i);
+    if (!PyList_CheckExact(row) || PyList_GET_SIZE(row) < kMinColumns) return py::none();
+    int64_t v = 0;
+    if (!IntOf(PyList_GET_ITEM(row, 0), 0, std::numeric_limits<int64_t>::max(), &v)) return py::none();
+    id_p[i] = v;
+    if (!IntOf(PyList_GET_ITEM(row, 1), std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max(), &v))
+      return py::none();
+    cls_p[i] = static_cast<int32_t>(v);
+    double f = 0;
+    if (!NumberOf(PyList_GET_ITEM(row, 2), &f) || !std::isfinite(f)) return py::none();
+    score_p[i] = static_cast<float>(f);
+    for (Py_ssize_t k = 0; k < 4; ++k) {
+      if (!NumberOf(PyList_GET_ITEM(row, 3 + k), &f) || !std::isfinite(f)) return py::none();
+      box_p[4 * i + k] = static_cast<float>(f);
+    }
+    const Py_ssize_t cols = std::min(PyList_GET_SIZE(row), kColumns);
+    for (Py_ssize_t k = 0; k < 3; ++k) {
+      if (kMinColumns + k >= cols) {
+        extra_p[3 * i + k] = std::numeric_limits<float>::quiet_NaN();
+        continue;
+      }
+      if (!NumberOf(PyList_GET_ITEM(row, kMinColumns + k), &f) || std::isinf(f)) return py::none();
+      extra_p[3 * i + k] = static_cast<float>(f);
+    }
+  }
+  return py::make_tuple(ids, cls, score, xyxy, extra);
+}
+
+}  // namespace
+
+void ExportTrackRows(py::module_& m) {
+  m.def("track_rows_to_arrays", &TrackRowsToArrays, py::arg("rows"),
+        "Rows [id, cls, score, x1, y1, x2, y2, gx?, gy?, kmh?] of a tracks message (a list of lists) "
+        "-> (id int64, cls int32, score float32, xyxy float32 (N,4), gx/gy/kmh float32 (N,3)), or "
+        "None when any value is not what the schema allows (the caller then names the field).");
+}
+
+}  // namespace smartcity::bindings
