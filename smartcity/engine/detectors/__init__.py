@@ -1,7 +1,7 @@
 """Detector backends: raw model outputs from a batch tensor, and `detect` for whole batches.
 
 card = load_card("models/person-ssdlite")
-detector = OnnxRuntimeDetector(card)
+detector = create_detector(card, "auto", intra_op_threads=1)   # TensorRT, ORT CUDA, ORT CPU
 pipeline = smartcity.Pipeline(**card.pipeline_options(), max_batch=card.max_batch)
 ...
 with pipeline.next_batch(card.max_batch, 50) as batch:
@@ -9,7 +9,34 @@ with pipeline.next_batch(card.max_batch, 50) as batch:
         ...
 """
 
-from smartcity.engine.detectors.base import Detector, detect, prepare_input
+from smartcity.engine.detectors.backends import (
+    BACKENDS,
+    BackendProbe,
+    choose_backend,
+    create_detector,
+    probe_backends,
+)
+from smartcity.engine.detectors.base import (
+    BackendUnavailable,
+    Detector,
+    DeviceDetector,
+    detect,
+    prepare_input,
+    takes_core_tensor,
+)
 from smartcity.engine.detectors.ort import OnnxRuntimeDetector
 
-__all__ = ["Detector", "OnnxRuntimeDetector", "detect", "prepare_input"]
+__all__ = [
+    "BACKENDS",
+    "BackendProbe",
+    "BackendUnavailable",
+    "Detector",
+    "DeviceDetector",
+    "OnnxRuntimeDetector",
+    "choose_backend",
+    "create_detector",
+    "detect",
+    "prepare_input",
+    "probe_backends",
+    "takes_core_tensor",
+]

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from smartcity import _core
 from smartcity.engine.models import ModelCard
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend asked for that this machine cannot run; the message says what is missing."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(f"backend {backend} is not available: {reason}")
+        self.backend = backend
+        self.reason = reason
 
 
 class Detector(Protocol):
@@ -17,6 +27,31 @@ class Detector(Protocol):
     def card(self) -> ModelCard: ...
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]: ...
+
+
+@runtime_checkable
+class DeviceDetector(Detector, Protocol):
+    """A detector that also takes a batch already in device memory (the GPU path).
+
+    infer_device(ptr, shape, dtype): ptr is the address of a C-contiguous (N, 3, H, W) tensor the
+    caller owns and keeps alive for the call; outputs come back as host arrays.
+    """
+
+    def infer_device(
+        self, ptr: int, shape: Sequence[int], dtype: Any = np.float32
+    ) -> list[np.ndarray]: ...
+
+
+def takes_core_tensor(card: ModelCard, dtype: np.dtype | type) -> bool:
+    """True when the model takes the core's tensor of this dtype as is (no swap, no scaling).
+
+    The core writes RGB planes, float32 in [0, 1] or uint8 in [0, 255]; device pointers (GPU
+    path) can only be handed over when this holds.
+    """
+    dt = np.dtype(dtype)
+    if card.colour_order != "rgb" or dt.name != card.dtype:
+        return False
+    return dt == np.uint8 or card.value_range[1] == 1.0
 
 
 def prepare_input(card: ModelCard, tensor: np.ndarray) -> np.ndarray:
