@@ -30,7 +30,7 @@ import yaml
 
 from smartcity import _core
 from smartcity.bus import defaults as bus_defaults
-from smartcity.engine.detectors import OnnxRuntimeDetector, detect
+from smartcity.engine.detectors import CHOICES, create_detector, detect
 from smartcity.engine.evidence import EvidenceServer
 from smartcity.engine.models import CARD_FILE, CardError, load_card
 from smartcity.engine.reload import (
@@ -71,6 +71,8 @@ class EngineSettings:
     health_interval_s: float = 1.0
     inference_threads: int = 1
     tracking: dict[str, Any] = field(default_factory=dict)
+    backend: str = "auto"  # auto | tensorrt | onnxruntime-cuda | onnxruntime (docs/detection.md)
+    engine_cache: Path | None = None  # TensorRT engines (None: ~/.cache/smartcity/engines)
 
 
 _TRACKING_KEYS = {"track_thresh", "match_thresh", "track_buffer", "speed_window_s"}
@@ -140,6 +142,8 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
         "health_interval_s",
         "inference_threads",
         "tracking",
+        "backend",
+        "engine_cache",
     }
     if unknown:
         raise EngineConfigError(f"{sorted(unknown)[0]}: unknown field")
@@ -248,6 +252,15 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
         ByteTracker(**tracking)  # the core's own range checks, before anything starts
     except ValueError as e:
         raise EngineConfigError(f"tracking: {e}") from None
+    backend = data.get("backend", "auto")
+    if backend not in CHOICES:
+        raise EngineConfigError(f"backend: must be one of {', '.join(CHOICES)}, got {backend!r}")
+    cache = data.get("engine_cache")
+    if cache is not None and (not isinstance(cache, str) or not cache):
+        raise EngineConfigError("engine_cache: must be a folder path")
+    cache_dir = None if cache is None else Path(cache)
+    if cache_dir is not None and base_dir is not None and not cache_dir.is_absolute():
+        cache_dir = base_dir / cache_dir
     return EngineSettings(
         model=model,
         cameras=tuple(cameras),
@@ -259,6 +272,8 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
             _number("inference_threads", data.get("inference_threads", 1), 1, 64)
         ),
         tracking=dict(tracking),
+        backend=backend,
+        engine_cache=cache_dir,
     )
 
 
@@ -342,7 +357,13 @@ class Engine:
             self.card = load_card(settings.models_root / settings.model)
         except CardError as e:
             raise EngineConfigError(f"model: {e}") from e
-        self.detector = OnnxRuntimeDetector(self.card, intra_op_threads=settings.inference_threads)
+        self.detector = create_detector(
+            self.card,
+            settings.backend,
+            intra_op_threads=settings.inference_threads,
+            max_batch=min(settings.max_batch, 256),
+            cache_dir=settings.engine_cache,
+        )
         self.pipeline = _core.Pipeline(
             **self.card.pipeline_options(),
             max_batch=min(settings.max_batch, 256),

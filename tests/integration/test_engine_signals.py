@@ -285,3 +285,17 @@ def test_calibration_block_as_in_the_incidents_config(vtest):
     assert parse_engine_config(cfg(latlon)).cameras[0].image_to_ground is not None
     with pytest.raises(EngineConfigError, match=r"cameras\[0\]\.calibration\.points \(camera"):
         parse_engine_config(cfg({"points": cal["points"][:3]}))
+
+
+def test_backend_setting(vtest):
+    from smartcity.engine.process import EngineConfigError, parse_engine_config
+
+    base = {
+        "model": "person-ssdlite",
+        "models_root": str(ROOT / "models"),
+        "cameras": [{"id": "a", "url": str(vtest)}],
+    }
+    assert parse_engine_config(base).backend == "auto"
+    assert parse_engine_config(dict(base, backend="onnxruntime")).backend == "onnxruntime"
+    with pytest.raises(EngineConfigError, match="backend: must be one of auto, tensorrt"):
+        parse_engine_config(dict(base, backend="openvino"))

@@ -11,6 +11,7 @@ with pipeline.next_batch(card.max_batch, 50) as batch:
 
 from smartcity.engine.detectors.backends import (
     BACKENDS,
+    CHOICES,
     BackendProbe,
     choose_backend,
     create_detector,
@@ -28,6 +29,7 @@ from smartcity.engine.detectors.ort import OnnxRuntimeDetector
 
 __all__ = [
     "BACKENDS",
+    "CHOICES",
     "BackendProbe",
     "BackendUnavailable",
     "Detector",
