@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from typing import Any
 
 import msgpack
+import msgspec
 import numpy as np
 
 from smartcity import _core
@@ -257,9 +257,10 @@ def _decode_tracks(m: Mapping[str, Any]) -> TracksEvent:
     )
 
 
-_HEALTH_INTS = {f.name for f in fields(HealthEvent) if f.type == "int"} - {"v", "seq", "t_ns"}
-_HEALTH_FLOATS = {f.name for f in fields(HealthEvent) if f.type == "float"}
-_HEALTH_STRS = {f.name for f in fields(HealthEvent) if f.type == "str"} - {"cam"}
+_HEALTH_FIELDS = msgspec.structs.fields(HealthEvent)
+_HEALTH_INTS = {f.name for f in _HEALTH_FIELDS if f.type is int} - {"v", "seq", "t_ns"}
+_HEALTH_FLOATS = {f.name for f in _HEALTH_FIELDS if f.type is float}
+_HEALTH_STRS = {f.name for f in _HEALTH_FIELDS if f.type is str} - {"cam"}
 
 
 def _decode_health(m: Mapping[str, Any]) -> HealthEvent:
@@ -454,7 +455,7 @@ def encode(event: Event) -> tuple[bytes, bytes]:
             speed_kmh=event.speed_kmh,
         )
     body: dict[str, Any] = {}
-    for f in fields(event):
+    for f in msgspec.structs.fields(event):
         v = getattr(event, f.name)
         body[f.name] = list(v) if isinstance(v, tuple) else v
     if isinstance(event, ConfigChangedEvent):
@@ -465,6 +466,4 @@ def encode(event: Event) -> tuple[bytes, bytes]:
 
 def with_seq(event: Event, seq: int) -> Event:
     """A copy of event with another sequence number."""
-    from dataclasses import replace
-
-    return replace(event, seq=seq)
+    return msgspec.structs.replace(event, seq=seq)

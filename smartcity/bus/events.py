@@ -1,14 +1,14 @@
 """Typed bus events, one per topic family (docs/events.md is the contract).
 
-Events are frozen dataclasses; per-object data of a tracks message are numpy arrays, never a list
-of per-track Python objects. `seq` is the publisher's sequence number on the event's topic.
+Events are frozen msgspec Structs; per-object data of a tracks message are numpy arrays, never a
+list of per-track Python objects. `seq` is the publisher's sequence number on the event's topic.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -29,15 +29,14 @@ TRACK_COLUMNS_MIN = 7
 
 
 def _empty(dtype: Any, shape: tuple[int, ...] = (0,)) -> Any:
-    return field(default_factory=lambda: np.zeros(shape, dtype=dtype))
+    return msgspec.field(default_factory=lambda: np.zeros(shape, dtype=dtype))
 
 
 def _unknown(track_id: Any, shape: tuple[int, ...]) -> Any:
     return np.full((len(track_id), *shape), np.nan, np.float32)
 
 
-@dataclass(frozen=True, slots=True)
-class TracksEvent:
+class TracksEvent(msgspec.Struct, frozen=True, kw_only=True):
     """tracks.<cam>: the tracks of one analyzed frame."""
 
     family: ClassVar[str] = TRACKS
@@ -61,9 +60,9 @@ class TracksEvent:
 
     def __post_init__(self) -> None:
         if self.ground_xy is None:
-            object.__setattr__(self, "ground_xy", _unknown(self.track_id, (2,)))
+            msgspec.structs.force_setattr(self, "ground_xy", _unknown(self.track_id, (2,)))
         if self.speed_kmh is None:
-            object.__setattr__(self, "speed_kmh", _unknown(self.track_id, ()))
+            msgspec.structs.force_setattr(self, "speed_kmh", _unknown(self.track_id, ()))
 
     @property
     def topic(self) -> str:
@@ -73,8 +72,7 @@ class TracksEvent:
         return int(self.track_id.shape[0])
 
 
-@dataclass(frozen=True, slots=True)
-class HealthEvent:
+class HealthEvent(msgspec.Struct, frozen=True, kw_only=True):
     """health.<cam>: stream stats (docs/engine.md), inference, tracking and bus counters."""
 
     family: ClassVar[str] = HEALTH
@@ -112,8 +110,7 @@ class HealthEvent:
         return f"{HEALTH}.{self.cam}"
 
 
-@dataclass(frozen=True, slots=True)
-class IncidentEvent:
+class IncidentEvent(msgspec.Struct, frozen=True, kw_only=True):
     """incident.<type>: an incident opened, updated or closed (written to the store first)."""
 
     family: ClassVar[str] = INCIDENT
@@ -125,7 +122,7 @@ class IncidentEvent:
     t_ns: int  # wall-clock time of this state change, ns
     track_ids: tuple[int, ...] = ()
     score: float = 0.0
-    details: dict[str, str | int | float | bool | None] = field(default_factory=dict)
+    details: dict[str, str | int | float | bool | None] = msgspec.field(default_factory=dict)
     v: int = SCHEMA_VERSION
 
     @property
@@ -133,8 +130,7 @@ class IncidentEvent:
         return f"{INCIDENT}.{self.type}"
 
 
-@dataclass(frozen=True, slots=True)
-class StatsEvent:
+class StatsEvent(msgspec.Struct, frozen=True, kw_only=True):
     """stats.<cam>: traffic counts of one camera over one period."""
 
     family: ClassVar[str] = STATS
@@ -142,7 +138,7 @@ class StatsEvent:
     seq: int
     t0_ns: int  # period start, ns since the Unix epoch
     t1_ns: int  # period end
-    counts: dict[str, int] = field(default_factory=dict)  # class name -> objects counted
+    counts: dict[str, int] = msgspec.field(default_factory=dict)  # class name -> objects counted
     v: int = SCHEMA_VERSION
 
     @property
@@ -150,8 +146,7 @@ class StatsEvent:
         return f"{STATS}.{self.cam}"
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigChangedEvent:
+class ConfigChangedEvent(msgspec.Struct, frozen=True, kw_only=True):
     """config.changed: the camera set changed; `cams` names the cameras concerned."""
 
     family: ClassVar[str] = CONFIG_CHANGED

@@ -4,9 +4,9 @@ non-blocking sends, drops counted. The engine publishes through the C++ core's P
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
 from types import TracebackType
 
+import msgspec
 import zmq
 
 from smartcity.bus import defaults as d
@@ -50,7 +50,7 @@ class Publisher:
         topic = event.topic
         seq = self._next_seq[topic]
         self._next_seq[topic] = seq + 1
-        return self.send_raw(*encode(replace(event, seq=seq)))
+        return self.send_raw(*encode(msgspec.structs.replace(event, seq=seq)))
 
     def send_raw(self, topic: bytes, payload: bytes) -> bool:
         """Send a message as is (tests, tools); no sequence number is taken."""
