@@ -1,26 +1,30 @@
 """Train and export the synthetic-traffic detector (a tiny anchor-free YOLO-style CNN).
 
-    .venv/bin/pip install torch==2.13.0            # training only; the appliance does not need it
+    .venv/bin/pip install torch==2.13.0 onnx       # training only; the appliance needs neither
     .venv/bin/python models/synthetic-traffic/dataset.py --out /tmp/stdata
-    .venv/bin/python models/synthetic-traffic/train.py --data /tmp/stdata --minutes 25
+    .venv/bin/python models/synthetic-traffic/train.py --data /tmp/stdata --minutes 40 \
+        --size 640x384 [--init state_dict.pt]      # README.md has the commands of the file
 
-Input: 512x288 RGB float [0, 1], letterboxed (a 640x360 frame is scaled by 0.8 exactly, no
-padding; other sizes are padded with 114 like the core's letterbox). Output `output0`
-[B, 4+6, 3024]: cx, cy, w, h in model-input pixels, then the six appliance class scores after a
-sigmoid (YOLOv8 layout), from three levels (stride 8, 16, 32: 64x36 + 32x18 + 16x9 points).
+Input (--size, default 512x288; the shipped file is 640x384): RGB float [0, 1], letterboxed
+like the core (centred, padded with 114; a 640x360 frame goes into 640x384 at scale 1). Output
+`output0` [B, 4+6, N]: cx, cy, w, h in model-input pixels, then the six appliance class scores
+after a sigmoid (YOLOv8 layout), from three levels (stride 8, 16, 32: N = 5040 at 640x384).
 
 Assignment: a truth box is given to the levels whose size range holds its longer side
 (stride 8: up to 64 px, 16: 32-160 px, 32: from 96 px) and there to the points within 1.5
 strides of its centre that lie inside the box grown by half a stride (at least one point per
 level); a point claimed by two boxes takes the smaller. Loss: GIoU on the decoded boxes of the
 positives + binary cross-entropy on all class scores, summed over points and divided by the
-number of positives (YOLOv8 style, target 1 for the positive's class). Boxes are decoded as
+number of positives; the positive's class target is the IoU of its decoded box with the truth
+box (IoU-aware, so the score ranks box quality; --no-iou-aware: target 1). Boxes are decoded as
 cx = px + dx * s, w = exp(tw) * s.
 
 Training runs for a wall-clock budget (--minutes) with one thread, AdamW, a cosine learning
-rate over the budget; flips and brightness/contrast jitter. Then the model is exported with
-torch.onnx.export (opset 17, dynamic batch) to synthetic-traffic.onnx beside this file, and the
-loss curve is written to train_log.json.
+rate over the budget; flips and brightness/contrast jitter; images drawn weighted toward rare
+classes (--sample-power); an exponential moving average of the weights (--ema) is what is
+validated, saved and exported. Then the model is exported with torch.onnx.export (opset 17,
+dynamic batch) to synthetic-traffic.onnx beside this file, and the loss curve is written to
+train_log.json.
 """
 
 from __future__ import annotations
@@ -109,7 +113,7 @@ class Export(nn.Module):
     def __init__(self, net: Net) -> None:
         super().__init__()
         self.net = net
-        pts, ss = grid()
+        pts, ss = grid(W, H)
         self.register_buffer("pts", pts)
         self.register_buffer("ss", ss)
 
@@ -139,7 +143,7 @@ def load_split(roots: list[Path], split: str) -> tuple[np.ndarray, list[np.ndarr
     boxes = []
     for i, f in enumerate(files):
         bgr = cv2.imread(str(f))
-        lb, s, px, py = letterbox(bgr)
+        lb, s, px, py = letterbox(bgr, W, H)
         imgs[i] = lb[:, :, ::-1]
         lab = f.parent.parent.parent / "labels" / split / (f.stem + ".txt")
         text = lab.read_text().split()
@@ -177,6 +181,35 @@ def make_batch(
             x[j] = x[j].clamp_(0, 1)
         out.append(torch.from_numpy(b))
     return x, out
+
+
+def image_weights(boxes: list[np.ndarray], power: float) -> np.ndarray:
+    """Sampling probability per image: the mean over its boxes of (freq_max / freq_class)^power,
+    so that images holding rare classes (motorcycles, bicycles) are drawn more often; images
+    without boxes get the weight of the most common class."""
+    counts = np.bincount(
+        np.concatenate([b[:, 0].astype(int) for b in boxes] + [np.zeros(0, int)]), minlength=NC
+    ).astype(np.float64)
+    rare = (counts.max() / np.maximum(counts, 1.0)) ** power
+    w = np.array([rare[b[:, 0].astype(int)].mean() if len(b) else 1.0 for b in boxes])
+    return w / w.sum()
+
+
+class Ema:
+    """Exponential moving average of the weights (and a copy of the BN statistics)."""
+
+    def __init__(self, net: nn.Module, decay: float = 0.999) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, net: nn.Module, step: int) -> None:
+        d = self.decay * (1.0 - math.exp(-step / 1000.0))
+        for k, v in net.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].mul_(d).add_(v.detach(), alpha=1.0 - d)
+            else:
+                self.shadow[k].copy_(v)
 
 
 # --------------------------------------------------------------------------- loss
@@ -220,7 +253,11 @@ def assign(gt: torch.Tensor, pts: torch.Tensor, ss: torch.Tensor) -> torch.Tenso
 
 
 def loss_fn(
-    outs: list[torch.Tensor], gts: list[torch.Tensor], pts: torch.Tensor, ss: torch.Tensor
+    outs: list[torch.Tensor],
+    gts: list[torch.Tensor],
+    pts: torch.Tensor,
+    ss: torch.Tensor,
+    iou_aware: bool = True,
 ) -> tuple[torch.Tensor, float, float]:
     raw = torch.cat(outs, 2)  # [B, 4+C, N]
     box = decode(raw[:, :4], pts, ss)  # cx cy w h
@@ -234,8 +271,13 @@ def loss_fn(
         if len(pos) == 0:
             continue
         g = gt[a[pos]]
-        target[b, g[:, 0].long(), pos] = 1.0
-        pred_pos.append(xyxy[b][:, pos].t())
+        pb = xyxy[b][:, pos].t()
+        if iou_aware:
+            q, _ = giou(pb.detach(), g[:, 1:])
+            target[b, g[:, 0].long(), pos] = q.clamp(0.0, 1.0)
+        else:
+            target[b, g[:, 0].long(), pos] = 1.0
+        pred_pos.append(pb)
         gt_pos.append(g[:, 1:])
     npos = max(sum(len(p) for p in pred_pos), 1)
     lcls = F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / npos
@@ -267,6 +309,7 @@ def export(net: Net, path: Path) -> None:
 
 
 def main() -> None:
+    global W, H
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="/tmp/stdata", help="dataset.py's output folder")
     ap.add_argument("--minutes", type=float, default=25.0, help="wall-clock training budget")
@@ -276,8 +319,27 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(HERE / "synthetic-traffic.onnx"))
     ap.add_argument("--checkpoint", default="/tmp/synthetic-traffic.pt", help="state_dict")
+    ap.add_argument("--init", help="start from this state_dict (a --checkpoint of a run)")
+    ap.add_argument("--sample-power", type=float, default=0.5, help="0: uniform sampling")
+    ap.add_argument("--no-iou-aware", action="store_true", help="class target 1, not the IoU")
+    ap.add_argument("--ema", type=float, default=0.999, help="0: no weight averaging")
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--log", default=str(HERE / "train_log.json"))
+    ap.add_argument("--size", default=f"{W}x{H}", help="input WxH, multiples of 32")
+    ap.add_argument(
+        "--export-only", action="store_true", help="export --init to --out, no training"
+    )
     a = ap.parse_args()
+    W, H = (int(v) for v in a.size.split("x"))
+    if W % 32 or H % 32:
+        raise SystemExit(f"--size {a.size}: width and height must be multiples of 32")
     torch.set_num_threads(a.threads)
+    if a.export_only:
+        net = Net()
+        net.load_state_dict(torch.load(a.init, map_location="cpu"))
+        export(net, Path(a.out))
+        print(f"exported {a.out}", flush=True)
+        return
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     roots = [p for p in sorted(Path(a.data).iterdir()) if (p / "images").is_dir()]
@@ -288,8 +350,13 @@ def main() -> None:
         f"loaded {len(imgs)} train, {len(vimgs)} val images in {time.time() - t0:.0f} s", flush=True
     )
     net = Net().to(memory_format=torch.channels_last)
+    if a.init:
+        net.load_state_dict(torch.load(a.init, map_location="cpu"))
     print(f"parameters: {sum(p.numel() for p in net.parameters())}", flush=True)
-    pts, ss = grid()
+    probs = image_weights(boxes, a.sample_power)
+    ema = Ema(net, a.ema) if a.ema > 0 else None
+    iou_aware = not a.no_iou_aware
+    pts, ss = grid(W, H)
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=5e-4)
     budget = a.minutes * 60.0
     log: list[dict[str, float]] = []
@@ -298,24 +365,27 @@ def main() -> None:
     run = [0.0, 0.0, 0.0]
     done = False
     while not done:
-        order = rng.permutation(len(imgs))
+        # an "epoch" is len(imgs) draws, weighted toward the images with rare classes
+        order = rng.choice(len(imgs), size=len(imgs), replace=True, p=probs)
         for k in range(0, len(order) - a.batch + 1, a.batch):
             frac = (time.time() - t_start) / budget
             if frac >= 1.0:
                 done = True
                 break
-            warm = min(1.0, (step + 1) / 100)
+            warm = min(1.0, (step + 1) / max(a.warmup, 1))
             lr = a.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
             for g in opt.param_groups:
                 g["lr"] = lr
             net.train()
             x, gts = make_batch(imgs, boxes, order[k : k + a.batch], rng, aug=True)
-            loss, lc, lb = loss_fn(net(x), gts, pts, ss)
+            loss, lc, lb = loss_fn(net(x), gts, pts, ss, iou_aware)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), 10.0)
             opt.step()
             step += 1
+            if ema is not None:
+                ema.update(net, step)
             seen += len(x)
             run = [r + v for r, v in zip(run, (loss.item(), lc, lb), strict=True)]
             if step % 50 == 0:
@@ -331,16 +401,22 @@ def main() -> None:
                 }
                 log.append(rec)
                 print(json.dumps(rec), flush=True)
+                if step % 1000 == 0:  # a run cut short still leaves its weights
+                    torch.save(ema.shadow if ema else net.state_dict(), a.checkpoint + ".part")
                 run = [0.0, 0.0, 0.0]
         epoch += 1
     train_s = time.time() - t_start
+    torch.save(net.state_dict(), a.checkpoint + ".raw")
+    if ema is not None:
+        net.load_state_dict(ema.shadow)
     net.eval()
     with torch.no_grad():
         vl = []
         for k in range(0, len(vimgs), 32):
             x, gts = make_batch(vimgs, vboxes, np.arange(k, min(k + 32, len(vimgs))), rng, False)
-            vl.append(loss_fn(net(x), gts, pts, ss)[0].item())
+            vl.append(loss_fn(net(x), gts, pts, ss, iou_aware)[0].item())
     summary = {
+        "args": {k: v for k, v in vars(a).items() if k not in ("out", "checkpoint")},
         "train_images": len(imgs),
         "val_images": len(vimgs),
         "steps": step,
@@ -355,7 +431,7 @@ def main() -> None:
         flush=True,
     )
     torch.save(net.state_dict(), a.checkpoint)
-    (HERE / "train_log.json").write_text(json.dumps(summary, indent=1) + "\n")
+    Path(a.log).write_text(json.dumps(summary, indent=1) + "\n")
     export(net, Path(a.out))
     print(f"exported {a.out}", flush=True)
 
