@@ -7,8 +7,13 @@ each frame's truth boxes (the visible parts) become detections with score 0.9 an
 truth parameters) runs on them. Tracks are matched to truth objects by IoU, so each finding
 names truth ids, and `score` compares the findings with the scene's expected incidents:
 a finding counts when it falls within ``start_s - tolerance_s .. end_s + tolerance_s`` of an
-expected incident of its type and names one of its objects. (The full pipeline with the trained
-detector is a later step: `run_scene(..., detector=...)` is its hook and raises today.)
+expected incident of its type and names one of its objects.
+
+The full pipeline: `run_scene(..., detector=...)` renders the scene to H.264 MP4
+(`rendered_video`) and runs it the appliance's way (`pipeline_frames`: `smartcity._core.Pipeline`
+with the model card's options, `detect()`, the pipeline's own tracker with the scene's
+calibration); the same `judge` (RuleSet, matching to truth) and `score` follow. `run_clip` does
+the same for a video without truth (tests/media/vtest-h264.mp4 with `VTEST_GEOMETRY`, assumed).
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ import gzip
 import hashlib
 import json
 import math
+import shutil
+import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +39,9 @@ from smartcity.incidents.rules.base import frame_view
 from smartcity.incidents.rules.ruleset import RuleSet
 from smartcity.incidents.types import Finding, FrameTracks
 
+if TYPE_CHECKING:
+    from smartcity.engine.detectors.base import Detector
+
 #: rule types whose findings must never appear on the quiet scenes
 VEHICLE_RULES = ("wrong_way", "stopped_vehicle", "speeding", "congestion", "crash")
 #: incident types scored for precision and recall (counting is scored separately)
@@ -38,6 +49,7 @@ SCORED = ("wrong_way", "stopped_vehicle", "speeding", "congestion", "crowd", "lo
           "pedestrian_on_carriageway", "crash")  # fmt: skip
 MIN_BOX_PX = 4.0  # an oracle detection needs a box at least this wide and high
 T0_NS = 1_790_000_000 * 10**9  # wall clock of frame 0 (any fixed value)
+MODELS = Path(__file__).resolve().parents[3] / "models"
 
 
 @dataclass
@@ -69,10 +81,8 @@ def render_truth(
     sc = S.load(name)
     path = None
     if cache_dir is not None:
-        h = hashlib.sha256(repr((sc, seconds, resolution, seed)).encode())
-        for src in sorted(Path(S.__file__).parent.glob("*.py")):  # the renderer's own version
-            h.update(src.read_bytes())
-        path = Path(cache_dir) / f"{name}-{resolution}-{h.hexdigest()[:16]}.json.gz"
+        digest = _render_hash(sc, seconds, resolution, seed)
+        path = Path(cache_dir) / f"{name}-{resolution}-{digest}.json.gz"
         if path.is_file():
             with gzip.open(path, "rt") as fh:
                 d = json.load(fh)
@@ -90,6 +100,132 @@ def render_truth(
             json.dump({"head": head, "frames": frames}, fh, separators=(",", ":"))
         tmp.replace(path)
     return _cache[key]
+
+
+def _render_hash(sc: Any, seconds: float | None, resolution: str, seed: int | None) -> str:
+    """Cache key of a render: the scenario, the arguments and the renderer's own source."""
+    from smartcity import scenarios as S
+
+    h = hashlib.sha256(repr((sc, seconds, resolution, seed)).encode())
+    for src in sorted(Path(S.__file__).parent.glob("*.py")):  # the renderer's own version
+        h.update(src.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def rendered_video(
+    name: str,
+    seconds: float | None = None,
+    resolution: str = "640x360",
+    seed: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> Iterator[tuple[Path, SceneTruth]]:
+    """A library scene rendered to H.264 MP4 (``smartcity.scenarios.render_to_dir``) with its
+    truth: kept in ``cache_dir`` (a folder per scene keyed like `render_truth`'s files), or in a
+    temporary folder removed on leaving the block."""
+    from smartcity import scenarios as S
+
+    sc = S.load(name)
+    tmp = None
+    if cache_dir is None:
+        tmp = tempfile.mkdtemp(prefix=f"smartcity-{name}-")
+        folder = Path(tmp) / "render"
+    else:
+        key = _render_hash(sc, seconds, resolution, seed)
+        folder = Path(cache_dir) / f"{name}-{resolution}-{key}.video"
+    try:
+        if not (folder / f"{name}.scenario.json").is_file():  # written last: the render is whole
+            part = folder.with_name(folder.name + ".part")
+            shutil.rmtree(part, ignore_errors=True)
+            S.render_to_dir(sc, part, seconds=seconds, seed=seed, resolution=resolution)
+            shutil.rmtree(folder, ignore_errors=True)
+            part.replace(folder)
+        head = json.loads((folder / f"{name}.scenario.json").read_text())
+        frames = [
+            json.loads(line)["objects"]
+            for line in (folder / f"{name}.truth.jsonl").read_text().splitlines()
+        ]
+        yield folder / f"{name}.mp4", SceneTruth(head, frames)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_detector(detector: Detector | str | Path, intra_op_threads: int = 1) -> Detector:
+    """A `Detector` as it is, or an `OnnxRuntimeDetector` (CPU) for a model folder or the name
+    of one under the repository's models/ (its card says input size, format and classes)."""
+    if not isinstance(detector, str | Path):
+        return detector
+    from smartcity.engine.detectors import OnnxRuntimeDetector
+    from smartcity.engine.models import load_card
+
+    folder = Path(detector)
+    if not folder.is_dir():
+        folder = MODELS / str(detector)
+    return OnnxRuntimeDetector(load_card(folder), intra_op_threads=intra_op_threads, device="cpu")
+
+
+def pipeline_frames(
+    video: str | Path,
+    detector: Detector,
+    cam: str,
+    image_to_ground: np.ndarray | None = None,
+    analyze_fps: float | None = None,
+    tracking: Mapping[str, Any] | None = None,
+) -> list[FrameTracks]:
+    """A video through the appliance's own path, as `smartcity engine` runs it: a
+    `smartcity._core.Pipeline` with the card's options (decode, sample at ``analyze_fps`` or
+    every frame, letterbox / stretch), ``block_when_busy`` so that no frame is dropped,
+    ``detect()`` (the model, C++ decode and NMS) and the camera's tracker inside the pipeline
+    (``configure_tracking``, ``set_calibration``, ``track``). One FrameTracks per analysed frame,
+    in stream order: ``frame`` the batch's frame number (decoded frames from 0, the truth's frame
+    index for a rendered MP4), ``pts`` the batch's, ``t_ns`` T0_NS + pts."""
+    from smartcity import _core
+    from smartcity.engine.detectors import detect
+
+    card = detector.card
+    out: list[FrameTracks] = []
+    p = _core.Pipeline(**card.pipeline_options(), max_batch=card.max_batch)
+    try:
+        p.configure_tracking(**{"speed_window_s": 1.0, **(tracking or {})})
+        p.add_stream(
+            _core.StreamConfig(
+                camera_id=cam, url=str(video), analyze_fps=analyze_fps or 0.0,
+                block_when_busy=True,
+            )
+        )  # fmt: skip
+        if image_to_ground is not None:
+            H = np.asarray(image_to_ground, np.float64)
+            p.set_calibration(cam, H / H[2, 2])
+        while True:
+            batch = p.next_batch(card.max_batch, 200)
+            if batch is None:
+                if p.stream_stats(cam)["state"] not in ("stopped", "failed"):
+                    continue
+                batch = p.next_batch(card.max_batch, 0)
+                if batch is None:
+                    break
+            with batch:
+                tracks = p.track(batch, detect(detector, batch))
+                sizes, fns, pts = batch.frame_size, batch.frame_numbers, batch.pts
+                for i, tr in enumerate(tracks):
+                    t = float(pts[i])
+                    out.append(
+                        FrameTracks(
+                            cam=cam, frame=int(fns[i]), pts=t, t_ns=T0_NS + int(round(t * 1e9)),
+                            w=int(sizes[i, 0]), h=int(sizes[i, 1]),
+                            track_id=np.array(tr.track_id), class_id=np.array(tr.class_id),
+                            score=np.array(tr.score), xyxy=np.array(tr.xyxy),
+                            ground_xy=np.array(tr.ground_xy), speed_kmh=np.array(tr.speed_kmh),
+                        )
+                    )  # fmt: skip
+        st = p.stream_stats(cam)
+        if st["state"] == "failed" or st["frames_dropped"]:
+            raise RuntimeError(f"{video}: stream {st['state']} ({st['last_error']}), "
+                               f"{st['frames_dropped']} frames dropped")  # fmt: skip
+    finally:
+        p.close()
+    return out
 
 
 def rules_config_for(head: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,6 +271,7 @@ class SceneRun:
     speed_errors: list[float] = field(default_factory=list)  # |measured - scripted| km/h
     frames: int = 0
     seen: dict[int, set[int]] = field(default_factory=dict)  # truth id -> frames detected
+    per_class: dict[str, ClassCounts] = field(default_factory=dict)  # what the rules were handed
 
     def observable(self, inc: Mapping[str, Any], share: float = 0.5) -> bool:
         """Whether the detections could show an expected incident: one of its objects is
@@ -193,13 +330,61 @@ def run_scene(
     resolution: str = "640x360",
     seed: int | None = None,
     rules: Mapping[str, Any] | None = None,
-    detector: Callable[..., Any] | None = None,
+    detector: Detector | str | Path | None = None,
     cache_dir: str | Path | None = None,
+    analyze_fps: float | None = None,
 ) -> SceneRun:
-    """The oracle path on one library scene (``detector``: the full-pipeline hook, not yet)."""
-    if detector is not None:
-        raise NotImplementedError("the full pipeline (rendered video -> detector) is a later step")
-    frames, head = oracle_frames(name, seconds, resolution, seed, cache_dir=cache_dir)
+    """One library scene through the rules: the oracle path (``detector`` None), or the full
+    pipeline (``detector``: a `Detector`, or a model folder / a name under models/): the scene
+    rendered to H.264 MP4 (cached in ``cache_dir`` when given), decoded, detected and tracked by
+    `smartcity._core.Pipeline` at ``analyze_fps`` (None: every frame, the scene's fps)."""
+    if detector is None:
+        frames, head = oracle_frames(name, seconds, resolution, seed, cache_dir=cache_dir)
+        return judge(name, head, frames, rules)
+    det = load_detector(detector)
+    with rendered_video(name, seconds, resolution, seed, cache_dir) as (video, st):
+        head = st.head
+        tracks = pipeline_frames(
+            video, det, name, np.asarray(head["camera"]["image_to_ground"]), analyze_fps
+        )
+    frames = []
+    fps = float(head["fps"])
+    for ft in tracks:
+        # The batch's frame number counts decoded frames from 0: the truth's frame index, whose
+        # time is frame / fps (the MP4 starts at 0).
+        if not 0 <= ft.frame < len(st.frames) or abs(ft.pts - ft.frame / fps) > 0.5 / fps:
+            raise RuntimeError(f"{name}: frame {ft.frame} at {ft.pts} s is not in the truth")
+        frames.append((ft, _visible(st.frames[ft.frame])))
+    # What the scene showed (every frame, as the oracle counts it), not what the model found:
+    # "recall (seen)" has the same denominator on both paths.
+    seen: dict[int, set[int]] = defaultdict(set)
+    for f, objs in enumerate(st.frames):
+        for o in _visible(objs):
+            seen[int(o["id"])].add(f)
+    run = judge(name, head, frames, rules, seen=dict(seen), truth_frames=st.frames)
+    run.frames = len(frames)
+    return run
+
+
+def _visible(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The truth objects an oracle detection is made of: boxes at least MIN_BOX_PX each way."""
+    return [o for o in objs if o["box"][2] - o["box"][0] >= MIN_BOX_PX
+            and o["box"][3] - o["box"][1] >= MIN_BOX_PX]  # fmt: skip
+
+
+def judge(
+    name: str,
+    head: dict[str, Any],
+    frames: list[tuple[FrameTracks, list[dict[str, Any]]]],
+    rules: Mapping[str, Any] | None = None,
+    seen: dict[int, set[int]] | None = None,
+    truth_frames: list[list[dict[str, Any]]] | None = None,
+) -> SceneRun:
+    """The RuleSet of the scene (``geometry_from_scenario``, ``rules_config_for`` + ``rules``)
+    over tracked frames, each with the truth objects it is matched against; tracks map to truth
+    ids by IoU (majority vote). ``seen`` (truth id -> frames it was visible in) defaults to the
+    frames' own truth objects; ``truth_frames`` (every truth object per frame number) makes the
+    per-class figures count tracks on objects smaller than MIN_BOX_PX as true."""
     geo = geometry_from_scenario(head, cam=name)
     cfg = rules_config_for(head)
     for k, v in (rules or {}).items():
@@ -209,13 +394,18 @@ def run_scene(
     findings: list[Finding] = []
     first_seen: dict[int, float] = {}
     speed_err: list[float] = []
-    seen: dict[int, set[int]] = defaultdict(set)
+    own_seen = seen is None
+    seen = defaultdict(set) if seen is None else seen
+    per_class = {c: ClassCounts() for c in APPLIANCE_CLASSES}
     for frame, keep in frames:
         f, t = frame.frame, frame.pts
-        for o in keep:
-            seen[int(o["id"])].add(f)
+        if own_seen:
+            for o in keep:
+                seen.setdefault(int(o["id"]), set()).add(f)
         findings.extend(ruleset.update(frame).findings)
         metric = frame_view(frame, geo).metric
+        everything = truth_frames[f] if truth_frames is not None else keep
+        _count_classes(per_class, frame, keep, everything)
         if len(frame) and keep:
             boxes = np.array([o["box"] for o in keep], np.float32).reshape(-1, 4)
             iou = iou_matrix(frame.xyxy, boxes)
@@ -233,8 +423,155 @@ def run_scene(
                     speed_err.append(abs(v - float(o["speed_kmh"])))
     mapping = {tid: c.most_common(1)[0][0] for tid, c in votes.items()}
     return SceneRun(
-        name, head, findings, mapping, ruleset.line_counts, speed_err, len(frames), dict(seen)
-    )
+        name, head, findings, mapping, ruleset.line_counts, speed_err, len(frames), dict(seen),
+        per_class,
+    )  # fmt: skip
+
+
+@dataclass
+class ClassCounts:
+    """Per appliance class, frame by frame, what the rules were handed (IoU >= 0.5)."""
+
+    truth: int = 0  # truth objects of the class at least MIN_BOX_PX each way
+    found: int = 0  # ... with a track of the same class on them
+    clear: int = 0  # truth objects at least CLEAR_BOX_PX each way and occluded under half
+    clear_found: int = 0
+    tracks: int = 0  # tracks of the class
+    true: int = 0  # ... on a truth object of the same class (of any size)
+    wrong_class: int = 0  # ... on a truth object of another class only
+
+    def add(self, other: ClassCounts) -> None:
+        for k in vars(self):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.truth if self.truth else float("nan")
+
+    @property
+    def recall_clear(self) -> float:
+        return self.clear_found / self.clear if self.clear else float("nan")
+
+    @property
+    def precision(self) -> float:
+        return self.true / self.tracks if self.tracks else float("nan")
+
+
+CLEAR_BOX_PX = 12.0
+
+
+def _count_classes(
+    per_class: dict[str, ClassCounts],
+    frame: FrameTracks,
+    keep: list[dict[str, Any]],
+    everything: list[dict[str, Any]],
+) -> None:
+    names = [APPLIANCE_CLASSES[int(c)] for c in frame.class_id]
+    iou_keep = iou_matrix(frame.xyxy, np.array([o["box"] for o in keep], np.float32))
+    for i, o in enumerate(keep):
+        pc = per_class[o["class"]]
+        hit = any(iou_keep[j, i] >= 0.5 and names[j] == o["class"] for j in range(len(names)))
+        pc.truth += 1
+        pc.found += hit
+        b = o["box"]
+        if min(b[2] - b[0], b[3] - b[1]) >= CLEAR_BOX_PX and o["occlusion"] < 0.5:
+            pc.clear += 1
+            pc.clear_found += hit
+    iou_all = iou_matrix(frame.xyxy, np.array([o["box"] for o in everything], np.float32))
+    for j, c in enumerate(names):
+        pc = per_class[c]
+        pc.tracks += 1
+        on = [everything[i]["class"] for i in np.nonzero(iou_all[j] >= 0.5)[0]]
+        if c in on:
+            pc.true += 1
+        elif on:
+            pc.wrong_class += 1
+
+
+#: An assumed geometry for tests/media/vtest-h264.mp4 (real footage, 768x576 at 10 fps: people
+#: walking on a campus, two vans parked at the top right, no moving vehicle). Nothing about the
+#: camera is known; the calibration is a guess made to be plausible: people 1.7-1.8 m tall are
+#: 70-85 px there (2-2.6 cm/px across the picture, finer near the bottom), the camera looks down
+#: steeply (a ground metre is ~1.5 times longer up the picture than across). Four image points
+#: of the walkway span a 12 m x 10 m rectangle on the ground (2.1 cm/px across at the bottom,
+#: 2.6 cm/px at the top, ~3.8 cm/px up the picture). Two opposite lanes cover the paved area
+#: people walk on (the path from the left and the square in front; not the parking at the top
+#: right): 30 km/h, so that every vehicle rule has something to judge there.
+VTEST_GEOMETRY: dict[str, Any] = {
+    "calibration": {"points": [
+        {"image": [109, 450], "ground": [-6.0, 0.0]},
+        {"image": [691, 450], "ground": [6.0, 0.0]},
+        {"image": [633, 190], "ground": [6.0, 10.0]},
+        {"image": [167, 190], "ground": [-6.0, 10.0]},
+    ]},
+    "lanes": [
+        {"name": "walk.e", "direction": [1, 0], "speed_limit_kmh": 30, "road": "walk",
+         "direction_name": "east",
+         "polygon": [[0, 190], [560, 192], [680, 182], [700, 240], [740, 282], [420, 280],
+                     [0, 240]]},
+        {"name": "walk.w", "direction": [-1, 0], "speed_limit_kmh": 30, "road": "walk",
+         "direction_name": "west",
+         "polygon": [[330, 300], [420, 280], [740, 282], [768, 295], [768, 490]]},
+    ],
+}  # fmt: skip
+VTEST = MODELS.parent / "tests" / "media" / "vtest-h264.mp4"
+
+
+@dataclass
+class ClipRun:
+    """What the rules said on a video without truth (real footage), and what they were given."""
+
+    findings: list[Finding]
+    frames: int
+    tracks: dict[str, int]  # class -> distinct track ids of that class
+    track_frames: dict[str, int]  # class -> tracks x frames
+    vehicle_tracks: list[str]  # one line per vehicle-class track: id, frames, travel, top speed
+
+    def opened(self, rules: tuple[str, ...] = VEHICLE_RULES) -> list[Finding]:
+        return [f for f in self.findings if f.rule in rules and not f.closed]
+
+
+def run_clip(
+    video: str | Path,
+    geometry: Mapping[str, Any],
+    detector: Detector | str | Path,
+    rules: Mapping[str, Any] | None = None,
+    analyze_fps: float | None = None,
+    cam: str = "clip",
+) -> ClipRun:
+    """A video (no truth) through `pipeline_frames` and a RuleSet on ``geometry`` (a camera's
+    geometry dict, as in the configuration; its calibration goes to the pipeline's tracker)."""
+    from smartcity.incidents.geometry import parse_camera_geometry
+
+    geo = parse_camera_geometry(cam, dict(geometry))
+    det = load_detector(detector)
+    H = None if geo.calibration is None else geo.calibration.image_to_ground
+    frames = pipeline_frames(video, det, cam, H, analyze_fps)
+    ruleset = RuleSet(geo, dict(rules or {}))
+    findings: list[Finding] = []
+    ids: dict[str, set[int]] = defaultdict(set)
+    n: Counter[str] = Counter()
+    path: dict[int, list[tuple[float, float, float, float]]] = defaultdict(list)
+    cls_of: dict[int, str] = {}
+    for fr in frames:
+        findings.extend(ruleset.update(fr).findings)
+        for j in range(len(fr)):
+            c, tid = APPLIANCE_CLASSES[int(fr.class_id[j])], int(fr.track_id[j])
+            ids[c].add(tid)
+            n[c] += 1
+            if c != "person":
+                cls_of[tid] = c
+                gx, gy = (float(v) for v in fr.ground_xy[j])
+                path[tid].append((fr.pts, gx, gy, float(fr.speed_kmh[j])))
+    lines = []
+    for tid, pts in sorted(path.items()):
+        xy = np.array([(x, y) for _, x, y, _ in pts])
+        travel = float(np.hypot(*(xy.max(0) - xy.min(0)))) if len(xy) else 0.0
+        v = [s for *_, s in pts if math.isfinite(s)]
+        lines.append(f"track {tid} {cls_of[tid]}: {len(pts)} frames, {pts[0][0]:.1f}-"
+                     f"{pts[-1][0]:.1f} s, extent {travel:.1f} m, "
+                     f"top {max(v) if v else float('nan'):.0f} km/h")  # fmt: skip
+    return ClipRun(findings, len(frames), {c: len(v) for c, v in ids.items()}, dict(n), lines)
 
 
 @dataclass

@@ -1,0 +1,155 @@
+"""The incident rules behind the full pipeline: video -> model -> tracker -> rules (issue 6).
+
+The oracle tests (test_rules_scenes.py) hand the tracker the truth boxes; these run the
+appliance's own path (smartcity.incidents.rules.oracle.run_scene with a detector): the library
+scene rendered to H.264 MP4 at 640x360, decoded and letterboxed by ``smartcity._core.Pipeline``
+with the model card's options (every frame, ``block_when_busy``), the synthetic-traffic model
+through ONNX Runtime and ``detect()``, the camera's tracker inside the pipeline with the scene's
+calibration, and the same RuleSet and scoring as the oracle path. The model is loaded through
+its card (models/synthetic-traffic), whatever its input size.
+
+The thresholds below are what the current model honestly does, with margin: each says the
+figure measured on 2026-11-27 beside it (model sha256 fe18f3b5..., 640x384; the one before it,
+71c87b70..., in brackets where it differs). They are not the issue's
+goals (precision and recall >= 0.95, speed MAE <= 3 km/h): docs/incidents.md has the table of
+the full pipeline beside the oracle's and what limits it.
+
+vtest: tests/media/vtest-h264.mp4 is real footage of people walking on a campus (no moving
+vehicle). With an assumed geometry (oracle.VTEST_GEOMETRY: a calibration and two lanes over
+the walkway), no vehicle rule may fire on it: through person-ssdlite trivially (it only knows
+people), through synthetic-traffic as the real test of false vehicles reaching the rules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smartcity import scenarios
+from smartcity.incidents.rules import oracle
+
+MODEL = "synthetic-traffic"
+
+
+@pytest.fixture(scope="session")
+def renders(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("renders")
+
+
+_runs: dict[tuple[str, float | None], oracle.SceneRun] = {}
+
+
+def scene(name: str, cache: Path, analyze_fps: float | None = None) -> oracle.SceneRun:
+    if (name, analyze_fps) not in _runs:
+        _runs[(name, analyze_fps)] = oracle.run_scene(
+            name, resolution="640x360", detector=MODEL, cache_dir=cache, analyze_fps=analyze_fps
+        )
+    return _runs[(name, analyze_fps)]
+
+
+# (scene, incident type it is about, most false findings of any type, speed MAE limit km/h)
+# measured: wrong_way_urban 0 false, MAE 3.0 km/h over 458 (5.3); speeding_arterial 0 false
+# (2: a second speeding finding on a car, a wrong-way on a far bus), MAE 8.1 over 222 (9.7).
+DEFAULT = [("wrong_way_urban", "wrong_way", 2, 6.0), ("speeding_arterial", "speeding", 2, 12.0)]
+
+
+@pytest.mark.parametrize(("name", "kind", "max_false", "max_mae"), DEFAULT)
+def test_full_pipeline_finds_the_scene_incident(
+    renders: Path, name: str, kind: str, max_false: int, max_mae: float
+) -> None:
+    run = scene(name, renders)
+    # every frame of the video was analysed (run_scene checks that each frame number is a
+    # frame index of the truth)
+    assert run.frames == run.head["frames"]
+    scores = oracle.score(run)
+    s = scores[kind]
+    assert s.expected >= 1
+    assert s.recalled == s.expected, s.misses  # measured: 1 of 1 on both scenes
+    false = [f for sc in scores.values() for f in sc.false]
+    assert len(false) <= max_false, false
+    assert len(run.speed_errors) >= 150, len(run.speed_errors)  # measured 458 and 222
+    mae = float(np.mean(run.speed_errors))
+    assert mae <= max_mae, mae
+
+
+def test_full_pipeline_hands_the_rules_the_cars(renders: Path) -> None:
+    """Per frame, the tracks the rules get against the truth (IoU >= 0.5, same class)."""
+    cars = oracle.ClassCounts()
+    for name, *_ in DEFAULT:
+        cars.add(scene(name, renders).per_class["car"])
+    # measured: recall 0.946 (0.95) on the 672 cars at least 12 px each way and occluded under
+    # half (0.66 over every car of 4 px and more: the far ones are missed), precision 0.92
+    # (0.79), no track on a truck or bus
+    assert cars.clear >= 500
+    assert cars.recall_clear >= 0.85, vars(cars)
+    assert cars.precision >= 0.8, vars(cars)
+    assert cars.wrong_class <= 0.05 * cars.tracks, vars(cars)
+
+
+# Every other library scene, slow (about 5 minutes on the shared 2-core machine, renders
+# included). Measured: every expected incident the scene showed was found but these, left out
+# here (docs/incidents.md): the speeding motorcycle (motorcycles: 0.21 of boxes found), the
+# head-on crash and its two stopped cars (the second car, 59 % hidden behind the first, is not
+# detected: no pair in contact), the crowd (people: 0.57 of boxes, the hidden ones in a crowd
+# missed). Precision is not asserted (0.24 for wrong_way, 0.40 for speeding: far boxes jump).
+SLOW = [n for n in scenarios.library_names() if n not in {d[0] for d in DEFAULT}]
+KNOWN_MISSES = {
+    ("speeding_motorcycle_highway", "speeding"),
+    ("crash_head_on_urban", "crash"),
+    ("crash_head_on_urban", "stopped_vehicle"),
+    ("crowd_square", "crowd"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SLOW)
+def test_full_pipeline_recall_on_the_library(renders: Path, name: str) -> None:
+    run = scene(name, renders)
+    assert run.frames == run.head["frames"]
+    for kind, s in oracle.score(run).items():
+        if (name, kind) not in KNOWN_MISSES:
+            assert s.recalled_seen == s.expected_seen, (kind, s.misses)
+
+
+def vtest_run(model: str) -> oracle.ClipRun:
+    return oracle.run_clip(oracle.VTEST, oracle.VTEST_GEOMETRY, model, cam="vtest")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect: the traffic model, trained on rendered scenes only, sees a truck over "
+    "the grass of the real clip and the stopped-vehicle rule fires (docs/incidents.md); strict: "
+    "this test turns red the day it passes, so the mark goes",
+)
+def test_vtest_no_vehicle_incident_with_synthetic_traffic(vtest: Path) -> None:
+    """Real footage through the model trained on rendered scenes: any false vehicle it sees on
+    the walkway reaches the rules. Measured 2026-11-27, it does not hold: stopped_vehicle on
+    walk.e at 40.8 s, a "truck" box over the grass and parking at the top left (track 60, 221
+    frames, score 0.37-0.59) whose bottom lies on the walkway's edge; 69 vehicle tracks over
+    the 795 frames (the model before: congestion at 71.6 s from people seen as motorcycles and
+    kerb bollards as a car and a bus, 521 vehicle tracks): docs/incidents.md."""
+    assert vtest == oracle.VTEST
+    run = vtest_run(MODEL)
+    assert run.frames == 795
+    found = [(f.rule, f.key, round(f.pts, 1), dict(f.details)) for f in run.opened()]
+    assert found == [], (found, run.tracks)
+
+
+def test_vtest_no_vehicle_incident_with_person_ssdlite(vtest: Path) -> None:
+    run = vtest_run("person-ssdlite")
+    assert run.frames == 795
+    assert set(run.tracks) == {"person"}
+    assert run.tracks["person"] >= 20  # people are there and tracked (measured 109 ids)
+    assert run.opened() == []
+
+
+@pytest.mark.slow
+def test_full_pipeline_at_a_lower_analysis_rate(renders: Path) -> None:
+    """10 frames a second of the 25 (the engine's default is 5): the wrong-way car is still
+    found, and only the sampled frames are analysed."""
+    run = scene("wrong_way_urban", renders, analyze_fps=10.0)
+    assert 195 <= run.frames <= 205
+    s = oracle.score(run)["wrong_way"]
+    assert s.recalled == s.expected == 1, s.misses
