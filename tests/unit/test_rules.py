@@ -209,6 +209,19 @@ def test_wrong_way_closes_when_the_track_vanishes() -> None:
     assert [(f.key, f.closed) for f in fs] == [("track:1", False), ("track:1", True)]
 
 
+def test_wrong_way_ignores_a_track_that_jumps_to_another_car() -> None:
+    """A far track taking over the car 18 m behind it in one frame (a queue seen from far) is
+    not a car driving 18 m backwards: the jump is faster than any vehicle."""
+    rule = WrongWay(geo())
+    seq = [frame(t / 10, [(1, CAR, 2.0, 40 + 1.0 * t, 36.0)]) for t in range(20)]  # north, 36 km/h
+    seq += [frame(2.0 + t / 10, [(1, CAR, 2.0, 41 - 18 + 1.0 * t, 36.0)]) for t in range(20)]
+    assert opened(run(rule, seq)) == []
+    # A real reversal at the same distance still fires.
+    rule = WrongWay(geo())
+    seq = [frame(t / 10, [(1, CAR, 2.0, 60 - 0.5 * t, 18.0)]) for t in range(60)]
+    assert [f.key for f in opened(run(rule, seq))] == ["track:1"]
+
+
 # --------------------------------------------------------------------------- stopped vehicle
 
 

@@ -3,8 +3,11 @@
 Each vehicle's progress along the lane's ground direction is followed; the distance it has gone
 back from the furthest point it reached (in the lane's direction) is the distance driven the
 wrong way, which jitter of a standing vehicle cannot build up. It must also be moving
-(``min_speed_kmh``). A vehicle that changes to a lane of another direction starts afresh. One
-Finding per track (severity high); closed when the track vanishes.
+(``min_speed_kmh``). A vehicle that changes to a lane of another direction starts afresh, and so
+does a track whose ground point jumps faster than ``max_step_kmh`` between two frames (no
+vehicle does that: the tracker took over another object, typically the next car of a queue far
+away, where a pixel is metres). One Finding per track (severity high); closed when the track
+vanishes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from smartcity.incidents.types import Finding, FrameTracks
 class WrongWaySettings(Settings):
     min_distance_m: float = 15.0
     min_speed_kmh: float = 5.0
+    max_step_kmh: float = 250.0
     forget_s: float = 3.0
     severity: str = "high"
 
@@ -32,6 +36,7 @@ class _Progress:
     best: float = -np.inf  # furthest progress along the lane direction, metres
     lane: str = ""
     fired: bool = False
+    last: tuple[float, float] | None = None  # (progress s, pts) of the previous frame
 
 
 class WrongWay(Rule):
@@ -59,6 +64,11 @@ class WrongWay(Rule):
             if st.direction is None or np.dot(st.direction, d) < 0.9:
                 st.direction, st.best, st.lane = d, -np.inf, lane.name
             s = float(v.ground[i] @ np.asarray(d))
+            if st.last is not None and frame.pts > st.last[1]:
+                step_kmh = abs(s - st.last[0]) / (frame.pts - st.last[1]) * 3.6
+                if step_kmh > self.s.max_step_kmh:
+                    st.best = -np.inf  # a jump, not a drive: start afresh
+            st.last = (s, frame.pts)
             st.best = max(st.best, s)
             back = st.best - s
             moving = not np.isfinite(v.speed[i]) or v.speed[i] >= self.s.min_speed_kmh
