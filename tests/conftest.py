@@ -1,7 +1,9 @@
-"""Shared fixtures: the bundled real clip, a pipeline that is always closed, a polling helper."""
+"""Shared fixtures: the bundled real clip, a pipeline that is always closed, a bus run
+directory, a polling helper."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,17 @@ def vtest() -> Path:
     """The real CCTV-style clip: H.264 768x576, 10 fps, 795 frames, GOP 30, no B-frames."""
     assert VTEST.exists(), f"missing {VTEST}"
     return VTEST
+
+
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    """A fresh bus run directory (0700, from mkdtemp) with a short path: ipc:// paths must stay
+    under 107 bytes. Removed afterwards; it must hold only files by then."""
+    d = Path(tempfile.mkdtemp(prefix="sc-", dir="/tmp"))
+    yield d
+    for p in d.iterdir():
+        p.unlink()
+    d.rmdir()
 
 
 @pytest.fixture

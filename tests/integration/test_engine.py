@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,15 +27,6 @@ from smartcity.engine.process import (
     parse_engine_config,
 )
 from tests.conftest import ROOT, VTEST
-
-
-@pytest.fixture
-def run_dir():
-    d = tempfile.mkdtemp(prefix="sc-eng-", dir="/tmp")  # ipc:// paths must stay short
-    yield Path(d)
-    for p in Path(d).iterdir():
-        p.unlink()
-    Path(d).rmdir()
 
 
 def _config(vtest: Path, **extra) -> dict:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +23,6 @@ from tests.conftest import ROOT
 
 SECONDS = 30
 SCENES = ("quiet_urban", "crowd_square", "counting_arterial", "quiet_highway")
-
-
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    d = tempfile.mkdtemp(prefix="sc-8c-", dir="/tmp")  # ipc:// paths must stay short
-    yield Path(d)
-    for p in Path(d).iterdir():
-        p.unlink()
-    Path(d).rmdir()
 
 
 def _engine(cfg: Path, run_dir: Path) -> subprocess.Popen[str]:

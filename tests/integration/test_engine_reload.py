@@ -8,7 +8,6 @@ keep their sequence and frame numbers without a gap, and they never reconnect.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from smartcity.bus import (
     Broker,
@@ -34,35 +32,10 @@ from smartcity.engine.process import (
     load_engine_config,
 )
 from smartcity.engine.reload import ReloadRequests, diff_settings
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
+from tests.support.engine_config import camera, write_config
 
 CALIBRATION = [[0.02, 0, 0], [0, 0.02, 0], [0, 0, 1]]
-
-
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    d = tempfile.mkdtemp(prefix="sc-rl-", dir="/tmp")  # ipc:// paths must stay short
-    yield Path(d)
-    for p in Path(d).iterdir():
-        p.unlink()
-    Path(d).rmdir()
-
-
-def camera(cid: str, vtest: Path, **extra: object) -> dict:
-    return {"id": cid, "url": str(vtest), "analyze_fps": 4, "loop": True, "realtime": True, **extra}
-
-
-def write_config(path: Path, cameras: list[dict], **extra: object) -> Path:
-    cfg = {
-        "model": "person-ssdlite",
-        "models_root": str(ROOT / "models"),
-        "max_batch": 4,
-        "health_interval_s": 0.5,
-        "cameras": cameras,
-        **extra,
-    }
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 class Watch:

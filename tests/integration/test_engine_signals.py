@@ -9,45 +9,18 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from smartcity.bus import Broker, ConfigChangedEvent, Subscriber, TracksEvent
 from smartcity.bus import defaults as bus_defaults
 from tests.conftest import ROOT, wait_for
+from tests.support.engine_config import camera, write_config
 
 EXIT_TIMEOUT_S = 15  # the engine must stop within 5 s; this only catches a hang
-
-
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    d = tempfile.mkdtemp(prefix="sc-sig-", dir="/tmp")  # ipc:// paths must stay short
-    yield Path(d)
-    for p in Path(d).iterdir():
-        p.unlink()
-    Path(d).rmdir()
-
-
-def camera(cid: str, vtest: Path, **extra: object) -> dict:
-    return {"id": cid, "url": str(vtest), "analyze_fps": 4, "loop": True, "realtime": True, **extra}
-
-
-def write_config(path: Path, cameras: list[dict], **extra: object) -> Path:
-    cfg = {
-        "model": "person-ssdlite",
-        "models_root": str(ROOT / "models"),
-        "max_batch": 4,
-        "health_interval_s": 0.5,
-        "cameras": cameras,
-        **extra,
-    }
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def start_engine(cfg: Path, run_dir: Path, *, with_broker: bool = True) -> subprocess.Popen[str]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -41,16 +39,6 @@ from smartcity.store import Store
 from tests.conftest import ROOT, wait_for
 
 T0 = 1_790_000_000 * 10**9
-
-
-@pytest.fixture
-def run_dir():
-    d = tempfile.mkdtemp(prefix="sc-inc-", dir="/tmp")  # ipc:// paths must stay short
-    os.chmod(d, 0o700)
-    yield Path(d)
-    for p in Path(d).iterdir():
-        p.unlink()
-    Path(d).rmdir()
 
 
 class FakeEvidence:
