@@ -75,6 +75,7 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime(),
         dict[str, Any]: JSON(),
         list[int]: JSON(),
+        list[str]: JSON(),
     }
 
 
@@ -218,18 +219,27 @@ class IngestCounter(Base):
     updated_at: Mapped[datetime]
 
 
-# ---- filled by the API issue -------------------------------------------------------------
+# ---- the API (users, sessions, keys, audit, webhooks, road safety) -------------------------
 
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(_in("role", ("viewer", "operator", "maintenance", "admin")), name="role"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(128), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(255))
+    password_hash: Mapped[str] = mapped_column(String(255))  # Argon2id, never the password
     role: Mapped[str] = mapped_column(String(32))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+    # None: every camera; else the camera ids this user may see (others answer 404)
+    cameras: Mapped[list[str] | None] = mapped_column(JSON)
+    # sessions and tokens issued before this instant are refused
+    password_changed_at: Mapped[datetime | None]
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
 
     def __repr__(self) -> str:
         return f"User(id={self.id!r}, username={self.username!r}, role={self.role!r})"
@@ -246,12 +256,34 @@ class ApiKey(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    cameras: Mapped[list[str] | None] = mapped_column(JSON)
+    expires_at: Mapped[datetime | None]
+    rate_per_min: Mapped[int | None] = mapped_column(Integer)
 
     def __repr__(self) -> str:
         return f"ApiKey(id={self.id!r}, name={self.name!r}, prefix={self.prefix!r})"
 
 
+class AuthSession(Base):
+    """A login: a cookie session (with its CSRF token) or a bearer token. Only the hash is kept."""
+
+    __tablename__ = "auth_sessions"
+    __table_args__ = (CheckConstraint(_in("kind", ("cookie", "bearer")), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    csrf: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
 class AuditLog(Base):
+    """Hash-chained: `hash` = sha256(prev_hash + canonical record); see smartcity/api/audit.py."""
+
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_log_at", "at"),)
 
@@ -261,3 +293,70 @@ class AuditLog(Base):
     target: Mapped[str | None] = mapped_column(String(256))
     at: Mapped[datetime]
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16), default="ok", server_default="ok")
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class Webhook(Base):
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(128))  # signs deliveries; never returned
+    events: Mapped[list[str]] = mapped_column(JSON)  # event types, "*" or "incident.*" patterns
+    cameras: Mapped[list[str] | None] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("status", ("pending", "delivered", "failed")), name="status"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_webhook_id_id", "webhook_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class CrashRecord(Base):
+    """A historical crash imported from the police's records (road-safety hotspot analysis)."""
+
+    __tablename__ = "crash_records"
+    __table_args__ = (
+        CheckConstraint(
+            _in("severity", ("fatal", "serious", "minor", "damage_only")), name="severity"
+        ),
+        Index("ix_crash_records_occurred_at", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime]
+    latitude: Mapped[float] = mapped_column(Float)
+    longitude: Mapped[float] = mapped_column(Float)
+    severity: Mapped[str] = mapped_column(String(16))
+    vehicles: Mapped[int | None] = mapped_column(Integer)
+    casualties: Mapped[int | None] = mapped_column(Integer)
+    road: Mapped[str | None] = mapped_column(String(200))
+    segment_id: Mapped[str | None] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(128))  # the import's name (file)
+    source_ref: Mapped[str | None] = mapped_column(String(128))  # the record's own id, if any
+    # sha256 of the normalised values: importing the same record twice keeps one row
+    row_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    imported_at: Mapped[datetime]

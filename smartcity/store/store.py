@@ -11,6 +11,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from smartcity.store import migrate
+from smartcity.store.accounts import ApiKeyRepository, SessionRepository, UserRepository
+from smartcity.store.audit import AuditRepository
+from smartcity.store.crashes import CrashRepository
 from smartcity.store.engine import BEGIN_OPTION, URL_ENV, default_url, make_engine, redact
 from smartcity.store.errors import InvalidInputError, StoreError
 from smartcity.store.repositories import (
@@ -20,6 +23,7 @@ from smartcity.store.repositories import (
     IngestRepository,
     TrafficRepository,
 )
+from smartcity.store.webhooks import WebhookRepository
 
 #: Evidence files live here inside the data directory unless told otherwise.
 EVIDENCE_DIR = "evidence"
@@ -43,6 +47,12 @@ class Store:
         self.evidence = EvidenceRepository(self)
         self.traffic = TrafficRepository(self)
         self.ingest = IngestRepository(self)
+        self.users = UserRepository(self)
+        self.sessions = SessionRepository(self)
+        self.api_keys = ApiKeyRepository(self)
+        self.audit = AuditRepository(self)
+        self.webhooks = WebhookRepository(self)
+        self.crashes = CrashRepository(self)
 
     # ---------------------------------------------------------------- opening
     @classmethod
