@@ -365,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     from smartcity.engine.models_cli import add_models_parser
 
     add_models_parser(sub)
+
+    from smartcity.api.cli import add_api_parsers
+
+    add_api_parsers(sub)
     return parser
 
 

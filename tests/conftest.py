@@ -110,3 +110,7 @@ class BackgroundConsumer:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+# The API on a fresh store with one user per role (tests/support/api.py).
+from tests.support.api import api  # noqa: E402, F401

@@ -8,6 +8,7 @@ docs/storage.md describes URLs, tables, migrations, retention and crash safety.
 """
 
 from smartcity.store.errors import (
+    ConflictError,
     DuplicateError,
     EvidenceExistsError,
     InvalidInputError,
@@ -46,6 +47,7 @@ __all__ = [
     "TRANSITIONS",
     "BucketRecord",
     "CameraRecord",
+    "ConflictError",
     "DuplicateError",
     "EventRecord",
     "EvidenceExistsError",

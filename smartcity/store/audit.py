@@ -170,9 +170,9 @@ class AuditRepository:
         with self._store.read() as s:
             return int(s.scalar(select(func.count()).select_from(m.AuditLog)) or 0)
 
-    def verify(self, *, batch: int = 5000) -> list[str]:
+    def verify(self, *, batch: int = 5000) -> builtins.list[str]:
         """Problems found walking the chain from the first row (empty: intact)."""
-        problems: list[str] = []
+        problems: builtins.list[str] = []
         prev = GENESIS
         last_id = 0
         with self._store.read() as s:

@@ -26,11 +26,15 @@ class UnknownIncidentError(NotFoundError):
     """No incident with that id."""
 
 
-class DuplicateError(StoreError):
+class ConflictError(StoreError):
+    """The change conflicts with what is stored (a camera that still has incidents ...)."""
+
+
+class DuplicateError(ConflictError):
     """A row with that key exists already (camera id, open incident key, evidence path)."""
 
 
-class InvalidTransitionError(StoreError):
+class InvalidTransitionError(ConflictError):
     """An incident lifecycle change that its state does not allow (resolving a dismissed one)."""
 
 

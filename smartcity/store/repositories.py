@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from smartcity.incidents.types import SEVERITIES
 from smartcity.store import models as m
 from smartcity.store.errors import (
+    ConflictError,
     DuplicateError,
     EvidenceExistsError,
     InvalidInputError,
@@ -243,7 +244,7 @@ class CameraRepository:
                 raise UnknownCameraError(f"unknown camera {id!r}")
             n = s.scalar(select(func.count()).where(m.Incident.camera_id == id)) or 0
             if n:
-                raise StoreError(f"camera {id!r} has {n} incidents: disable it instead")
+                raise ConflictError(f"camera {id!r} has {n} incidents: disable it instead")
             s.delete(row)
 
 
@@ -448,15 +449,17 @@ class IncidentRepository:
         since: datetime | None = None,
         until: datetime | None = None,
         camera_id: str | None = None,
-        type: str | None = None,
+        type: str | Sequence[str] | None = None,
         state: str | Sequence[str] | None = None,
         severity: str | Sequence[str] | None = None,
         legal_hold: bool | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        camera_ids: Sequence[str] | None = None,
     ) -> Page:
         """Newest first by (opened_at, id); since <= opened_at < until. Pass the returned
-        `next_cursor` to get the next page (stable while incidents are added)."""
+        `next_cursor` to get the next page (stable while incidents are added). `camera_ids`
+        restricts to those cameras (an empty list: nothing)."""
         states = _choices(state, STATES, "state")
         sevs = _choices(severity, SEVERITIES, "severity")
         if not 1 <= limit <= MAX_PAGE:
@@ -468,8 +471,12 @@ class IncidentRepository:
             q = q.where(m.Incident.opened_at < _aware(until, "until"))
         if camera_id is not None:
             q = q.where(m.Incident.camera_id == camera_id)
-        if type is not None:
+        if isinstance(type, str):
             q = q.where(m.Incident.type == type)
+        elif type is not None:
+            q = q.where(m.Incident.type.in_(list(type)))
+        if camera_ids is not None:
+            q = q.where(m.Incident.camera_id.in_(list(camera_ids)))
         if states:
             q = q.where(m.Incident.state.in_(states))
         if sevs:

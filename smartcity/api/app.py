@@ -1,0 +1,259 @@
+"""The Litestar application: `create_app(settings)` wires the store, authentication, the access
+policy, limits, the live event hub, webhooks and every controller under /api/v1."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response, Router
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, Receive, Scope, Send
+from sqlalchemy.exc import OperationalError
+
+from smartcity.api.hub import Hub, LiveEvent
+from smartcity.api.policy import PUBLIC, RateLimiter, authorize
+from smartcity.api.security import SESSION_COOKIE, Authenticator, AuthMiddleware
+from smartcity.api.settings import ApiSettings
+from smartcity.store import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    Store,
+    StoreError,
+)
+
+log = logging.getLogger("smartcity.api")
+
+#: Live event types never sent to webhooks (one per camera per second).
+WEBHOOK_SKIPPED = frozenset({"camera.health"})
+API_TITLE = "smartcity command-center API"
+DOCS_PATH = "/api/docs"
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(
+        {"status_code": status, "detail": detail}, status_code=status, headers=headers or {}
+    )
+
+
+def _store_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, NotFoundError):
+        return _error(404, str(exc))
+    if isinstance(exc, ConflictError):
+        return _error(409, str(exc))
+    if isinstance(exc, InvalidInputError):
+        return _error(400, str(exc))
+    log.error("store error on %s %s: %s", request.method, request.url.path, exc)
+    return _error(503, "the database cannot serve this request now", {"Retry-After": "5"})
+
+
+def _busy(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A database busy past its time-out: the client may retry (never a 500)."""
+    log.warning("database busy on %s %s: %s", request.method, request.url.path, exc)
+    return _error(429, "the appliance is busy; retry shortly", {"Retry-After": "2"})
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, HTTPException):
+        resp = _error(exc.status_code, exc.detail, dict(exc.headers or {}))
+        if exc.extra:
+            resp.content["extra"] = exc.extra
+        return resp
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error(500, "internal error (logged)")
+
+
+class OverloadMiddleware:
+    """At most `max_in_flight` HTTP requests served at once; the rest get 429 at once instead of
+    queueing behind them (a command center's console retries; a stuck queue helps no one)."""
+
+    def __init__(self, app: ASGIApp, max_in_flight: int) -> None:
+        self.app = app
+        self.max = max_in_flight
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max:
+            start: Any = {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1")],
+            }
+            body: Any = {
+                "type": "http.response.body",
+                "body": b'{"status_code":429,"detail":"too many requests in flight"}',
+            }
+            await send(start)
+            await send(body)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+class ConfigNotifier:
+    """Publishes `config.changed` (cams, reason) on the bus after a camera change, so that the
+    engine and the incidents service reload. Thread-safe (one lock around the socket)."""
+
+    def __init__(self, run_dir: str) -> None:
+        import threading
+
+        from smartcity.bus import Publisher
+        from smartcity.bus.sockets import publisher_endpoint
+
+        self._pub = Publisher(publisher_endpoint(run_dir))
+        self._lock = threading.Lock()
+
+    def __call__(self, cams: list[str], reason: str) -> None:
+        import time
+
+        from smartcity.bus import ConfigChangedEvent
+
+        with self._lock:
+            seq = self._pub.next_seq("config.changed")
+            self._pub.publish(
+                ConfigChangedEvent(seq=seq, t_ns=time.time_ns(), cams=tuple(cams), reason=reason)
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._pub.close()
+
+
+def create_app(
+    settings: ApiSettings | None = None,
+    *,
+    store: Store | None = None,
+    hub: Hub | None = None,
+    start_bus: bool = True,
+) -> Litestar:
+    """The API. `store` defaults to Store.open(settings.db_url, data_dir=settings.data_dir);
+    with `start_bus` and settings.run_dir the hub subscribes to the bus (incidents, health)."""
+    from smartcity.api.domain import route_handlers
+    from smartcity.api.metrics import Metrics, MetricsMiddleware
+    from smartcity.api.webhooks import WebhookDispatcher
+
+    settings = (settings or ApiSettings()).checked()
+    own_store = store is None
+    if store is None:
+        store = Store.open(settings.db_url, data_dir=settings.data_dir)
+    hub = hub or Hub(queue_size=settings.ws_queue)
+    metrics = Metrics()
+    dispatcher = WebhookDispatcher(
+        store,
+        timeout_s=settings.webhook_timeout_s,
+        max_attempts=settings.webhook_max_attempts,
+        backoff_s=settings.webhook_backoff_s,
+    )
+
+    state = State(
+        {
+            "settings": settings,
+            "store": store,
+            "authenticator": Authenticator(store),
+            "key_limiter": RateLimiter(),
+            "login_limiter": RateLimiter(),
+            "hub": hub,
+            "metrics": metrics,
+            "webhooks": dispatcher,
+            "webhooks_status": lambda: {"state": "running"},
+            "ws_counts": {},
+            "bus_bridge": None,
+            "config_notifier": None,
+        }
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        from smartcity.api.live import bus_bridge
+
+        hub.bind_loop()
+        loop = asyncio.get_running_loop()
+
+        def to_webhooks(ev: LiveEvent) -> None:
+            if ev.type in WEBHOOK_SKIPPED:
+                return
+            loop.run_in_executor(
+                None,
+                functools.partial(
+                    dispatcher.submit, ev.type, ev.as_dict(), camera=ev.camera, event_id=ev.id
+                ),
+            )
+
+        hub.add_listener(to_webhooks)
+        task = asyncio.create_task(dispatcher.run(), name="webhooks")
+        bridge = notifier = None
+        if start_bus and settings.run_dir:
+            bridge = bus_bridge(settings.run_dir, hub, metrics, store)
+            bridge.start()
+            notifier = ConfigNotifier(settings.run_dir)
+            app.state.bus_bridge = bridge
+            app.state.config_notifier = notifier
+        try:
+            yield
+        finally:
+            if bridge is not None:
+                bridge.stop()
+            if notifier is not None:
+                notifier.close()
+            await dispatcher.stop()
+            task.cancel()
+            try:
+                await task
+            except BaseException:  # noqa: BLE001, S110 - cancelled on shutdown
+                pass
+            if own_store:
+                store.close()
+
+    openapi = OpenAPIConfig(
+        title=API_TITLE,
+        version="1",
+        path=DOCS_PATH,
+        render_plugins=[JsonRenderPlugin(path="/openapi.json"), YamlRenderPlugin()],
+        openapi_router=Router(path=DOCS_PATH, route_handlers=[], opt={"perm": PUBLIC}),
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer"),
+                "cookie": SecurityScheme(
+                    type="apiKey", name=SESSION_COOKIE, security_scheme_in="cookie"
+                ),
+            }
+        ),
+        security=[{"bearer": []}, {"cookie": []}],
+    )
+
+    app = Litestar(
+        route_handlers=route_handlers(),
+        guards=[authorize],
+        middleware=[
+            DefineMiddleware(OverloadMiddleware, max_in_flight=settings.max_in_flight),
+            DefineMiddleware(MetricsMiddleware, metrics=metrics),
+            DefineMiddleware(AuthMiddleware),
+        ],
+        exception_handlers={
+            StoreError: _store_error,
+            OperationalError: _busy,
+            HTTPException: _unexpected,
+            Exception: _unexpected,
+        },
+        openapi_config=openapi,
+        request_max_body_size=settings.max_body_bytes,
+        lifespan=[lifespan],
+        state=state,
+    )
+    return app

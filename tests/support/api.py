@@ -1,0 +1,93 @@
+"""An API on a fresh SQLite store with one user per role, for tests.
+
+def test_x(api):
+    r = api.client.get("/api/v1/cameras", headers=api.auth("viewer"))
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from smartcity.api import ApiSettings, create_app
+from smartcity.api.hub import Hub
+from smartcity.api.security import hash_password
+from smartcity.store import Store
+
+ROLES = ("viewer", "operator", "maintenance", "admin")
+#: users made by the fixture: name -> (role, cameras)
+USERS: dict[str, tuple[str, list[str] | None]] = {
+    "viewer": ("viewer", None),
+    "operator": ("operator", None),
+    "maintenance": ("maintenance", None),
+    "admin": ("admin", None),
+    "op1": ("operator", ["cam1"]),  # restricted to cam1
+}
+
+
+def password(name: str) -> str:
+    return f"pw-{name}-0123456789"
+
+
+@functools.cache
+def _hash(name: str) -> str:
+    return hash_password(password(name))
+
+
+@dataclass
+class Api:
+    app: Litestar
+    client: TestClient[Litestar]
+    store: Store
+    data_dir: Path
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def token(self, user: str) -> str:
+        if user not in self.tokens:
+            r = self.client.post(
+                "/api/v1/auth/token", json={"username": user, "password": password(user)}
+            )
+            assert r.status_code == 200, r.text
+            self.tokens[user] = r.json()["token"]
+        return self.tokens[user]
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+    def incident(self, camera: str = "cam1", type: str = "wrong_way", **kw: Any) -> str:
+        at = kw.pop("at", datetime.now(UTC) - timedelta(seconds=5))
+        r = self.store.incidents.create(
+            type=type, camera_id=camera, key=kw.pop("key", uuid.uuid4().hex),
+            severity=kw.pop("severity", "high"), at=at, **kw,
+        )  # fmt: skip
+        return r.id
+
+
+def make_api(tmp_path: Path, hub: Hub | None = None, **settings: Any) -> Iterator[Api]:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    store = Store.open(data_dir=data)
+    for name, (role, cams) in USERS.items():
+        store.users.add(name, _hash(name), role, cameras=cams)
+    for cam in ("cam1", "cam2"):
+        store.cameras.add(cam, f"Camera {cam}", f"rtsp://user:secret@10.0.0.{cam[-1]}/live")
+    app = create_app(ApiSettings(data_dir=str(data), **settings), store=store, hub=hub)
+    try:
+        with TestClient(app) as client:
+            yield Api(app=app, client=client, store=store, data_dir=data)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    yield from make_api(tmp_path)
