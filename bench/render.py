@@ -45,6 +45,7 @@ DOC_SHOTS = [  # (preset, scenario, second) for docs/img/scenario-<preset>.jpg
     ("arterial", "congestion_arterial", 40.0),
     ("highway", "quiet_highway", 20.0),
     ("pedestrian_square", "crowd_square", 18.0),
+    ("junction", "junction_cross_traffic", 27.0),
 ]
 
 

@@ -1,11 +1,12 @@
 """Motion by script: every object's position, velocity and state at every frame.
 
-Objects on a lane drive along an axis (the lane, reversed for ``against_lane``) with a lateral
-offset that lane changes move smoothly; their speed follows the script through the Intelligent
-Driver Model, so they queue behind whatever stands or drives ahead of them in their corridor
-(vehicles, people on the road, ``holds``). Objects on a path (people, mostly) walk from point
-to point at their speed and wait where the script says. Vehicles whose footprints touch crash:
-both stop where they are for the rest of the scene.
+Objects on a lane drive along an axis (the lane, reversed for ``against_lane``; for ``turn_to``
+the lane, an arc and the crossing lane) with a lateral offset that lane changes move smoothly;
+their speed follows the script through the Intelligent Driver Model, so they queue behind
+whatever stands or drives ahead of them in their corridor (vehicles, people on the road,
+``holds``). Objects on a path (people, mostly) walk from point to point at their speed and wait
+where the script says. Vehicles whose footprints touch crash: both stop where they are for the
+rest of the scene.
 
 All randomness comes from generators seeded by (scenario seed, purpose), so the same seed
 gives the same motion bit for bit.
@@ -21,7 +22,7 @@ import numpy as np
 
 from smartcity.scenarios.camera import FloatArray
 from smartcity.scenarios.schema import Crowd, Flow, ObjectSpec, Scenario
-from smartcity.scenarios.world import Lane, Scene
+from smartcity.scenarios.world import Lane, Scene, Turn, turn_geometry
 
 BGR = tuple[int, int, int]
 
@@ -55,6 +56,7 @@ IDM = {  # a_max (m/s^2), time headway T (s)
 IDM_B = 2.5  # comfortable deceleration (m/s^2)
 IDM_S0 = 2.0  # jam distance (m)
 MAX_DECEL = 9.0
+TURN_BRAKE = 2.0  # deceleration (m/s^2) that sets where braking for a turn starts
 
 
 def rng_for(seed: int, purpose: str) -> np.random.Generator:
@@ -76,6 +78,7 @@ class Body:
     against: bool = False
     ignore_obstacles: bool = False
     origin: str = "script"  # script | traffic | crowd
+    turn_to: str | None = None  # the lane it turns onto
 
 
 @dataclass
@@ -144,6 +147,7 @@ class _LaneMover:
     v0: float  # initial target speed (m/s)
     speeds: list[tuple[float, float, float]]  # (at_s, target m/s, decel) ; target < 0: keep
     shifts: list[tuple[float, float, float]]  # (at_s, duration, lateral target)
+    turn: Turn | None = None
 
 
 @dataclass
@@ -182,17 +186,19 @@ def _lane_mover(
         elif a.speed_kmh is not None:
             speeds.append((a.at_s, a.speed_kmh / 3.6, a.decel_mps2))
     start = spec.start_m if spec.start_m is not None else 0.0
+    turn = turn_geometry(scene, lane.id, str(spec.turn_to)) if spec.turn_to is not None else None
     return _LaneMover(
         k,
         spec.enter_s,
         org,
         D,
         N,
-        lane.length_m,
+        turn.length_m if turn else lane.length_m,
         start,
         (spec.speed_kmh or 0) / 3.6,
         speeds,
         shifts,
+        turn,
     )
 
 
@@ -345,6 +351,7 @@ def simulate(scenario: Scenario, scene: Scene, seconds: float | None = None) -> 
             lane=str(spec.lane) if spec.lane is not None else None,
             against=spec.against_lane,
             ignore_obstacles=spec.ignore_obstacles,
+            turn_to=str(spec.turn_to) if spec.turn_to is not None else None,
         )
         if spec.colour is not None:
             body.colour = spec.colour
@@ -418,6 +425,18 @@ def simulate(scenario: Scenario, scene: Scene, seconds: float | None = None) -> 
     all_wid = np.array([b.width for b in bodies])
     holds = [(scene.lane(h.lane), h) for h in scenario.holds]
     hold_lane_of = [(lm_lane(bodies[lm.k]), bodies[lm.k].against) for lm in lane_movers]
+    # a turning vehicle obeys holds on its first lane before the turn only
+    hold_until = [lm.turn.s_start if lm.turn else math.inf for lm in lane_movers]
+    turners = [(i, lm.turn) for i, lm in enumerate(lane_movers) if lm.turn is not None]
+    D0 = D.copy()
+    slowing = np.zeros(m, dtype=bool)  # braking for a turn (until the end of the arc)
+
+    def positions() -> FloatArray:
+        """Where every lane mover is now; a turning one's direction follows its path."""
+        for i, turn in turners:
+            p, d = turn.pose(float(s[i]))
+            org[i], D[i], Nn[i] = p - s[i] * d, d, (-d[1], d[0])
+        return np.asarray(org + s[:, None] * D + lat[:, None] * Nn)
 
     for f in range(T):
         t = times[f]
@@ -430,6 +449,15 @@ def simulate(scenario: Scenario, scene: Scene, seconds: float | None = None) -> 
             for at, sp, d in lm.speeds:
                 if at <= t:
                     tgt, dc = sp, d
+            turn = lm.turn
+            if turn is not None and s[i] < turn.s_start + turn.arc_m:
+                # slow down to the turning speed in time (at 3 m/s^2, started as if at
+                # TURN_BRAKE), keep to it on the arc
+                vt = turn.speed_ms
+                brake = max(0.0, v[i] ** 2 - vt**2) / (2 * TURN_BRAKE) + 3.0
+                slowing[i] |= bool(s[i] >= turn.s_start - brake)
+                if slowing[i]:
+                    tgt = min(tgt, vt)
             v0[i] = tgt
             decel[i] = dc
             off = 0.0
@@ -447,7 +475,7 @@ def simulate(scenario: Scenario, scene: Scene, seconds: float | None = None) -> 
             lat[i] = off
             latv_arr[i] = latv
         # obstacles: everything present now (lane objects at their last state, path objects)
-        P = org + s[:, None] * D + lat[:, None] * Nn
+        P = positions()
         for i, lm in enumerate(lane_movers):
             if state[i] == 0 and t >= lm.enter_s:
                 state[i] = 3  # wants to enter
@@ -515,7 +543,7 @@ def simulate(scenario: Scenario, scene: Scene, seconds: float | None = None) -> 
                 if not h.from_s <= t < h.to_s:
                     continue
                 for r, ii in enumerate(idx.tolist()):
-                    if hold_lane_of[ii] != (hlane.id, False):
+                    if hold_lane_of[ii] != (hlane.id, False) or h.at_m > hold_until[ii]:
                         continue
                     hg = h.at_m - s[ii] - L[ii] / 2
                     if 0 < hg + L[ii] / 2 and hg < gap[r]:
@@ -541,7 +569,7 @@ def simulate(scenario: Scenario, scene: Scene, seconds: float | None = None) -> 
             queued[f, ks[idx]] = np.isfinite(gap) & (gap < IDM_S0 + vi * headway[idx] + 8.0)
             s[idx] += (vi + newv) / 2 * dt
             v[idx] = newv
-        P = org + s[:, None] * D + lat[:, None] * Nn
+        P = positions()
         # crashes between vehicles now on the road
         live_k = [lm.k for i, lm in enumerate(lane_movers) if state[i] == 1]
         if len(live_k) > 1:
@@ -573,7 +601,7 @@ def simulate(scenario: Scenario, scene: Scene, seconds: float | None = None) -> 
                 lv = 0.0 if is_crashed[i] else latv_arr[i]
                 VX[f, k], VY[f, k] = v[i] * D[i] + lv * Nn[i]
 
-    heading = _headings(present, VX, VY, lane_movers, path_movers, D)
+    heading = _headings(present, VX, VY, lane_movers, path_movers, D0)
     return Tracks(fps, bodies, present, X, Y, VX, VY, heading, queued, crashed, crashes)
 
 

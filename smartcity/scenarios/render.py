@@ -153,7 +153,7 @@ class Renderer:
         self.labels = np.zeros((cam.height, cam.width), np.uint16)
         self.scratch = np.zeros((cam.height, cam.width), np.uint8)
         tr = prep.tracks
-        self.lanes = lane_index(prep.scene, tr.x, tr.y)
+        self.lanes = lane_index(prep.scene, tr.x, tr.y, tr.heading)
         self.speed_kmh = tr.speed * 3.6
         self.frame_buf = np.empty_like(self.background)
 
@@ -323,6 +323,7 @@ def scenario_record(prep: Prepared, video: str | None = None) -> dict[str, Any]:
                 "colour_bgr": list(b.colour),
                 "lane": b.lane,
                 "against_lane": b.against,
+                "turn_to": b.turn_to,
                 "first_s": _first(tr, k),
                 "last_s": _last(tr, k),
             }

@@ -14,7 +14,7 @@ import yaml
 
 from smartcity.classes import APPLIANCE_CLASSES
 from smartcity.scenarios.camera import RESOLUTIONS
-from smartcity.scenarios.world import PRESETS
+from smartcity.scenarios.world import PRESETS, turn_problem
 
 CLASSES = APPLIANCE_CLASSES
 VEHICLES = ("bicycle", "motorcycle", "car", "bus", "truck")
@@ -74,6 +74,7 @@ class ObjectSpec:
     wander_radius_m: float = 4.0
     wander_for_s: float = 60.0
     colour: tuple[int, int, int] | None = None
+    turn_to: str | int | None = None  # a lane that crosses `lane`: turn onto it on an arc
 
 
 @dataclass(frozen=True)
@@ -289,6 +290,7 @@ _OBJECT = (
     "leave_at_end",
     "wander",
     "colour",
+    "turn_to",
 )
 
 
@@ -372,6 +374,15 @@ def _object(data: Any, path: str, lanes: list[str]) -> ObjectSpec:
     )
     if acts and lane is None:
         raise ScenarioError(f"{m.at('actions')}: only objects on a lane take actions")
+    turn_to = None
+    if m.has("turn_to"):
+        turn_to = _lane_ref(m.get("turn_to"), m.at("turn_to"), lanes)
+        if lane is None or m.boolean("against_lane"):
+            raise ScenarioError(
+                f"{m.at('turn_to')}: only objects driving with their lane's direction turn"
+            )
+        if any(a.change_lane is not None for a in acts):
+            raise ScenarioError(f"{m.at('turn_to')}: a turning object cannot also change lane")
     return ObjectSpec(
         cls=cls,
         id=m.num("id", None, 1, 10**6, integer=True),
@@ -388,6 +399,7 @@ def _object(data: Any, path: str, lanes: list[str]) -> ObjectSpec:
         wander_radius_m=wander[1] if wander else 4.0,
         wander_for_s=wander[2] if wander else 60.0,
         colour=colour,  # type: ignore[arg-type]
+        turn_to=turn_to,
     )
 
 
@@ -467,7 +479,8 @@ def parse_scenario(data: Any, source: str = "") -> Scenario:
     """Checks one scenario (the YAML document as Python data) and returns it typed."""
     m = _Map(data, "", _TOP)
     preset = m.string("preset", choices=tuple(PRESETS))
-    lanes = PRESETS[preset]().lane_ids()
+    scene = PRESETS[preset]()
+    lanes = scene.lane_ids()
     name = m.string("name")
     if not all(c.isalnum() or c in "_-" for c in name):
         raise ScenarioError("name: letters, digits, '_' and '-' only")
@@ -476,6 +489,11 @@ def parse_scenario(data: Any, source: str = "") -> Scenario:
     if "height_m" in cam.data and cam.data["height_m"] <= 0.5:
         raise ScenarioError("camera.height_m: must be a number > 0.5")
     objects = tuple(_object(o, f"objects[{i}]", lanes) for i, o in enumerate(m.seq("objects")))
+    for i, o in enumerate(objects):
+        if o.turn_to is not None:
+            why = turn_problem(scene, str(o.lane), str(o.turn_to))
+            if why:
+                raise ScenarioError(f"objects[{i}].turn_to: {why}")
     ids = [o.id for o in objects if o.id is not None]
     for i, o in enumerate(objects):
         if o.id is not None and ids.count(o.id) > 1:

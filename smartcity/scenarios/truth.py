@@ -22,15 +22,31 @@ from smartcity.scenarios.world import Scene, point_in_polys
 TRUTH_SCHEMA = "smartcity.scenarios.truth/1"
 
 
-def lane_index(scene: Scene, x: FloatArray, y: FloatArray) -> np.ndarray:
-    """Index of the lane under each position (-1: none), any shape."""
+def lane_index(
+    scene: Scene, x: FloatArray, y: FloatArray, heading_deg: FloatArray | None = None
+) -> np.ndarray:
+    """Index of the lane under each position (-1: none), any shape.
+
+    Where lanes overlap (the box of a junction), the lane most nearly parallel to the heading
+    (compass degrees) wins, the first one of them without a heading or on a tie.
+    """
     out = np.full(x.shape, -1, dtype=np.int64)
+    best = np.full(x.shape, -1.0)
+    hdir: tuple[FloatArray, FloatArray] | None = None
+    if heading_deg is not None:
+        h = np.radians(np.asarray(heading_deg, dtype=np.float64))
+        hdir = (np.sin(h), np.cos(h))
     for i, lane in enumerate(scene.lanes):
         rx, ry = x - lane.origin[0], y - lane.origin[1]
         s = rx * lane.direction[0] + ry * lane.direction[1]
         lat = rx * lane.normal[0] + ry * lane.normal[1]
         inside = (s >= 0) & (s <= lane.length_m) & (np.abs(lat) <= lane.width_m / 2)
-        out = np.where((out < 0) & inside, i, out)
+        score: np.ndarray = np.zeros(x.shape)
+        if hdir is not None:
+            score = np.round(np.abs(hdir[0] * lane.direction[0] + hdir[1] * lane.direction[1]), 6)
+        better = inside & (score > best)
+        out = np.where(better, i, out)
+        best = np.where(better, score, best)
     return out
 
 
@@ -82,7 +98,7 @@ def expected_incidents(
     dt = 1.0 / fps
     T, N = tracks.present.shape
     view = in_view(cam, tracks, p.max_range_m)
-    lanes = lane_index(scene, tracks.x, tracks.y)
+    lanes = lane_index(scene, tracks.x, tracks.y, tracks.heading)
     speed = tracks.speed
     ids = [b.id for b in tracks.bodies]
     vehicle = np.array([b.cls != "person" for b in tracks.bodies], dtype=bool)

@@ -2,7 +2,9 @@
 
 Every preset is built from straight roads. A lane has a start point in its driving direction, a
 unit direction and a length; positions along it are metres from the start (``s``), offsets
-across it are metres to the left of the driving direction (``lateral``).
+across it are metres to the left of the driving direction (``lateral``). In the junction two
+roads cross: their lanes overlap in the junction box, and turning vehicles go from one lane to
+the other on an arc (``motion``).
 """
 
 from __future__ import annotations
@@ -113,6 +115,11 @@ class Scene:
     walk_areas: list[FloatArray] = field(default_factory=list)
     lines: dict[str, tuple[tuple[float, float], tuple[float, float]]] = field(default_factory=dict)
     lamps: list[tuple[float, float]] = field(default_factory=list)
+    #: where a vehicle's front stops at each lane's stop line (metres along the lane): the
+    #: ``at_m`` of a hold that is a red light there
+    stop_lines: dict[str, float] = field(default_factory=dict)
+    #: radius of the kerb at the corners of a junction: right turns follow it
+    corner_radius_m: float = 0.0
 
     def lane(self, ref: str | int) -> Lane:
         if isinstance(ref, int):
@@ -142,6 +149,112 @@ def point_in_polys(pts: FloatArray, polys: list[FloatArray]) -> np.ndarray:
         s = np.stack(signs)
         inside |= np.all(s >= 0, axis=0) | np.all(s <= 0, axis=0)
     return inside
+
+
+# --------------------------------------------------------------------------- turns
+
+TURN_LATERAL_MPS2 = 3.0  # lateral acceleration a turning vehicle keeps to: its speed on the arc
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A path that follows one lane, turns on a circular arc and goes on along a crossing lane.
+
+    The arc is tangent to both lanes' centre lines. Its tangent length (from where the centre
+    lines cross) is the distance from where the first lane enters the other road's carriageway
+    to that crossing point, plus the scene's corner radius for a right turn: a left turn sweeps
+    through the junction box, a right turn follows the kerb of the corner.
+    """
+
+    first: Lane
+    second: Lane
+    s_start: float  # metres along `first` where the arc begins
+    radius: float
+    angle: float  # signed turn, radians: + left (counter-clockwise), - right
+    u_end: float  # metres along `second` where the arc ends
+    centre: tuple[float, float]
+
+    @property
+    def arc_m(self) -> float:
+        return self.radius * abs(self.angle)
+
+    @property
+    def length_m(self) -> float:
+        """Length of the whole path, from the first lane's start to the second lane's end."""
+        return self.s_start + self.arc_m + self.second.length_m - self.u_end
+
+    @property
+    def speed_ms(self) -> float:
+        """Speed on the arc: the lateral acceleration kept to TURN_LATERAL_MPS2."""
+        return math.sqrt(TURN_LATERAL_MPS2 * self.radius)
+
+    def pose(self, s: float) -> tuple[FloatArray, FloatArray]:
+        """Point and unit direction at `s` metres along the path."""
+        if s <= self.s_start:
+            return np.array(self.first.point(s)), np.array(self.first.direction)
+        if s >= self.s_start + self.arc_m:
+            u = self.u_end + s - self.s_start - self.arc_m
+            return np.array(self.second.point(u)), np.array(self.second.direction)
+        phi = math.copysign((s - self.s_start) / self.radius, self.angle)
+        c, sn = math.cos(phi), math.sin(phi)
+        p1 = np.array(self.first.point(self.s_start)) - self.centre
+        d = self.first.direction
+        return (
+            np.array([c * p1[0] - sn * p1[1], sn * p1[0] + c * p1[1]]) + self.centre,
+            np.array([c * d[0] - sn * d[1], sn * d[0] + c * d[1]]),
+        )
+
+
+def _crossing(a: Lane, b: Lane) -> tuple[float, float] | None:
+    """Metres along a and along b where their centre lines cross (None: parallel)."""
+    da, db = np.array(a.direction), np.array(b.direction)
+    m = np.column_stack([da, -db])
+    if abs(float(np.linalg.det(m))) < 1e-9:
+        return None
+    sa, ub = np.linalg.solve(m, np.array(b.origin) - np.array(a.origin))
+    return float(sa), float(ub)
+
+
+def turn_problem(scene: Scene, first: str, second: str) -> str:
+    """Why a vehicle on lane `first` cannot turn onto `second` ('' if it can)."""
+    try:
+        turn_geometry(scene, first, second)
+    except ValueError as e:
+        return str(e)
+    return ""
+
+
+def turn_geometry(scene: Scene, first: str, second: str) -> Turn:
+    """The turn from lane `first` onto the crossing lane `second` (ValueError if none)."""
+    a, b = scene.lane(first), scene.lane(second)
+    if a.road == b.road:
+        raise ValueError(f"{b.id} is on the same road as {a.id}: turns go onto another road")
+    cross = float(a.direction[0] * b.direction[1] - a.direction[1] * b.direction[0])
+    dot = float(a.direction[0] * b.direction[0] + a.direction[1] * b.direction[1])
+    hit = _crossing(a, b)
+    if hit is None or abs(cross) < 0.5:
+        raise ValueError(f"{b.id} does not cross {a.id} at 30 degrees or more")
+    sx, ux = hit
+    # where the first lane's centre line enters the other road's lanes
+    entry = sx
+    for lane in scene.lanes:
+        if lane.road != b.road:
+            continue
+        k = float(np.dot(a.direction, lane.normal))
+        if abs(k) < 1e-9:
+            continue
+        off = float(np.dot(np.array(a.origin) - np.array(lane.origin), lane.normal))
+        entry = min(entry, (-lane.width_m / 2 - off) / k, (lane.width_m / 2 - off) / k)
+    angle = math.atan2(cross, dot)
+    tangent = sx - entry + (scene.corner_radius_m if angle < 0 else 0.0)
+    radius = tangent / math.tan(abs(angle) / 2)
+    s_start, u_end = sx - tangent, ux + tangent
+    if tangent <= 0 or s_start < 0 or sx > a.length_m or ux < 0 or u_end > b.length_m:
+        raise ValueError(f"{b.id} does not cross {a.id} where both lanes are")
+    p1 = np.array(a.point(s_start))
+    side = np.array(a.normal) if angle > 0 else -np.array(a.normal)
+    centre = p1 + radius * side
+    return Turn(a, b, s_start, radius, angle, u_end, (float(centre[0]), float(centre[1])))
 
 
 # --------------------------------------------------------------------------- road builder
@@ -383,11 +496,117 @@ def pedestrian_square() -> Scene:
     return s
 
 
+def _sector(c: tuple[float, float], r: float, a0: float, a1: float, n: int = 12) -> FloatArray:
+    """A circular sector (convex fan from the centre) between angles a0 and a1 (radians)."""
+    a = np.linspace(a0, a1, n + 1)
+    arc = np.column_stack([c[0] + r * np.cos(a), c[1] + r * np.sin(a)])
+    return np.vstack([np.array([c]), arc])
+
+
+def junction() -> Scene:
+    """Two two-lane streets crossing at right angles, with rounded kerbs at the corners.
+
+    ``main`` runs north-south (``main.n0`` at x 1.75 north, ``main.s0`` at x -1.75 south),
+    ``cross`` east-west (``cross.e0`` at y -1.75 east, ``cross.w0`` at y 1.75 west); the box is
+    x, y in [-3.5, 3.5]. On each approach a zebra crossing 10-14 m from the centre and a stop
+    line 2 m before it (the front of a waiting vehicle at 16.3 m). The camera stands on a 12 m
+    pole behind the south-west corner and looks north-east over the box.
+    """
+    s = Scene(
+        "junction",
+        "Crossroads of two two-lane streets, zebra crossings and stop lines on every approach, "
+        "rounded kerbs; camera on a pole behind the south-west corner",
+        Camera(x_m=-16.0, y_m=-16.0, height_m=12.0, yaw_deg=45.0, pitch_deg=28.0, focal_mm=3.0),
+        [],
+        corner_radius_m=5.0,
+    )
+    lo, hi = -60.0, 200.0  # both roads run from lo to hi (metres from the centre)
+    hw, lane_w, kerb_w, pave_w = 3.5, 3.5, 0.2, 4.8  # the pavements end where corners begin
+    rc = s.corner_radius_m
+    zebra = (10.0, 14.0)  # from the centre, on every approach
+    stop = zebra[1] + 2.0  # stop line 2 m before the zebra, 0.3 m wide
+    limit = 50.0
+    _grass(s, -400, 400, -400, 600)
+    g = s.ground
+    out = hw + kerb_w + pave_w
+    # pavements: along both roads on both sides, up to the other road (corners paved twice)
+    for sx in (-1, 1):
+        x0, x1 = sorted((sx * hw, sx * out))
+        for a0, a1 in ((lo, -hw), (hw, hi)):
+            for area in (rect(x0, x1, a0, a1), rect(a0, a1, x0, x1)):
+                g.append(GroundPoly(area, PAVEMENT))
+                s.walk_areas.append(area)
+    # kerbs along the straight edges, up to where the corners' curves begin
+    for sx in (-1, 1):
+        k0, k1 = sorted((sx * hw, sx * (hw + kerb_w)))
+        for a0, a1 in ((lo, -hw - rc), (hw + rc, hi)):
+            g.append(GroundPoly(rect(k0, k1, a0, a1), KERB))
+            g.append(GroundPoly(rect(a0, a1, k0, k1), KERB))
+    # carriageways
+    ns, ew = rect(-hw, hw, lo, hi), rect(lo, hi, -hw, hw)
+    for cw in (ns, ew):
+        g.append(GroundPoly(cw, ASPHALT))
+        s.carriageways.append(cw)
+    # rounded corners: asphalt square, kerb sector, pavement sector
+    for sx, sy in ((1, 1), (-1, 1), (-1, -1), (1, -1)):
+        c = (sx * (hw + rc), sy * (hw + rc))
+        g.append(GroundPoly(rect(*sorted((sx * hw, c[0])), *sorted((sy * hw, c[1]))), ASPHALT))
+        # the sector that faces the box: from pointing -sx along x to pointing -sy along y
+        a0 = math.atan2(0.0, -sx)
+        a1 = math.atan2(-sy, 0.0)
+        if a1 - a0 > math.pi:
+            a1 -= 2 * math.pi
+        elif a0 - a1 > math.pi:
+            a0 -= 2 * math.pi
+        g.append(GroundPoly(_sector(c, rc, a0, a1), KERB))
+        g.append(GroundPoly(_sector(c, rc - kerb_w, a0, a1), PAVEMENT))
+    # lanes through the box
+    length = hi - lo
+    s.lanes += [
+        Lane("main.n0", "main", (lane_w / 2, lo), (0.0, 1.0), length, lane_w, limit),
+        Lane("main.s0", "main", (-lane_w / 2, hi), (0.0, -1.0), length, lane_w, limit),
+        Lane("cross.e0", "cross", (lo, -lane_w / 2), (1.0, 0.0), length, lane_w, limit),
+        Lane("cross.w0", "cross", (hi, lane_w / 2), (-1.0, 0.0), length, lane_w, limit),
+    ]
+    for lane in s.lanes:  # the near edge of the stop line, where the front of a car waits
+        start = lo if lane.origin[0] + lane.origin[1] < 0 else hi  # coordinate of the origin
+        s.stop_lines[lane.id] = round(abs(start) - stop - 0.3, 3)
+    # markings in the north-south road's coordinates; the east-west road's are the same turned
+    # clockwise by 90 degrees, (x, y) -> (y, -x), which keeps traffic on the right
+    marks: list[FloatArray] = []
+    for a, b in ((lo, -stop - 1.0), (stop + 1.0, hi)):
+        marks += _dashes(0.0, a, b, 0.15, 3.0, 3.0)  # centre line
+    for sy in (-1, 1):
+        y0, y1 = sorted((sy * zebra[0], sy * zebra[1]))
+        x = -hw + 0.25
+        while x + 0.5 <= hw:
+            marks.append(rect(x, x + 0.5, y0, y1))
+            x += 1.0
+        # solid centre line from the stop line to the zebra, stop line on the incoming lane
+        marks.append(rect(-0.075, 0.075, *sorted((sy * zebra[1], sy * (stop + 1.0)))))
+        xs = (0.0, hw) if sy < 0 else (-hw, 0.0)
+        marks.append(rect(xs[0], xs[1], *sorted((sy * stop, sy * (stop + 0.3)))))
+        s.crossings.append(rect(-hw, hw, y0, y1))
+        s.crossings.append(rect(y0, y1, -hw, hw))
+    for m in marks:
+        g.append(GroundPoly(m, MARKING))
+        g.append(GroundPoly(np.column_stack([m[:, 1], -m[:, 0]]), MARKING))
+    for sx, sy in ((1, 1), (-1, 1), (-1, -1), (1, -1)):  # a lamp past each zebra
+        for x, y in ((sx * (hw + 1.0), sy * 18.0), (sy * 18.0, -sx * (hw + 1.0))):
+            s.lamps.append((x, y))
+            s.boxes.append(StaticBox(x - 0.08, x + 0.08, y - 0.08, y + 0.08, 0.0, 7.0, POLE))
+    # counting lines beyond the queues at the far stop lines
+    s.lines["main"] = ((-hw, 40.0), (hw, 40.0))
+    s.lines["cross"] = ((40.0, hw), (40.0, -hw))  # forward: eastbound
+    return s
+
+
 PRESETS: dict[str, Callable[[], Scene]] = {
     "urban_straight": urban_straight,
     "arterial": arterial,
     "highway": highway,
     "pedestrian_square": pedestrian_square,
+    "junction": junction,
 }
 
 

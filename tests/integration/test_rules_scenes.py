@@ -31,8 +31,11 @@ FAST = [
     "speeding_shaky_urban",
     "quiet_square_night",
     "congestion_arterial",
+    "junction_cross_traffic",
 ]
 SLOW = [
+    "wrong_way_junction",
+    "stopped_vehicle_junction",
     "wrong_way_night_highway",
     "speeding_motorcycle_highway",
     "stopped_vehicle_highway",
@@ -62,6 +65,7 @@ QUIET = {
     "lane_changes_highway",
     "mixed_urban_bikes",
     "counting_arterial",
+    "junction_cross_traffic",
 }
 
 _runs: dict[str, oracle.SceneRun] = {}

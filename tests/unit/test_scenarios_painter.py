@@ -12,7 +12,8 @@ from smartcity.scenarios.draw import FramePainter, ObjectPainter
 @pytest.mark.parametrize(
     ("name", "t", "night"),
     [("congestion_arterial", 40.0, False), ("crowd_square", 14.0, False),
-     ("wrong_way_night_highway", 8.0, True), ("mixed_urban_bikes", 6.0, False)],
+     ("wrong_way_night_highway", 8.0, True), ("mixed_urban_bikes", 6.0, False),
+     ("junction_cross_traffic", 27.0, False)],
 )  # fmt: skip
 def test_batched_painter_matches_the_per_object_painter(name, t, night):
     prep = S.prepare(S.load(name), seconds=t + 0.2, resolution="640x360")
