@@ -171,7 +171,7 @@ def create_app(
             "hub": hub,
             "metrics": metrics,
             "webhooks": dispatcher,
-            "webhooks_status": lambda: {"state": "running"},
+            "webhooks_status": lambda: {"state": "running", "deliveries": store.webhooks.counts()},
             "ws_counts": {},
             "bus_bridge": None,
             "config_notifier": None,

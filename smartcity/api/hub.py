@@ -20,12 +20,13 @@ from typing import Any
 
 log = logging.getLogger("smartcity.api.hub")
 
-#: Event types (docs/api.md, "Live events").
+#: Event types (docs/api.md, "Live events"); incident events end in the incident's type, e.g.
+#: "incident.opened.wrong_way", so that "incident.*.wrong_way" or "incident.opened.*" select.
 EVENT_TYPES = (
-    "incident.opened",  # a new incident (from the incidents service, after its commit)
-    "incident.updated",  # the incident fired again (merged) or its details changed
-    "incident.closed",  # resolved by the service (the condition ended)
-    "incident.changed",  # an operator acted (acknowledge, assign, resolve, dismiss, note, hold)
+    "incident.opened.<type>",  # a new incident (from the incidents service, after its commit)
+    "incident.updated.<type>",  # the incident fired again (merged) or its details changed
+    "incident.closed.<type>",  # resolved by the service (the condition ended)
+    "incident.changed.<type>",  # an operator acted (acknowledge, assign, resolve, dismiss ...)
     "camera.state",  # a camera's stream state changed (online, reconnecting, offline ...)
     "camera.health",  # every health message (about one per second per camera)
 )

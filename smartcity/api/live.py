@@ -123,6 +123,7 @@ class BusBridge:
             kind = _STATE.get(ev.state, "incident.updated")
             if kind == "incident.opened":
                 self.metrics.add_incident(ev.type)
+            kind = f"{kind}.{ev.type}"
             payload: dict[str, Any] = {
                 "id": ev.id,
                 "type": ev.type,

@@ -17,6 +17,7 @@ def route_handlers() -> list[Any]:
     from smartcity.api.domain.live.controllers import LiveController, live_ws
     from smartcity.api.domain.system.controllers import SystemController, metrics
     from smartcity.api.domain.traffic.controllers import TrafficController
+    from smartcity.api.domain.webhooks.controllers import WebhooksController
 
     return [
         AuthController,
@@ -30,4 +31,5 @@ def route_handlers() -> list[Any]:
         TrafficController,
         SystemController,
         metrics,
+        WebhooksController,
     ]

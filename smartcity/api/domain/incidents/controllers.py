@@ -68,7 +68,9 @@ def _changed(request: AnyRequest, r: IncidentRecord, action: str, extra: dict[st
         **extra,
         "incident": to_builtins(incident_out(r)),
     }
-    hub.publish(LiveEvent("incident.changed", payload, camera=r.camera_id, severity=r.severity))
+    hub.publish(
+        LiveEvent(f"incident.changed.{r.type}", payload, camera=r.camera_id, severity=r.severity)
+    )
 
 
 class IncidentsController(Controller):
