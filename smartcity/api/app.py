@@ -225,7 +225,9 @@ def create_app(
         version="1",
         path=DOCS_PATH,
         render_plugins=[JsonRenderPlugin(path="/openapi.json"), YamlRenderPlugin()],
-        openapi_router=Router(path=DOCS_PATH, route_handlers=[], opt={"perm": PUBLIC}),
+        openapi_router=Router(
+            path=DOCS_PATH, route_handlers=[], opt={"perm": PUBLIC}, include_in_schema=False
+        ),
         components=Components(
             security_schemes={
                 "bearer": SecurityScheme(type="http", scheme="bearer"),

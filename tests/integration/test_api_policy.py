@@ -17,11 +17,6 @@ from tests.support.api import ROLES, Api, password
 V, O, M, A = "viewer", "operator", "maintenance", "admin"  # noqa: E741
 ALL = {V, O, M, A}
 EXPECTED: dict[tuple[str, str], set[str] | str] = {
-    ("GET", "/api/docs"): PUBLIC,
-    ("GET", "/api/docs/openapi.json"): PUBLIC,
-    ("GET", "/api/docs/openapi.yaml"): PUBLIC,
-    ("GET", "/api/docs/openapi.yml"): PUBLIC,
-    ("GET", "/api/docs/{path}"): PUBLIC,
     ("POST", "/api/v1/auth/login"): PUBLIC,
     ("POST", "/api/v1/auth/token"): PUBLIC,
     ("POST", "/api/v1/auth/logout"): ALL,
@@ -61,6 +56,12 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/system/health"): ALL,
     ("GET", "/api/v1/system/version"): ALL,
     ("GET", "/metrics"): {M, A},
+    ("GET", "/api/v1/roadsafety/columns"): {V, O, A},
+    ("POST", "/api/v1/roadsafety/crashes/import"): {A},
+    ("GET", "/api/v1/roadsafety/crashes"): {V, O, A},
+    ("GET", "/api/v1/roadsafety/crashes/sources"): {V, O, A},
+    ("DELETE", "/api/v1/roadsafety/crashes/sources/{source}"): {A},
+    ("GET", "/api/v1/roadsafety/hotspots"): {V, O, A},
     ("GET", "/api/v1/webhooks"): {A},
     ("POST", "/api/v1/webhooks"): {A},
     ("GET", "/api/v1/webhooks/{webhook_id}"): {A},
@@ -77,7 +78,8 @@ NOT_CALLED_WHEN_ALLOWED = {
     ("POST", "/api/v1/auth/logout"),
 }
 PARAMS = {"path": "openapi.json", "user_id": "999999", "key_id": "999999", "camera_id": "nope",
-          "incident_id": "nope", "evidence_id": "999999", "webhook_id": "999999"}  # fmt: skip
+          "incident_id": "nope", "evidence_id": "999999", "webhook_id": "999999",
+          "source": "nope"}  # fmt: skip
 
 
 def _operations(api: Api) -> set[tuple[str, str]]:

@@ -91,3 +91,57 @@ def make_api(tmp_path: Path, hub: Hub | None = None, **settings: Any) -> Iterato
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
     yield from make_api(tmp_path)
+
+
+class ServedApi:
+    """The app served by uvicorn on 127.0.0.1 (a free port) in a thread, for clients that need a
+    real socket (schemathesis, browsers, other processes)."""
+
+    def __init__(self, app: Litestar) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        cfg = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        self.server = uvicorn.Server(cfg)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    def __enter__(self) -> ServedApi:
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=15)
+        self._sock.close()
+
+
+def make_served(tmp_path: Path, **settings: Any) -> Iterator[tuple[ServedApi, Store]]:
+    """Like make_api, but served over HTTP; yields (served, store)."""
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    store = Store.open(data_dir=data)
+    for name, (role, cams) in USERS.items():
+        store.users.add(name, _hash(name), role, cameras=cams)
+    for cam in ("cam1", "cam2"):
+        store.cameras.add(cam, f"Camera {cam}", f"rtsp://user:secret@10.0.0.{cam[-1]}/live")
+    app = create_app(ApiSettings(data_dir=str(data), **settings), store=store)
+    try:
+        with ServedApi(app) as served:
+            yield served, store
+    finally:
+        store.close()

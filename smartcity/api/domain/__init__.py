@@ -15,6 +15,7 @@ def route_handlers() -> list[Any]:
     from smartcity.api.domain.cameras.controllers import CamerasController
     from smartcity.api.domain.incidents.controllers import IncidentsController
     from smartcity.api.domain.live.controllers import LiveController, live_ws
+    from smartcity.api.domain.roadsafety.controllers import RoadSafetyController
     from smartcity.api.domain.system.controllers import SystemController, metrics
     from smartcity.api.domain.traffic.controllers import TrafficController
     from smartcity.api.domain.webhooks.controllers import WebhooksController
@@ -32,4 +33,5 @@ def route_handlers() -> list[Any]:
         SystemController,
         metrics,
         WebhooksController,
+        RoadSafetyController,
     ]

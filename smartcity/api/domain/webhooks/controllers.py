@@ -181,9 +181,14 @@ class WebhooksController(Controller):
     )
     def test_delivery(self, request: AnyRequest, webhook_id: FromPath[int]) -> Delivery:
         w = _get(request, webhook_id)
-        payload = {"type": "webhook.test", "id": secrets.token_hex(8), "camera": None,
-                   "data": {"webhook": w.id, "by": principal(request).actor}}  # fmt: skip
-        d = store(request).webhooks.enqueue(w.id, payload["id"], "webhook.test", payload)
+        event_id = secrets.token_hex(8)
+        payload: dict[str, Any] = {
+            "type": "webhook.test",
+            "id": event_id,
+            "camera": None,
+            "data": {"webhook": w.id, "by": principal(request).actor},
+        }
+        d = store(request).webhooks.enqueue(w.id, event_id, "webhook.test", payload)
         request.app.state.webhooks.wake()
         audit(request, "webhook.test", target=f"webhook:{webhook_id}")
         return _delivery(d)
