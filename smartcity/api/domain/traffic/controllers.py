@@ -73,7 +73,9 @@ class TrafficController(Controller):
         until: FromQuery[str | None] = None,
         source_kind: Annotated[str | None, QueryParameter(pattern="^(line|lane)$")] = None,
         source_name: Annotated[str | None, QueryParameter(max_length=128)] = None,
-        cls: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        object_class: Annotated[
+            str | None, QueryParameter(name="cls", max_length=32, description="car, bus, all ...")
+        ] = None,
         direction: Annotated[str | None, QueryParameter(max_length=16)] = None,
         format: Annotated[str, QueryParameter(pattern="^(json|csv)$")] = "json",
     ) -> Response[TrafficAnswer] | Response[str]:
@@ -92,7 +94,8 @@ class TrafficController(Controller):
         rows = [
             r
             for r in rows
-            if (cls is None or r.cls == cls) and (direction is None or r.direction == direction)
+            if (object_class is None or r.cls == object_class)
+            and (direction is None or r.direction == direction)
         ]
         truncated = len(rows) > MAX_ROWS
         rows = rows[:MAX_ROWS]
