@@ -53,6 +53,7 @@ bench: build $(BENCH_VENV)/.stamp
 	$(PY) bench/engine.py
 	$(PY) bench/memory.py
 	$(PY) bench/accuracy.py
+	$(PY) bench/api.py
 
 lint: build
 	$(VENV)/bin/ruff check smartcity tests bench models

@@ -146,6 +146,15 @@ class Authenticator:
         with self._lock:
             self._cache.clear()
 
+    def cached(self, presented: str, *, kind: str) -> tuple[bool, Principal | None]:
+        """(hit, principal) from the cache alone: no database, safe on the event loop."""
+        ck = f"{kind}:{token_hash(presented)}"
+        with self._lock:
+            hit = self._cache.get(ck)
+        if hit is not None and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
+
     def resolve(self, presented: str, *, kind: str) -> Principal | None:
         h = token_hash(presented)
         ck = f"{kind}:{h}"
@@ -247,7 +256,11 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         if cred is None or len(cred[0]) > 200:
             return AuthenticationResult(user=None, auth=None)
         authn: Authenticator = connection.app.state.authenticator
-        principal = await anyio.to_thread.run_sync(lambda: authn.resolve(cred[0], kind=cred[1]))
+        hit, principal = authn.cached(cred[0], kind=cred[1])
+        if not hit:  # only a cache miss goes to the database (in a worker thread)
+            principal = await anyio.to_thread.run_sync(
+                lambda: authn.resolve(cred[0], kind=cred[1])
+            )
         return AuthenticationResult(user=principal, auth=cred[1] if principal else None)
 
 

@@ -114,8 +114,16 @@ class Incident(Base):
             sqlite_where=text("closed_at IS NULL"),
             postgresql_where=text("closed_at IS NULL"),
         ),
-        Index("ix_incidents_opened_at_id", "opened_at", "id"),
-        Index("ix_incidents_camera_id_opened_at", "camera_id", "opened_at"),
+        # Covering indexes for the API's filtered pages (migration 0004): the filter columns
+        # ride along so SQLite tests them without reading the table row.
+        Index(
+            "ix_incidents_opened_at_cover",
+            "opened_at", "id", "type", "state", "severity", "camera_id",
+        ),  # fmt: skip
+        Index(
+            "ix_incidents_camera_id_opened_at_cover",
+            "camera_id", "opened_at", "id", "type", "state", "severity",
+        ),  # fmt: skip
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

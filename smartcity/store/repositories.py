@@ -251,7 +251,11 @@ class CameraRepository:
 # ============================================================================== incidents
 
 
-def _incident(row: m.Incident) -> IncidentRecord:
+_INCIDENT_COLS = tuple(m.Incident.__table__.columns)
+
+
+def _incident_row(row: Any) -> IncidentRecord:
+    """An IncidentRecord from an ORM object or a Core row of every incidents column."""
     return IncidentRecord(
         id=row.id,
         type=row.type,
@@ -272,6 +276,10 @@ def _incident(row: m.Incident) -> IncidentRecord:
         assigned_to=row.assigned_to,
         count=row.count,
     )
+
+
+def _incident(row: m.Incident) -> IncidentRecord:
+    return _incident_row(row)
 
 
 def _event(row: m.IncidentEvent) -> EventRecord:
@@ -485,15 +493,19 @@ class IncidentRepository:
             q = q.where(m.Incident.legal_hold == legal_hold)
         if cursor is not None:
             c_at, c_id = decode_cursor(cursor)
+            # the first term lets the planner range-scan the (opened_at, ...) indexes; the OR
+            # alone gave a multi-index plan that sorted every older row (bench/api.py)
             q = q.where(
+                m.Incident.opened_at <= c_at,
                 or_(
                     m.Incident.opened_at < c_at,
                     and_(m.Incident.opened_at == c_at, m.Incident.id < c_id),
-                )
+                ),
             )
         q = q.order_by(m.Incident.opened_at.desc(), m.Incident.id.desc()).limit(limit + 1)
         with self._store.read() as s:
-            rows = [_incident(r) for r in s.scalars(q)]
+            # plain rows, not ORM objects: a page is read-only (2.4 -> ~1 ms a page)
+            rows = [_incident_row(r) for r in s.execute(q.with_only_columns(*_INCIDENT_COLS))]
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = encode_cursor(rows[-1].opened_at, rows[-1].id) if more else None
