@@ -258,9 +258,7 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         authn: Authenticator = connection.app.state.authenticator
         hit, principal = authn.cached(cred[0], kind=cred[1])
         if not hit:  # only a cache miss goes to the database (in a worker thread)
-            principal = await anyio.to_thread.run_sync(
-                lambda: authn.resolve(cred[0], kind=cred[1])
-            )
+            principal = await anyio.to_thread.run_sync(lambda: authn.resolve(cred[0], kind=cred[1]))
         return AuthenticationResult(user=principal, auth=cred[1] if principal else None)
 
 

@@ -118,11 +118,21 @@ class Incident(Base):
         # ride along so SQLite tests them without reading the table row.
         Index(
             "ix_incidents_opened_at_cover",
-            "opened_at", "id", "type", "state", "severity", "camera_id",
+            "opened_at",
+            "id",
+            "type",
+            "state",
+            "severity",
+            "camera_id",
         ),  # fmt: skip
         Index(
             "ix_incidents_camera_id_opened_at_cover",
-            "camera_id", "opened_at", "id", "type", "state", "severity",
+            "camera_id",
+            "opened_at",
+            "id",
+            "type",
+            "state",
+            "severity",
         ),  # fmt: skip
     )
 
