@@ -367,8 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(sub)
 
     from smartcity.api.cli import add_api_parsers
+    from smartcity.doctor import add_parser as add_doctor_parser
 
     add_api_parsers(sub)
+    add_doctor_parser(sub)
     return parser
 
 
