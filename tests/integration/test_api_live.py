@@ -226,3 +226,71 @@ def test_webhook_receives_signed_incident_events(bus_api) -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+class _FakePipeline:
+    """What the engine's evidence server reads: the latest frame of a camera (grey, 320x240)."""
+
+    def snapshot(self, cam: str) -> dict[str, Any] | None:
+        import numpy as np
+
+        if cam != "cam1":
+            return None
+        return {"image": np.full((240, 320, 3), 128, np.uint8), "frame": 42, "pts": 4.2,
+                "t_ns": time.time_ns()}  # fmt: skip
+
+
+def test_live_picture_with_tracks_drawn_and_mjpeg(tmp_path: Path, run_dir: Path) -> None:
+    import cv2
+    import httpx
+    import numpy as np
+
+    from smartcity.bus import TracksEvent
+    from smartcity.bus.evidence import evidence_endpoint
+    from smartcity.engine.evidence import EvidenceServer
+
+    broker = Broker(run_dir).start()
+    pub = Publisher(publisher_endpoint(run_dir))
+    server = EvidenceServer(_FakePipeline(), evidence_endpoint(run_dir)).start()
+    try:
+        for srv, _store in make_served(tmp_path, run_dir=str(run_dir), mjpeg_fps=10.0):
+            tok = httpx.post(f"{srv.url}/api/v1/auth/token",
+                             json={"username": "viewer", "password": password("viewer")}
+                             ).json()["token"]  # fmt: skip
+            auth = {"Authorization": f"Bearer {tok}"}
+            tracks = TracksEvent(
+                cam="cam1", seq=0, frame=42, pts=4.2, t_ns=time.time_ns(), w=320, h=240,
+                track_id=np.array([7], np.int64), class_id=np.array([2], np.int32),
+                score=np.array([0.9], np.float32),
+                xyxy=np.array([[100, 60, 220, 180]], np.float32),
+            )  # fmt: skip
+            deadline = time.monotonic() + 20
+            while True:  # until the API's bus thread has the tracks of that frame
+                pub.publish(tracks)
+                r = httpx.get(f"{srv.url}/api/v1/live/cameras/cam1/snapshot.jpg", headers=auth)
+                assert r.status_code == 200, r.text
+                img = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+                assert img.shape == (240, 320, 3)
+                edge = img[60:180, 99:102].astype(int)  # the box's left edge
+                if abs(edge[:, :, 1] - edge[:, :, 2]).mean() > 40:  # green drawn on grey
+                    break
+                assert time.monotonic() < deadline, "tracks never drawn"
+                time.sleep(0.1)
+            assert abs(img[20:40, 20:40].astype(int) - 128).max() < 12  # the rest untouched
+            r = httpx.get(f"{srv.url}/api/v1/live/cameras/cam2/snapshot.jpg", headers=auth)
+            assert r.status_code == 404 and "no frame" in r.text
+            frames = 0
+            with httpx.stream("GET", f"{srv.url}/api/v1/live/cameras/cam1/mjpeg",
+                              headers=auth, timeout=20) as s:  # fmt: skip
+                assert s.headers["content-type"].startswith("multipart/x-mixed-replace")
+                buf = b""
+                for chunk in s.iter_bytes():
+                    buf += chunk
+                    frames = buf.count(b"Content-Type: image/jpeg")
+                    if frames >= 2:
+                        break
+            assert frames >= 2
+    finally:
+        server.stop()
+        pub.close()
+        broker.stop()

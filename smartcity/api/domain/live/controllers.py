@@ -103,9 +103,7 @@ class LiveController(Controller):
                     + jpeg
                     + b"\r\n"
                 )
-                await asyncio.sleep(period)
-                if await request.is_disconnected():  # type: ignore[attr-defined]
-                    return
+                await asyncio.sleep(period)  # a client that left ends the stream (send fails)
                 try:
                     jpeg = await anyio.to_thread.run_sync(_picture, request, camera_id)
                 except NotFoundException:
