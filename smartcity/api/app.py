@@ -73,20 +73,29 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     return _error(500, "internal error (logged)")
 
 
-class OverloadMiddleware:
-    """At most `max_in_flight` HTTP requests served at once; the rest get 429 at once instead of
-    queueing behind them (a command center's console retries; a stuck queue helps no one)."""
+class InFlight:
+    """The count of HTTP requests being served, shared by every route's middleware stack
+    (Litestar builds one stack per route)."""
 
-    def __init__(self, app: ASGIApp, max_in_flight: int) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+
+class OverloadMiddleware:
+    """At most `limit` HTTP requests served at once over the whole app; the rest get 429 at
+    once instead of queueing (a command center's console retries; a stuck queue helps no one)."""
+
+    def __init__(self, app: ASGIApp, in_flight: InFlight) -> None:
         self.app = app
-        self.max = max_in_flight
-        self.in_flight = 0
+        self.shared = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max:
+        shared = self.shared
+        if shared.count >= shared.limit:
             start: Any = {
                 "type": "http.response.start",
                 "status": 429,
@@ -99,11 +108,11 @@ class OverloadMiddleware:
             await send(start)
             await send(body)
             return
-        self.in_flight += 1
+        shared.count += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            shared.count -= 1
 
 
 class ConfigNotifier:
@@ -243,7 +252,7 @@ def create_app(
         route_handlers=route_handlers(),
         guards=[authorize],
         middleware=[
-            DefineMiddleware(OverloadMiddleware, max_in_flight=settings.max_in_flight),
+            DefineMiddleware(OverloadMiddleware, in_flight=InFlight(settings.max_in_flight)),
             DefineMiddleware(MetricsMiddleware, metrics=metrics),
             DefineMiddleware(AuthMiddleware),
         ],
