@@ -171,6 +171,8 @@ def test_health_reaches_metrics_and_system_health(bus_api) -> None:
     health = api.client.get("/api/v1/system/health", headers=api.auth("viewer")).json()
     assert health["cameras"]["cam1"]["state"] == "running"
     assert health["services"]["bus"]["state"] == "running"
+    assert health["services"]["engine"]["state"] == "running"
+    assert health["services"]["incidents"]["state"] == "unknown"  # no ingest written yet
     assert health["cameras"]["cam2"]["state"] == "unknown"
 
 

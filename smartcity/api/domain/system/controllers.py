@@ -29,6 +29,19 @@ def _version() -> dict[str, Any]:
     return info
 
 
+#: a service is "stale" when its last sign of life is older than this
+HEALTH_STALE_S = 10.0
+INGEST_STALE_S = 300.0
+
+
+def _fresh(age: float | None, stale_s: float, known: bool) -> str:
+    if not known:
+        return "not configured"
+    if age is None:
+        return "unknown"
+    return "running" if age <= stale_s else "stale"
+
+
 class SystemController(Controller):
     path = "/api/v1/system"
     tags = ["system"]
@@ -67,8 +80,22 @@ class SystemController(Controller):
             disk = {"free_bytes": du.free, "total_bytes": du.total}
         except OSError as e:
             disk = {"error": str(e)}
+        # the engine: its newest health message; the incidents service: its newest write of
+        # ingest counters (it writes them while tracks arrive)
+        seen = [h["_at"] for h in metrics.camera.values() if "_at" in h]
+        engine_age = round(now - max(seen), 1) if seen else None
+        ingest = [c.updated_at.timestamp() for c in st.ingest.list()]
+        incidents_age = round(now - max(ingest), 1) if ingest else None
         services = {
             "api": {"state": "running", "uptime_s": round(now - metrics.started, 1)},
+            "engine": {
+                "state": _fresh(engine_age, HEALTH_STALE_S, bridge is not None),
+                "last_report_s_ago": engine_age,
+            },
+            "incidents": {
+                "state": _fresh(incidents_age, INGEST_STALE_S, True),
+                "last_write_s_ago": incidents_age,
+            },
             "database": {
                 "state": "ok" if not problems else "degraded",
                 "problems": problems,
