@@ -8,10 +8,12 @@ object (DESIGN.md §1). The evidence server (smartcity/engine/evidence.py) answe
 clip requests on `ipc://<run dir>/evidence` from its own thread.
 
 The configuration is validated whole before anything starts (EngineConfigError names the field,
-and for a camera its index and id). While the engine runs, a reload (SIGHUP through the CLI, a
-`config.changed` request on the bus, or `request_reload`) re-reads and re-validates the file and
-changes only the cameras that changed (smartcity/engine/reload.py), between two batches on the
-loop thread; docs/events.md ("The engine process") has the rules.
+and for a camera its index and id). With a `cameras_from_store` block the engine also runs the
+store's enabled cameras (those the API manages), read by `load_engine_config` after the file's.
+While the engine runs, a reload (SIGHUP through the CLI, a `config.changed` request on the bus,
+such as the API's after a camera change, or `request_reload`) re-reads and re-validates the file
+and the store and changes only the cameras that changed (smartcity/engine/reload.py), between
+two batches on the loop thread; docs/events.md ("The engine process") has the rules.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -43,6 +46,9 @@ from smartcity.engine.reload import (
 )
 from smartcity.tracking import ByteTracker
 
+if TYPE_CHECKING:
+    from smartcity.store import Store
+
 log = logging.getLogger("smartcity.engine")
 
 
@@ -59,6 +65,28 @@ class CameraSettings:
     loop: bool = False
     realtime: bool = False
     image_to_ground: tuple[tuple[float, ...], ...] | None = None
+    from_store: bool = False  # a camera of the store (cameras_from_store), not of the YAML
+
+
+@dataclass(frozen=True)
+class StoreCameras:
+    """`cameras_from_store`: the store whose enabled cameras the engine runs besides the YAML's
+    (Store.open(url, data_dir=data_dir)), and the engine settings those cameras get."""
+
+    data_dir: Path | None = None
+    url: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)  # analyze_fps, rtsp_transport, ...
+
+    def describe(self) -> str:
+        """Where the store is, for messages (never the database password)."""
+        if self.url:
+            from smartcity.store.engine import redact
+
+            try:
+                return redact(self.url)
+            except Exception:  # noqa: BLE001 - not even a URL
+                return "an unparsable database URL"
+        return f"data_dir {self.data_dir}"
 
 
 @dataclass(frozen=True)
@@ -73,6 +101,7 @@ class EngineSettings:
     tracking: dict[str, Any] = field(default_factory=dict)
     backend: str = "auto"  # auto | tensorrt | onnxruntime-cuda | onnxruntime (docs/detection.md)
     engine_cache: Path | None = None  # TensorRT engines (None: ~/.cache/smartcity/engines)
+    cameras_from_store: StoreCameras | None = None  # the store's cameras run too (None: none)
 
 
 _TRACKING_KEYS = {"track_thresh", "match_thresh", "track_buffer", "speed_window_s"}
@@ -87,6 +116,12 @@ _CAMERA_KEYS = {
     "calibration",
 }
 _CAMERA_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: Engine settings a store camera takes from `cameras_from_store.defaults` (the rest is the
+#: store's: id, url, geometry.calibration).
+STORE_DEFAULT_KEYS = {"analyze_fps", "rtsp_transport", "loop", "realtime"}
+#: Store camera URLs that name no stream: rows the incidents service writes for the cameras of
+#: its own file ("engine:<id>") and the appliance's system camera ("internal:appliance").
+PLACEHOLDER_URLS = ("engine:", "internal:")
 #: URL schemes a camera may use; anything else with a scheme is refused (a plain path is a file).
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
@@ -128,6 +163,200 @@ def _check_url(where: str, url: str, base_dir: Path | None) -> str:
     return str(path)
 
 
+def _parse_camera(
+    c: dict[str, Any], bad: Callable[[str, str], EngineConfigError], base_dir: Path | None
+) -> CameraSettings:
+    """One camera's settings from its mapping (unknown keys already refused); `bad(field,
+    problem)` makes the error, naming the camera its own way (YAML index, store id)."""
+    cid, url = c.get("id"), c.get("url")
+    if not isinstance(cid, str) or not cid:
+        raise bad("id", "must be a non-empty string")
+    if not _CAMERA_ID.fullmatch(cid):
+        raise bad("id", "must be 1 to 64 letters, digits, '_', '-' or '.'")
+    if not isinstance(url, str) or not url:
+        raise bad("url", "must be a non-empty string")
+    fps = c.get("analyze_fps", 5.0)
+    if isinstance(fps, int | float) and not isinstance(fps, bool) and fps < 0:
+        raise bad("analyze_fps", f"must not be negative, got {fps!r} (0 analyses every frame)")
+    if isinstance(fps, float) and not math.isfinite(fps):
+        raise bad("analyze_fps", f"must be a finite number, got {fps!r}")
+    try:
+        analyze_fps = _number("analyze_fps", fps, 0, 1000)
+    except EngineConfigError as e:
+        raise bad("analyze_fps", str(e).partition(": ")[2]) from None
+    transport = c.get("rtsp_transport", "tcp")
+    if transport not in ("tcp", "udp"):
+        raise bad("rtsp_transport", f"must be 'tcp' or 'udp', got {transport!r}")
+    h = c.get("image_to_ground")
+    if h is not None:
+        arr = np.asarray(h, dtype=object)
+        if arr.shape != (3, 3) or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in arr.ravel()
+        ):
+            raise bad("image_to_ground", "must be a 3x3 list of numbers")
+        m = np.asarray(h, dtype=np.float64)
+        if not np.isfinite(m).all():
+            raise bad("image_to_ground", "must hold finite numbers")
+        if not abs(float(np.linalg.det(m))) > 1e-12:
+            raise bad("image_to_ground", "the homography is singular")
+        h = tuple(tuple(float(x) for x in row) for row in h)
+    if c.get("calibration") is not None:
+        # The incidents service's calibration block (point pairs in metres or
+        # latitude/longitude, or a homography): the same YAML works in both files.
+        if h is not None:
+            raise bad("calibration", "give either calibration or image_to_ground, not both")
+        from smartcity.incidents.geometry import GeometryError, parse_calibration
+
+        try:
+            cal = parse_calibration(c["calibration"], "calibration")
+        except GeometryError as e:
+            raise bad(e.field, e.message) from None
+        h = tuple(tuple(float(x) for x in row) for row in cal.image_to_ground)
+    for flag in ("loop", "realtime"):
+        if not isinstance(c.get(flag, False), bool):
+            raise bad(flag, "must be true or false")
+    try:
+        url = _check_url("url", url, base_dir)
+    except EngineConfigError as e:
+        raise bad("url", str(e).partition(": ")[2]) from None
+    return CameraSettings(
+        camera_id=cid,
+        url=url,
+        analyze_fps=analyze_fps,
+        rtsp_transport=str(transport),
+        loop=c.get("loop", False),
+        realtime=c.get("realtime", False),
+        image_to_ground=h,
+    )
+
+
+def _parse_store_block(v: Any, base_dir: Path | None) -> StoreCameras | None:
+    """The `cameras_from_store` block (None when absent), checked: where the store is, and the
+    engine settings its cameras get (their defaults checked as a camera's would be)."""
+    if v is None:
+        return None
+    where = "cameras_from_store"
+    if not isinstance(v, dict):
+        raise EngineConfigError(f"{where}: must be a mapping (data_dir or url, defaults)")
+    extra = set(v) - {"data_dir", "url", "defaults"}
+    if extra:
+        raise EngineConfigError(f"{where}.{sorted(map(str, extra))[0]}: unknown field")
+    url, data_dir = v.get("url"), v.get("data_dir")
+    if url is not None and (not isinstance(url, str) or "://" not in url):
+        raise EngineConfigError(
+            f"{where}.url: must be a database URL (sqlite:///..., postgresql+psycopg://...)"
+        )
+    if data_dir is not None and (not isinstance(data_dir, str) or not data_dir):
+        raise EngineConfigError(f"{where}.data_dir: must be a folder path")
+    if url is None and data_dir is None:
+        raise EngineConfigError(f"{where}: give data_dir or url (the store's database)")
+    folder = None if data_dir is None else Path(data_dir)
+    if folder is not None and base_dir is not None and not folder.is_absolute():
+        folder = base_dir / folder
+    defaults = v.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise EngineConfigError(f"{where}.defaults: must be a mapping")
+    extra = set(defaults) - STORE_DEFAULT_KEYS
+    if extra:
+        allowed = ", ".join(sorted(STORE_DEFAULT_KEYS))
+        raise EngineConfigError(
+            f"{where}.defaults.{sorted(map(str, extra))[0]}: unknown field (allowed: {allowed})"
+        )
+
+    def bad(key: str, problem: str) -> EngineConfigError:
+        return EngineConfigError(f"{where}.defaults.{key}: {problem}")
+
+    _parse_camera({**defaults, "id": "defaults", "url": "rtsp://defaults/"}, bad, None)
+    return StoreCameras(data_dir=folder, url=url, defaults=dict(defaults))
+
+
+def _store_problem(e: BaseException, block: StoreCameras) -> str:
+    """An error of the store in words (its first line), without the database password."""
+    text = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    if block.url:
+        text = text.replace(block.url, block.describe())
+        try:
+            from sqlalchemy.engine import make_url
+
+            password = make_url(block.url).password
+        except Exception:  # noqa: BLE001 - not a URL: nothing more to hide
+            password = None
+        if password:
+            text = text.replace(str(password), "***")
+    return text
+
+
+def open_store(block: StoreCameras) -> Store:
+    """The store of a `cameras_from_store` block (Store.open: url, else $SMARTCITY_DB_URL, else
+    SQLite in data_dir); EngineConfigError, without the database password, when it cannot be."""
+    from smartcity.store import Store
+
+    try:
+        return Store.open(block.url, data_dir=block.data_dir)
+    except Exception as e:  # noqa: BLE001 - any failure of the database is reported as such
+        raise EngineConfigError(
+            f"cameras_from_store: cannot open the store ({block.describe()}): "
+            f"{_store_problem(e, block)}"
+        ) from None
+
+
+def read_store_cameras(
+    block: StoreCameras, store: Store, skip: set[str], base_dir: Path | None = None
+) -> tuple[list[CameraSettings], list[str]]:
+    """The enabled cameras of the store (but those whose id is in `skip`: the file's), as engine
+    settings: the block's defaults, the store camera's url and its geometry.calibration. A camera
+    that does not validate is left out and named in the second list (`store camera 'x': url:
+    ...`). EngineConfigError when the store cannot be read."""
+    try:
+        records = store.cameras.list(enabled=True)
+    except Exception as e:  # noqa: BLE001 - any failure of the database is reported as such
+        raise EngineConfigError(
+            f"cameras_from_store: cannot read the cameras of the store ({block.describe()}): "
+            f"{_store_problem(e, block)}"
+        ) from None
+    cameras, problems = [], []
+    for rec in records:
+        if rec.id in skip or rec.url.startswith(PLACEHOLDER_URLS):
+            continue  # the file's camera wins; a placeholder row is no stream of this engine
+
+        def bad(key: str, problem: str, cid: str = rec.id) -> EngineConfigError:
+            if key.startswith("calibration"):
+                key = "geometry." + key  # where the store keeps it
+            return EngineConfigError(f"store camera '{cid}': {key}: {problem}")
+
+        c: dict[str, Any] = {**block.defaults, "id": rec.id, "url": rec.url}
+        geometry = rec.geometry if isinstance(rec.geometry, dict) else {}
+        if geometry.get("calibration") is not None:
+            c["calibration"] = geometry["calibration"]
+        try:
+            cam = _parse_camera(c, bad, base_dir)
+        except EngineConfigError as e:
+            problems.append(str(e))
+            continue
+        cameras.append(replace(cam, from_store=True))
+    return cameras, problems
+
+
+def with_store_cameras(
+    settings: EngineSettings,
+    store: Store,
+    base_dir: Path | None = None,
+    problems: list[str] | None = None,
+) -> EngineSettings:
+    """`settings` (the file's) with the store's enabled cameras after the file's; a store camera
+    with the id of one of the file's is left out (the file wins), one that does not validate is
+    left out, logged and added to `problems`."""
+    assert settings.cameras_from_store is not None
+    mine = {c.camera_id for c in settings.cameras if not c.from_store}
+    extra, skipped = read_store_cameras(settings.cameras_from_store, store, mine, base_dir)
+    for problem in skipped:
+        log.error("%s (camera left out)", problem)
+    if problems is not None:
+        problems.extend(skipped)
+    own = tuple(c for c in settings.cameras if not c.from_store)
+    return replace(settings, cameras=own + tuple(extra))
+
+
 def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettings:
     """Checks a parsed YAML/JSON document; EngineConfigError names the first bad field, and for a
     camera its index and id: `cameras[1].url (camera 'gate-2'): scheme 'ftp' is not supported`."""
@@ -144,6 +373,7 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
         "tracking",
         "backend",
         "engine_cache",
+        "cameras_from_store",
     }
     if unknown:
         raise EngineConfigError(f"{sorted(unknown)[0]}: unknown field")
@@ -157,15 +387,18 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
         raise EngineConfigError(
             f"model: no model '{model}' under models_root {root} (no {root / model / CARD_FILE})"
         )
+    store_block = _parse_store_block(data.get("cameras_from_store"), base_dir)
     cams = data.get("cameras")
-    if not isinstance(cams, list) or not cams:
+    if store_block is not None and cams is None:
+        cams = []  # every camera may come from the store
+    if not isinstance(cams, list) or (not cams and store_block is None):
         raise EngineConfigError("cameras: must be a non-empty list")
     cameras = []
     seen: set[str] = set()
     for i, c in enumerate(cams):
         if not isinstance(c, dict):
             raise EngineConfigError(f"cameras[{i}]: must be a mapping")
-        cid, url = c.get("id"), c.get("url")
+        cid = c.get("id")
 
         def bad(key: str, problem: str, i: int = i, cid: object = cid) -> EngineConfigError:
             named = f" (camera '{cid}')" if isinstance(cid, str) and cid else ""
@@ -174,70 +407,11 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
         extra = set(c) - _CAMERA_KEYS
         if extra:
             raise bad(sorted(extra)[0], "unknown field")
-        if not isinstance(cid, str) or not cid:
-            raise bad("id", "must be a non-empty string")
-        if not _CAMERA_ID.fullmatch(cid):
-            raise bad("id", "must be 1 to 64 letters, digits, '_', '-' or '.'")
-        if cid in seen:
+        if isinstance(cid, str) and cid in seen:
             raise bad("id", "appears twice")
-        seen.add(cid)
-        if not isinstance(url, str) or not url:
-            raise bad("url", "must be a non-empty string")
-        fps = c.get("analyze_fps", 5.0)
-        if isinstance(fps, int | float) and not isinstance(fps, bool) and fps < 0:
-            raise bad("analyze_fps", f"must not be negative, got {fps!r} (0 analyses every frame)")
-        if isinstance(fps, float) and not math.isfinite(fps):
-            raise bad("analyze_fps", f"must be a finite number, got {fps!r}")
-        try:
-            analyze_fps = _number("analyze_fps", fps, 0, 1000)
-        except EngineConfigError as e:
-            raise bad("analyze_fps", str(e).partition(": ")[2]) from None
-        transport = c.get("rtsp_transport", "tcp")
-        if transport not in ("tcp", "udp"):
-            raise bad("rtsp_transport", f"must be 'tcp' or 'udp', got {transport!r}")
-        h = c.get("image_to_ground")
-        if h is not None:
-            arr = np.asarray(h, dtype=object)
-            if arr.shape != (3, 3) or not all(
-                isinstance(x, int | float) and not isinstance(x, bool) for x in arr.ravel()
-            ):
-                raise bad("image_to_ground", "must be a 3x3 list of numbers")
-            m = np.asarray(h, dtype=np.float64)
-            if not np.isfinite(m).all():
-                raise bad("image_to_ground", "must hold finite numbers")
-            if not abs(float(np.linalg.det(m))) > 1e-12:
-                raise bad("image_to_ground", "the homography is singular")
-            h = tuple(tuple(float(x) for x in row) for row in h)
-        if c.get("calibration") is not None:
-            # The incidents service's calibration block (point pairs in metres or
-            # latitude/longitude, or a homography): the same YAML works in both files.
-            if h is not None:
-                raise bad("calibration", "give either calibration or image_to_ground, not both")
-            from smartcity.incidents.geometry import GeometryError, parse_calibration
-
-            try:
-                cal = parse_calibration(c["calibration"], "calibration")
-            except GeometryError as e:
-                raise bad(e.field, e.message) from None
-            h = tuple(tuple(float(x) for x in row) for row in cal.image_to_ground)
-        for flag in ("loop", "realtime"):
-            if not isinstance(c.get(flag, False), bool):
-                raise bad(flag, "must be true or false")
-        try:
-            url = _check_url("url", url, base_dir)
-        except EngineConfigError as e:
-            raise bad("url", str(e).partition(": ")[2]) from None
-        cameras.append(
-            CameraSettings(
-                camera_id=cid,
-                url=url,
-                analyze_fps=analyze_fps,
-                rtsp_transport=str(transport),
-                loop=c.get("loop", False),
-                realtime=c.get("realtime", False),
-                image_to_ground=h,
-            )
-        )
+        cam = _parse_camera(c, bad, base_dir)
+        seen.add(cam.camera_id)
+        cameras.append(cam)
     tracking = data.get("tracking", {}) or {}
     if not isinstance(tracking, dict) or set(tracking) - _TRACKING_KEYS:
         bad_keys = sorted(set(tracking) - _TRACKING_KEYS) if isinstance(tracking, dict) else []
@@ -274,16 +448,30 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
         tracking=dict(tracking),
         backend=backend,
         engine_cache=cache_dir,
+        cameras_from_store=store_block,
     )
 
 
-def load_engine_config(path: str | Path) -> EngineSettings:
+def read_engine_file(path: str | Path) -> EngineSettings:
+    """The file alone, checked (parse_engine_config); the store is not read."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise EngineConfigError(f"{path}: cannot read the engine configuration: {e}") from e
     return parse_engine_config(data, base_dir=path.parent)
+
+
+def load_engine_config(path: str | Path, problems: list[str] | None = None) -> EngineSettings:
+    """The file, checked, and with `cameras_from_store` the store's enabled cameras added after
+    the file's (with_store_cameras). EngineConfigError for a bad file or a store that cannot be
+    read; a store camera that does not validate is only left out (logged, in `problems`)."""
+    settings = read_engine_file(path)
+    block = settings.cameras_from_store
+    if block is None:
+        return settings
+    with open_store(block) as store:
+        return with_store_cameras(settings, store, Path(path).parent, problems)
 
 
 @dataclass
@@ -350,6 +538,8 @@ class Engine:
         self._control: Any = None  # a smartcity.bus.Subscriber on config.changed
         self.reloads: list[ReloadResult] = []
         self._config_seq = 0
+        self._store: Store | None = None  # cameras_from_store's, opened at the first reload
+        self._store_block: StoreCameras | None = None  # the block it was opened for
         # Wall-clock time (ns) at which the engine last stopped a camera's stream (removed or
         # restarted): its frames captured before then are not tracked nor published.
         self._stopped_ns: dict[str, int] = {}
@@ -375,11 +565,19 @@ class Engine:
         self._infer_ms = 0.0
         self._track_ms = 0.0
         try:
+            started = []
             for i, cam in enumerate(settings.cameras):
                 try:
                     self._start_camera(cam)
                 except ValueError as e:
-                    raise EngineConfigError(f"cameras[{i}] ('{cam.camera_id}'): {e}") from e
+                    if not cam.from_store:
+                        raise EngineConfigError(f"cameras[{i}] ('{cam.camera_id}'): {e}") from e
+                    # The store is edited while the appliance runs: its camera is left out (the
+                    # next reload tries it again), the file's cameras still start.
+                    log.error("store camera %s could not be started: %s", cam.camera_id, e)
+                    continue
+                started.append(cam)
+            self.settings = replace(settings, cameras=tuple(started))
             if evidence_endpoint == "auto":
                 evidence_endpoint = evidence_endpoint_for(publisher_endpoint)
             if evidence_endpoint is not None:
@@ -452,17 +650,43 @@ class Engine:
             result = ReloadResult(reasons, refused="the engine was started without a file")
             log.error("reload (%s) refused: %s", why, result.refused)
         else:
+            problems: list[str] = []  # store cameras left out (they do not validate)
             try:
-                new = load_engine_config(self.config_path)
+                new = self._load(self.config_path, problems)
             except EngineConfigError as e:
                 result = ReloadResult(reasons, refused=str(e))
                 log.error("reload (%s) refused, nothing changed: %s", why, e)
             else:
-                return self.apply(new, reasons)
+                result = self.apply(new, reasons)
+                result.errors[:0] = problems
+                return result
         self.counters.reloads_refused += 1
         self.reloads.append(result)
         self._publish_config_changed((), f"{REFUSED}: {result.refused}"[:1000])
         return result
+
+    def _load(self, path: Path, problems: list[str]) -> EngineSettings:
+        """load_engine_config, through a store kept open from one reload to the next (closed
+        when it fails, so that the next reload opens it again, or when the block changes)."""
+        settings = read_engine_file(path)
+        block = settings.cameras_from_store
+        if block != self._store_block:
+            self._close_store()
+        if block is None:
+            return settings
+        if self._store is None:
+            self._store = open_store(block)
+            self._store_block = block
+        try:
+            return with_store_cameras(settings, self._store, path.parent, problems)
+        except EngineConfigError:
+            self._close_store()
+            raise
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+        self._store, self._store_block = None, None
 
     def apply(self, new: EngineSettings, reasons: tuple[str, ...] = ("apply",)) -> ReloadResult:
         """Turn the running configuration into `new` (already validated), camera by camera, on
@@ -488,7 +712,12 @@ class Engine:
                 log.error("camera %s could not be started: %s", cam.camera_id, e)
                 continue
             running[cam.camera_id] = cam
-            log.info("camera %s %s", cam.camera_id, "added" if cam in diff.added else "restarted")
+            log.info(
+                "camera %s %s%s",
+                cam.camera_id,
+                "added" if cam in diff.added else "restarted",
+                " (from the store)" if cam.from_store else "",
+            )
         for cam in diff.recalibrated:
             assert cam.image_to_ground is not None  # a removed calibration restarts the camera
             try:
@@ -505,6 +734,11 @@ class Engine:
                 "%s changed: it takes effect when the engine starts again (ignored until then)",
                 name,
             )
+        # An unchanged camera takes its new settings too (one that moved between the file and
+        # the store keeps its stream, but its origin is the new one).
+        for cam in new.cameras:
+            if cam.camera_id in running and cam.camera_id not in diff.cams:
+                running[cam.camera_id] = cam
         order = [c.camera_id for c in new.cameras if c.camera_id in running]
         order += [cid for cid in running if cid not in order]  # kept after a failed change
         keep = {f: getattr(self.settings, f) for f in restart_fields(self.settings)}
@@ -634,3 +868,5 @@ class Engine:
             self.pipeline.close()
         if hasattr(self, "publisher"):
             self.publisher.close()
+        if hasattr(self, "_store"):
+            self._close_store()

@@ -9,6 +9,8 @@ module only decides what has to happen (docs/events.md, "Live reconfiguration"):
 - a camera whose stream settings changed (STREAM_FIELDS, or its calibration removed) is removed
   and added again: only that camera restarts;
 - a camera whose calibration alone changed gets the new one without restarting its stream;
+- the cameras of the store (`cameras_from_store`) are compared like the file's: the engine's
+  loader has already added them to the new configuration;
 - LIVE_FIELDS take effect at once; every other engine setting (model, models_root, max_batch,
   inference_threads, tracking, and any field added to EngineSettings later) is reported as
   needing a restart and otherwise ignored until the engine starts again.
@@ -25,8 +27,9 @@ if TYPE_CHECKING:
 
 #: Camera settings that need the camera's stream to start again when they change.
 STREAM_FIELDS = ("url", "analyze_fps", "rtsp_transport", "loop", "realtime")
-#: Engine settings applied live (used by the Python loop only).
-LIVE_FIELDS = ("max_wait_ms", "health_interval_s")
+#: Engine settings applied live (used by the Python loop only; `cameras_from_store` is read
+#: again at every reload, the new block included).
+LIVE_FIELDS = ("max_wait_ms", "health_interval_s", "cameras_from_store")
 
 
 def restart_fields(settings: EngineSettings) -> tuple[str, ...]:

@@ -3,23 +3,31 @@
 Every field is checked at start; `IncidentsConfigError` names the first bad one (camera and
 field for the per-camera parts: `cameras.cam1.rules.speeding.margin_kmh: ...`). The service
 never half-starts. appliance/incidents.example.yaml documents every field.
+
+With a `cameras_from_store` block the camera set is the file's cameras plus the store's enabled
+ones (those the API manages), each with its stored geometry and the block's `defaults` (rules,
+health, snapshot_every_s); `with_store_cameras` reads them, at start and at every reload.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy.engine import make_url
 
 from smartcity.incidents.evidence import EvidenceSettings
 from smartcity.incidents.geometry import CameraGeometry, GeometryError, parse_camera_geometry
-from smartcity.incidents.lifecycle import LifecycleConfigError, LifecycleSettings
+from smartcity.incidents.lifecycle import SYSTEM_CAMERA, LifecycleConfigError, LifecycleSettings
+from smartcity.incidents.rules.base import parse_settings
 from smartcity.incidents.rules.camera_health import CameraHealthConfigError, CameraHealthSettings
-from smartcity.incidents.rules.ruleset import RuleSet
+from smartcity.incidents.rules.ruleset import RULES, RuleSet
+from smartcity.store import CameraRecord, Store
+from smartcity.store.engine import redact
 from smartcity.store.retention import RetentionPolicy
 
 
@@ -36,6 +44,29 @@ class CameraRules:
     health: CameraHealthSettings
     snapshot_every_s: float  # frames for the camera-health checks (0: none)
     raw_geometry: Mapping[str, Any]
+    from_store: bool = False  # a camera of the store (cameras_from_store), not of the file
+
+
+@dataclass(frozen=True)
+class StoreCameras:
+    """`cameras_from_store`: the store whose enabled cameras the service watches besides the
+    file's (Store.open(url, data_dir=data_dir)), and the settings those cameras get: `rules`
+    (a camera's `rules` mapping), `health`, `snapshot_every_s`."""
+
+    data_dir: Path | None = None
+    url: str | None = None
+    rules: Mapping[str, Any] = field(default_factory=dict)
+    health: Mapping[str, Any] = field(default_factory=dict)
+    snapshot_every_s: float = 5.0
+
+    def describe(self) -> str:
+        """Where the store is, for messages (never the database password)."""
+        if self.url:
+            try:
+                return redact(self.url)
+            except Exception:  # noqa: BLE001 - not even a URL
+                return "an unparsable database URL"
+        return f"data_dir {self.data_dir}"
 
 
 @dataclass(frozen=True)
@@ -49,6 +80,7 @@ class IncidentsSettings:
     retention_every_s: float = 600.0
     stats_lateness_s: float = 5.0
     ingest_every_s: float = 5.0
+    cameras_from_store: StoreCameras | None = None  # the store's cameras watched too
 
 
 _TOP = {
@@ -59,7 +91,15 @@ _TOP = {
     "retention",
     "stats",
     "cameras",
+    "cameras_from_store",
 }
+_CAMERA_KEYS = {"id", "name", "geometry", "rules", "health", "snapshot_every_s"}
+#: What `cameras_from_store.defaults` may hold: a camera's settings but its id, name, geometry.
+_DEFAULT_KEYS = {"rules", "health", "snapshot_every_s"}
+#: Store camera URLs that name no stream: the rows this service writes for the cameras of its
+#: file ("engine:<id>", left behind when the file drops one) and the system camera's.
+PLACEHOLDER_URLS = ("engine:", "internal:")
+_DEFAULTS_CAM = "__defaults__"  # the camera name the defaults' health settings are checked as
 
 
 def _mapping(v: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
@@ -135,14 +175,17 @@ def parse_incidents_config(data: Any, base_dir: Path | None = None) -> Incidents
     )
     st = _mapping(data.get("stats"), "stats", {"lateness_s", "ingest_every_s"})
 
+    store_block = _store_block(data.get("cameras_from_store"), base_dir)
     cams_in = data.get("cameras")
-    if not isinstance(cams_in, list) or not cams_in:
+    if store_block is not None and cams_in is None:
+        cams_in = []  # every camera may come from the store
+    if not isinstance(cams_in, list) or (not cams_in and store_block is None):
         raise IncidentsConfigError("cameras: must be a non-empty list")
     cameras: list[CameraRules] = []
     seen: set[str] = set()
     for i, c in enumerate(cams_in):
         where = f"cameras[{i}]"
-        c = _mapping(c, where, {"id", "name", "geometry", "rules", "health", "snapshot_every_s"})
+        c = _mapping(c, where, _CAMERA_KEYS)
         cid = c.get("id")
         if not isinstance(cid, str) or not cid:
             raise IncidentsConfigError(f"{where}.id: must be a non-empty string")
@@ -180,7 +223,152 @@ def parse_incidents_config(data: Any, base_dir: Path | None = None) -> Incidents
         retention_every_s=_num(rt.get("every_s", 600), "retention.every_s", 1, 86400),
         stats_lateness_s=_num(st.get("lateness_s", 5), "stats.lateness_s", 0, 600),
         ingest_every_s=_num(st.get("ingest_every_s", 5), "stats.ingest_every_s", 0.1, 3600),
+        cameras_from_store=store_block,
     )
+
+
+def _store_block(v: Any, base_dir: Path | None) -> StoreCameras | None:
+    """`cameras_from_store` (None when absent), checked: where the store is, and the defaults
+    (checked as a camera's settings are, naming `cameras_from_store.defaults.<field>`)."""
+    if v is None:
+        return None
+    where = "cameras_from_store"
+    d = _mapping(v, where, {"data_dir", "url", "defaults"})
+    url, folder = d.get("url"), d.get("data_dir")
+    if url is not None and (not isinstance(url, str) or "://" not in url):
+        raise IncidentsConfigError(
+            f"{where}.url: must be a database URL (sqlite:///..., postgresql+psycopg://...)"
+        )
+    if folder is not None and (not isinstance(folder, str) or not folder):
+        raise IncidentsConfigError(f"{where}.data_dir: must be a folder path")
+    if url is None and folder is None:
+        raise IncidentsConfigError(f"{where}: give data_dir or url (the store's database)")
+    data_dir = None if folder is None else Path(folder)
+    if data_dir is not None and base_dir is not None and not data_dir.is_absolute():
+        data_dir = base_dir / data_dir
+    defaults = _mapping(d.get("defaults"), f"{where}.defaults", _DEFAULT_KEYS)
+    rules = defaults.get("rules") or {}
+    base = f"{where}.defaults.rules"
+    if not isinstance(rules, Mapping):
+        raise IncidentsConfigError(f"{base}: must be a mapping")
+    try:
+        for name, setting in rules.items():
+            if name not in RULES:
+                raise GeometryError(f"{base}.{name}", f"unknown rule (one of {', '.join(RULES)})")
+            parse_settings(RULES[name][1], setting, f"{base}.{name}")
+    except GeometryError as e:
+        raise IncidentsConfigError(str(e)) from None
+    health = defaults.get("health") or {}
+    try:
+        CameraHealthSettings.from_mapping(_DEFAULTS_CAM, health)
+    except CameraHealthConfigError as e:
+        field_ = e.field.replace(f"cameras.{_DEFAULTS_CAM}.", f"{where}.defaults.", 1)
+        raise IncidentsConfigError(f"{field_}: {e.message}") from None
+    snap = _num(
+        defaults.get("snapshot_every_s", 5.0), f"{where}.defaults.snapshot_every_s", 0, 3600
+    )
+    return StoreCameras(
+        data_dir=data_dir,
+        url=url,
+        rules=dict(rules),
+        health=dict(health),
+        snapshot_every_s=snap,
+    )
+
+
+def _store_problem(e: BaseException, block: StoreCameras) -> str:
+    """An error of the store in words (its first line), without the database password."""
+    text = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    if block.url:
+        text = text.replace(block.url, block.describe())
+        try:
+            password = make_url(block.url).password
+        except Exception:  # noqa: BLE001 - not a URL: nothing more to hide
+            password = None
+        if password:
+            text = text.replace(str(password), "***")
+    return text
+
+
+def open_store(block: StoreCameras) -> Store:
+    """The store of a `cameras_from_store` block; IncidentsConfigError (no password in it) when
+    it cannot be opened."""
+    try:
+        return Store.open(block.url, data_dir=block.data_dir)
+    except Exception as e:  # noqa: BLE001 - any failure of the database is reported as such
+        raise IncidentsConfigError(
+            f"cameras_from_store: cannot open the store ({block.describe()}): "
+            f"{_store_problem(e, block)}"
+        ) from None
+
+
+def _store_camera(block: StoreCameras, rec: CameraRecord) -> CameraRules:
+    """A store camera's rules: its stored geometry, the block's defaults. A rule the defaults
+    name that this camera cannot run (no lanes, no calibration ...) is left out for it rather
+    than refused: the defaults serve cameras of every kind. GeometryError or
+    CameraHealthConfigError when its geometry does not validate."""
+    raw = rec.geometry if isinstance(rec.geometry, Mapping) else {}
+    geo = parse_camera_geometry(rec.id, raw)
+    rules = dict(block.rules)
+    base = f"cameras.{rec.id}.rules."
+    while True:
+        try:
+            RuleSet(geo, rules)
+            break
+        except GeometryError as e:
+            name = e.field[len(base) :] if e.field.startswith(base) else ""
+            if name not in rules:
+                raise
+            del rules[name]  # the settings were checked at load: "needs ..." is all it can be
+    return CameraRules(
+        cam=rec.id,
+        name=rec.name,
+        geometry=geo,
+        rules=rules,
+        health=CameraHealthSettings.from_mapping(rec.id, block.health),
+        snapshot_every_s=block.snapshot_every_s,
+        raw_geometry=raw,
+        from_store=True,
+    )
+
+
+def with_store_cameras(
+    settings: IncidentsSettings, store: Store | None = None
+) -> tuple[IncidentsSettings, list[str]]:
+    """`settings` (the file's cameras) with the enabled cameras of the store after them; a
+    store camera with the id of one of the file's is left out (the file wins), and so is a row
+    with a placeholder URL (PLACEHOLDER_URLS: one this service wrote for a camera of its
+    file, possibly one the file has dropped since). The second value
+    names the store cameras left out because they do not validate (`store camera 'x':
+    cameras.x.lines[0].a: ...`). `store`: an open one to read (else one is opened and closed).
+    IncidentsConfigError when the store cannot be opened or read."""
+    own = tuple(c for c in settings.cameras if not c.from_store)
+    block = settings.cameras_from_store
+    if block is None:
+        return replace(settings, cameras=own), []
+    mine = {c.cam for c in own}
+    try:
+        if store is not None:
+            records = store.cameras.list(enabled=True)
+        else:
+            with open_store(block) as opened:
+                records = opened.cameras.list(enabled=True)
+    except IncidentsConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure of the database is reported as such
+        raise IncidentsConfigError(
+            f"cameras_from_store: cannot read the cameras of the store ({block.describe()}): "
+            f"{_store_problem(e, block)}"
+        ) from None
+    cameras, problems = [], []
+    for rec in records:
+        if rec.id in mine or rec.id == SYSTEM_CAMERA or rec.url.startswith(PLACEHOLDER_URLS):
+            continue  # the file's camera wins; a placeholder row is a file's camera, not ours
+        try:
+            cameras.append(_store_camera(block, rec))
+        except (GeometryError, CameraHealthConfigError) as e:
+            problems.append(f"store camera '{rec.id}': {e}")
+    return replace(settings, cameras=own + tuple(cameras)), problems
 
 
 def load_incidents_config(path: str | Path) -> IncidentsSettings:

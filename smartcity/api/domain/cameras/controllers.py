@@ -13,10 +13,12 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from smartcity.api.domain.cameras import schemas as s
 from smartcity.api.domain.common import AnyRequest, audit, principal, store, visible_camera
+from smartcity.engine.process import URL_SCHEMES
 from smartcity.incidents.geometry import GeometryError, parse_camera_geometry
 from smartcity.store import CameraRecord
 
-ALLOWED_SCHEMES = ("rtsp", "rtsps", "http", "https", "file", "srt", "udp", "rtmp")
+#: what the engine accepts (smartcity/engine/process.py URL_SCHEMES) and local files
+ALLOWED_SCHEMES = (*URL_SCHEMES, "file")
 
 
 def redact_url(url: str) -> str:
