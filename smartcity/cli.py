@@ -176,7 +176,7 @@ def _cmd_engine(args: argparse.Namespace) -> int:
     from smartcity.engine.process import Engine, EngineConfigError, load_engine_config
     from smartcity.engine.reload import ReloadRequests
 
-    logging.basicConfig(level=logging.INFO, format="smartcity engine: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s - smartcity engine: %(message)s")
     try:
         settings = load_engine_config(args.config)
     except EngineConfigError as e:
@@ -210,10 +210,12 @@ def _cmd_engine(args: argparse.Namespace) -> int:
         except (EngineConfigError, ValueError, OSError) as e:
             print(f"smartcity engine: {e}", file=sys.stderr)
             return 2
-        names = ", ".join(c.camera_id for c in settings.cameras)
-        print(
-            f"smartcity engine: {len(settings.cameras)} cameras ({names}), model {settings.model}"
-        )
+        cams = engine.settings.cameras
+        names = ", ".join(c.camera_id for c in cams)
+        stored = sum(c.from_store for c in cams)
+        from_store = f" ({stored} from the store)" if settings.cameras_from_store else ""
+        model = settings.model
+        print(f"smartcity engine: {len(cams)} cameras ({names}){from_store}, model {model}")
         sys.stdout.flush()
         try:
             counters = engine.run(stop, seconds=args.seconds)
@@ -240,6 +242,7 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
     import threading
 
     from smartcity.bus import Broker
+    from smartcity.engine.reload import ReloadRequests
     from smartcity.incidents.config import IncidentsConfigError, load_incidents_config
     from smartcity.incidents.service import IncidentsService
     from smartcity.store import StoreError
@@ -249,18 +252,26 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
     except IncidentsConfigError as e:
         print(f"smartcity incidents: {e}", file=sys.stderr)
         return 2
+    # Handlers first: a SIGHUP that comes while the service starts is not lost.
     stop = threading.Event()
+    requests = ReloadRequests()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: requests.request("SIGHUP"))
     broker = Broker(args.run_dir).start() if args.with_broker else None
     try:
         try:
-            service = IncidentsService(settings, args.run_dir)
+            service = IncidentsService(
+                settings, args.run_dir, config_path=args.config, requests=requests
+            )
         except (StoreError, ValueError, OSError) as e:
             print(f"smartcity incidents: {e}", file=sys.stderr)
             return 2
-        names = ", ".join(c.cam for c in settings.cameras)
-        print(f"smartcity incidents: {len(settings.cameras)} cameras ({names}), {service.store!r}")
+        cams = service.settings.cameras
+        names = ", ".join(c.cam for c in cams)
+        stored = sum(c.from_store for c in cams)
+        from_store = f" ({stored} from the store)" if settings.cameras_from_store else ""
+        print(f"smartcity incidents: {len(cams)} cameras ({names}){from_store}, {service.store!r}")
         sys.stdout.flush()
         try:
             c = service.run(stop, seconds=args.seconds)
@@ -368,9 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from smartcity.api.cli import add_api_parsers
     from smartcity.doctor import add_parser as add_doctor_parser
+    from smartcity.supervisor import add_parser as add_run_parser
 
     add_api_parsers(sub)
     add_doctor_parser(sub)
+    add_run_parser(sub)
     return parser
 
 
