@@ -56,7 +56,7 @@ from smartcity.incidents.evidence import EvidenceCollector
 from smartcity.incidents.lifecycle import IncidentManager, ensure_system_camera
 from smartcity.incidents.rules.camera_health import CameraHealthMonitor
 from smartcity.incidents.rules.ruleset import RuleSet
-from smartcity.incidents.traffic import MINUTE_NS, TrafficAggregator, TrafficBucket, to_record
+from smartcity.incidents.traffic import TrafficAggregator, TrafficBucket, to_record
 from smartcity.incidents.types import Finding, FrameTracks
 from smartcity.store import Store, StoreError, UnknownCameraError
 from smartcity.store.engine import URL_ENV, default_url
@@ -96,20 +96,6 @@ def frame_of(ev: TracksEvent) -> FrameTracks:
         ground_xy=ev.ground_xy,
         speed_kmh=ev.speed_kmh,
     )
-
-
-class CameraTraffic(TrafficAggregator):
-    """The aggregator, plus taking one camera's minutes out when the camera goes away."""
-
-    def pop_camera(self, cam: str) -> list[TrafficBucket]:
-        """Every bucket of `cam`, closed or not; later measurements of those minutes are
-        dropped as late (a minute is written once) and the camera's clocks are forgotten."""
-        done = [self._emit(k, self._acc.pop(k)) for k in [k for k in self._acc if k[0] == cam]]
-        for b in done:
-            self._closed_until[cam] = max(self._closed_until.get(cam, -1), b.start_ns + MINUTE_NS)
-        self._arrival.pop(cam, None)
-        self._latest_ns.pop(cam, None)
-        return sorted(done, key=lambda b: (b.start_ns, b.kind, b.name, b.cls, b.direction))
 
 
 @dataclass
@@ -210,7 +196,7 @@ class IncidentsService:
         self.manager = IncidentManager(
             self.store, self.publisher.publish, settings.lifecycle, on_open=self.evidence.request
         )
-        self.traffic = CameraTraffic(settings.stats_lateness_s)
+        self.traffic = TrafficAggregator(settings.stats_lateness_s)
         self.counters = ServiceCounters()
         self._ingest_seen: dict[str, tuple[int, int, int]] = {}
         self._stop_frames = threading.Event()

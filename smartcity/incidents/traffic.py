@@ -159,6 +159,17 @@ class TrafficAggregator:
                 self._closed_until[b.cam] = end
         return sorted(done, key=lambda b: (b.start_ns, b.cam, b.kind, b.name, b.cls, b.direction))
 
+    def pop_camera(self, cam: str) -> list[TrafficBucket]:
+        """Every bucket of `cam`, closed or not, when the camera goes away; later measurements
+        of those minutes are dropped as late (a minute is written once) and the camera's clocks
+        are forgotten."""
+        done = [self._emit(k, self._acc.pop(k)) for k in [k for k in self._acc if k[0] == cam]]
+        for b in done:
+            self._closed_until[cam] = max(self._closed_until.get(cam, -1), b.start_ns + MINUTE_NS)
+        self._arrival.pop(cam, None)
+        self._latest_ns.pop(cam, None)
+        return sorted(done, key=lambda b: (b.start_ns, b.kind, b.name, b.cls, b.direction))
+
     def flush(self) -> list[TrafficBucket]:
         """Every bucket, closed or not (at stop)."""
         out = [self._emit(k, a) for k, a in self._acc.items()]
