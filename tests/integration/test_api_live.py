@@ -296,3 +296,43 @@ def test_live_picture_with_tracks_drawn_and_mjpeg(tmp_path: Path, run_dir: Path)
         server.stop()
         pub.close()
         broker.stop()
+
+
+def test_websocket_over_uvicorn(tmp_path: Path, run_dir: Path) -> None:
+    """The live feed through a real server (the test client above does not go through
+    uvicorn's WebSocket protocol, which needs the `websockets` package)."""
+    import httpx
+    from websockets.sync.client import connect
+
+    broker = Broker(run_dir).start()
+    pub = Publisher(publisher_endpoint(run_dir))
+    try:
+        for srv, store in make_served(tmp_path, run_dir=str(run_dir)):
+            tok = httpx.post(f"{srv.url}/api/v1/auth/token",
+                             json={"username": "viewer", "password": password("viewer")}
+                             ).json()["token"]  # fmt: skip
+            url = srv.url.replace("http://", "ws://") + "/api/v1/live/ws?types=incident.*"
+            with connect(url, additional_headers={"Authorization": f"Bearer {tok}"}) as ws:
+                assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+                iid = store.incidents.create(type="speeding", camera_id="cam1", key="k",
+                                             severity="medium").id  # fmt: skip
+                ev = IncidentEvent(type="speeding", seq=0, id=iid, cam="cam1", state="open",
+                                   t_ns=time.time_ns())  # fmt: skip
+                deadline = time.monotonic() + 20
+                while True:  # until the API's SUB socket has joined the broker
+                    pub.publish(ev)
+                    try:
+                        msg = json.loads(ws.recv(timeout=0.2))
+                        break
+                    except TimeoutError:
+                        assert time.monotonic() < deadline, "no event over the WebSocket"
+                assert msg["type"] == "incident.opened.speeding" and msg["data"]["id"] == iid
+            # without credentials the upgrade is refused
+            import websockets
+
+            with pytest.raises(websockets.exceptions.WebSocketException):
+                with connect(url) as ws:
+                    ws.recv(timeout=5)
+    finally:
+        pub.close()
+        broker.stop()

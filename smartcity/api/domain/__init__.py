@@ -18,6 +18,7 @@ def route_handlers() -> list[Any]:
     from smartcity.api.domain.roadsafety.controllers import RoadSafetyController
     from smartcity.api.domain.system.controllers import SystemController, metrics
     from smartcity.api.domain.traffic.controllers import TrafficController
+    from smartcity.api.domain.web.controllers import WebController, static_router
     from smartcity.api.domain.webhooks.controllers import WebhooksController
 
     return [
@@ -34,4 +35,6 @@ def route_handlers() -> list[Any]:
         metrics,
         WebhooksController,
         RoadSafetyController,
+        WebController,
+        static_router(),
     ]

@@ -1,0 +1,1 @@
+"""The operator console and the admin page: HTML shells and their static files."""
