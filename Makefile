@@ -29,7 +29,7 @@ $(VENV)/.build-stamp: $(VENV)/.venv-stamp $(CXX_SOURCES) CMakeLists.txt pyprojec
 build: deps $(VENV)/.build-stamp
 
 demo: build
-	$(PY) -m smartcity demo
+	$(PY) -m smartcity demo --appliance
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure

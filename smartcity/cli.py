@@ -18,6 +18,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.appliance:
+        from smartcity import demo_appliance
+
+        return demo_appliance.main(args)
     from smartcity.engine.demo import run_demo
 
     clip = Path(args.clip)
@@ -27,7 +31,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(
         clip=clip,
         streams=args.streams,
-        seconds=args.seconds,
+        seconds=30.0 if args.seconds is None else args.seconds,
         analyze_fps=args.analyze_fps,
         max_batch=args.max_batch,
     )
@@ -298,9 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the core on looping copies of the bundled clip")
     demo.add_argument("--clip", default=str(DEFAULT_CLIP), help="video file to loop")
     demo.add_argument("--streams", type=int, default=8, help="number of looping streams")
-    demo.add_argument("--seconds", type=float, default=30.0, help="how long to run")
+    demo.add_argument(
+        "--seconds", type=float, default=None, help="how long to run (30; --appliance: until ^C)"
+    )
     demo.add_argument("--analyze-fps", type=float, default=5.0, help="frames sampled per stream")
     demo.add_argument("--max-batch", type=int, default=8, help="frames per batch")
+    demo.add_argument(
+        "--appliance",
+        action="store_true",
+        help="the whole appliance: 8 cameras, incidents, api and console (docs/operations.md)",
+    )
+    demo.add_argument("--dir", default="demo-data", help="--appliance: configuration and data")
+    demo.add_argument("--port", type=int, default=8080, help="--appliance: the api's port")
+    demo.add_argument("--rtsp-port", type=int, default=8554, help="--appliance: first RTSP port")
+    demo.add_argument("--cache", default=None, help="--appliance: where scene renders are kept")
     demo.set_defaults(func=_cmd_demo)
 
     scen = sub.add_parser("scenarios", help="synthetic traffic scenes with ground truth")
