@@ -22,6 +22,7 @@ from smartcity.engine.process import (
     load_engine_config,
     parse_engine_config,
 )
+from smartcity.engine.reload import ReloadResult
 from smartcity.store import Store
 from tests.conftest import ROOT, wait_for
 from tests.integration.test_engine_reload import Running, Watch, assert_untouched
@@ -35,17 +36,37 @@ def _block(data: Path, **extra: object) -> dict:
     return {"data_dir": str(data), "defaults": DEFAULTS, **extra}
 
 
-def _announce(run_dir: Path, watch: Watch, cams: tuple[str, ...], reason: str) -> None:
+def _announce(
+    run_dir: Path, watch: Watch, engine: Engine, cams: tuple[str, ...], reason: str
+) -> tuple[int, ConfigChangedEvent, ReloadResult]:
     """What the API does after a camera change: config.changed (cams, "api: ..."), repeated
-    until the engine reports it applied (a repeat finds nothing more to do)."""
+    until the engine reports a change applied. Repeats still in flight then make reloads that
+    find nothing to do (an "applied" report with no cameras): the change is the last report
+    and reload that name cameras."""
     n = len(watch.applied())
+    k = len(engine.reloads)
+
+    def changed() -> bool:
+        return any(ev.cams for _, ev in watch.applied()[n:])
+
     with Publisher(publisher_endpoint(run_dir)) as api:
 
         def applied() -> bool:
             api.publish(ConfigChangedEvent(seq=0, t_ns=time.time_ns(), cams=cams, reason=reason))
-            return watch.until(lambda: len(watch.applied()) > n, timeout=1.0)
+            return watch.until(changed, timeout=1.0)
 
         assert wait_for(applied, 30, interval=0), f"{reason}: not applied"
+    # let the repeats still queued run (each a reload with nothing to do) before the test
+    # changes the store again, so that none of them applies the next change early
+    quiet_until = time.monotonic() + 10
+    while time.monotonic() < quiet_until:
+        before = len(engine.reloads)
+        time.sleep(0.5)
+        if len(engine.reloads) == before:
+            break
+    idx, ev = next((i, e) for i, e in reversed(watch.applied()[n:]) if e.cams)
+    result = next(r for r in reversed(engine.reloads[k:]) if r.diff.cams)
+    return idx, ev, result
 
 
 def test_store_cameras_follow_the_api(vtest, run_dir, tmp_path):
@@ -72,11 +93,10 @@ def test_store_cameras_follow_the_api(vtest, run_dir, tmp_path):
 
         # The API adds a calibrated camera: it starts, with its calibration.
         store.cameras.add("s2", "Added", str(vtest), geometry={"calibration": CALIBRATION})
-        _announce(run_dir, watch, ("s2",), "api: camera added")
-        idx, ev = watch.applied()[-1]
+        idx, ev, result = _announce(run_dir, watch, engine, ("s2",), "api: camera added")
         assert ev.cams == ("s2",)
-        assert [c.camera_id for c in engine.reloads[-1].diff.added] == ["s2"]
-        assert any("api: camera added" in r for r in engine.reloads[-1].reasons)
+        assert [c.camera_id for c in result.diff.added] == ["s2"]
+        assert any("api: camera added" in r for r in result.reasons)
 
         def s2_ground() -> bool:
             return sum(len(e) > 0 for e in watch.tracks("s2", since=idx)) >= 3
@@ -87,10 +107,9 @@ def test_store_cameras_follow_the_api(vtest, run_dir, tmp_path):
         # The API disables s1, and y1's row in the store: s1 goes, y1 (the file's) stays.
         store.cameras.update("s1", enabled=False)
         store.cameras.update("y1", enabled=False)
-        _announce(run_dir, watch, ("s1", "y1"), "api: camera changed")
-        idx, ev = watch.applied()[-1]
+        idx, ev, result = _announce(run_dir, watch, engine, ("s1", "y1"), "api: camera changed")
         assert ev.cams == ("s1",)
-        assert engine.reloads[-1].diff.removed == ("s1",)
+        assert result.diff.removed == ("s1",)
         assert sorted(engine.pipeline.camera_ids()) == ["s2", "y1"]
         assert watch.until(lambda: len(watch.tracks("y1", since=idx)) >= 5)
         assert not watch.tracks("s1", since=idx), "tracks of a disabled camera after the change"
@@ -99,8 +118,8 @@ def test_store_cameras_follow_the_api(vtest, run_dir, tmp_path):
         s2_before = engine.pipeline.stream_stats("s2")
         doubled = {"homography": [[0.04, 0, 0], [0, 0.04, 0], [0, 0, 1]]}
         store.cameras.update("s2", geometry={"calibration": doubled})
-        _announce(run_dir, watch, ("s2",), "api: camera changed")
-        assert [c.camera_id for c in engine.reloads[-1].diff.recalibrated] == ["s2"]
+        _, _, result = _announce(run_dir, watch, engine, ("s2",), "api: camera changed")
+        assert [c.camera_id for c in result.diff.recalibrated] == ["s2"]
         assert engine.pipeline.stream_stats("s2")["reconnects"] == s2_before["reconnects"] == 0
 
         # A store that cannot be opened at a reload: refused, the running set kept, and the
