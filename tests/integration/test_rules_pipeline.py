@@ -117,19 +117,12 @@ def vtest_run(model: str) -> oracle.ClipRun:
     return oracle.run_clip(oracle.VTEST, oracle.VTEST_GEOMETRY, model, cam="vtest")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: the traffic model, trained on rendered scenes only, sees a truck over "
-    "the grass of the real clip and the stopped-vehicle rule fires (docs/incidents.md); strict: "
-    "this test turns red the day it passes, so the mark goes",
-)
 def test_vtest_no_vehicle_incident_with_synthetic_traffic(vtest: Path) -> None:
     """Real footage through the model trained on rendered scenes: any false vehicle it sees on
-    the walkway reaches the rules. Measured 2026-11-27, it does not hold: stopped_vehicle on
-    walk.e at 40.8 s, a "truck" box over the grass and parking at the top left (track 60, 221
-    frames, score 0.37-0.59) whose bottom lies on the walkway's edge; 69 vehicle tracks over
-    the 795 frames (the model before: congestion at 71.6 s from people seen as motorcycles and
-    kerb bollards as a car and a bus, 521 vehicle tracks): docs/incidents.md."""
+    the walkway reaches the rules. The file of 2026-11-27 failed this (a "truck" over the grass
+    whose bottom lay on the walkway: stopped_vehicle at 40.8 s; 69 vehicle tracks); the file of
+    2026-11-28 (55 more minutes of training) passes: 15 short vehicle tracks, no incident
+    (docs/incidents.md)."""
     assert vtest == oracle.VTEST
     run = vtest_run(MODEL)
     assert run.frames == 795
