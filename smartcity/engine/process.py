@@ -79,14 +79,9 @@ class StoreCameras:
 
     def describe(self) -> str:
         """Where the store is, for messages (never the database password)."""
-        if self.url:
-            from smartcity.store.engine import redact
+        from smartcity.store.engine import describe_store
 
-            try:
-                return redact(self.url)
-            except Exception:  # noqa: BLE001 - not even a URL
-                return "an unparsable database URL"
-        return f"data_dir {self.data_dir}"
+        return describe_store(self.url, self.data_dir)
 
 
 @dataclass(frozen=True)
@@ -270,22 +265,6 @@ def _parse_store_block(v: Any, base_dir: Path | None) -> StoreCameras | None:
     return StoreCameras(data_dir=folder, url=url, defaults=dict(defaults))
 
 
-def _store_problem(e: BaseException, block: StoreCameras) -> str:
-    """An error of the store in words (its first line), without the database password."""
-    text = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-    if block.url:
-        text = text.replace(block.url, block.describe())
-        try:
-            from sqlalchemy.engine import make_url
-
-            password = make_url(block.url).password
-        except Exception:  # noqa: BLE001 - not a URL: nothing more to hide
-            password = None
-        if password:
-            text = text.replace(str(password), "***")
-    return text
-
-
 def open_store(block: StoreCameras) -> Store:
     """The store of a `cameras_from_store` block (Store.open: url, else $SMARTCITY_DB_URL, else
     SQLite in data_dir); EngineConfigError, without the database password, when it cannot be."""
@@ -294,9 +273,11 @@ def open_store(block: StoreCameras) -> Store:
     try:
         return Store.open(block.url, data_dir=block.data_dir)
     except Exception as e:  # noqa: BLE001 - any failure of the database is reported as such
+        from smartcity.store.engine import store_problem
+
         raise EngineConfigError(
             f"cameras_from_store: cannot open the store ({block.describe()}): "
-            f"{_store_problem(e, block)}"
+            f"{store_problem(e, block.url)}"
         ) from None
 
 
@@ -310,9 +291,11 @@ def read_store_cameras(
     try:
         records = store.cameras.list(enabled=True)
     except Exception as e:  # noqa: BLE001 - any failure of the database is reported as such
+        from smartcity.store.engine import store_problem
+
         raise EngineConfigError(
             f"cameras_from_store: cannot read the cameras of the store ({block.describe()}): "
-            f"{_store_problem(e, block)}"
+            f"{store_problem(e, block.url)}"
         ) from None
     cameras, problems = [], []
     for rec in records:

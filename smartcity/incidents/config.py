@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy.engine import make_url
 
 from smartcity.incidents.evidence import EvidenceSettings
 from smartcity.incidents.geometry import CameraGeometry, GeometryError, parse_camera_geometry
@@ -27,7 +26,7 @@ from smartcity.incidents.rules.base import parse_settings
 from smartcity.incidents.rules.camera_health import CameraHealthConfigError, CameraHealthSettings
 from smartcity.incidents.rules.ruleset import RULES, RuleSet
 from smartcity.store import CameraRecord, Store
-from smartcity.store.engine import redact
+from smartcity.store.engine import describe_store, store_problem
 from smartcity.store.retention import RetentionPolicy
 
 
@@ -61,12 +60,7 @@ class StoreCameras:
 
     def describe(self) -> str:
         """Where the store is, for messages (never the database password)."""
-        if self.url:
-            try:
-                return redact(self.url)
-            except Exception:  # noqa: BLE001 - not even a URL
-                return "an unparsable database URL"
-        return f"data_dir {self.data_dir}"
+        return describe_store(self.url, self.data_dir)
 
 
 @dataclass(frozen=True)
@@ -276,20 +270,6 @@ def _store_block(v: Any, base_dir: Path | None) -> StoreCameras | None:
     )
 
 
-def _store_problem(e: BaseException, block: StoreCameras) -> str:
-    """An error of the store in words (its first line), without the database password."""
-    text = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-    if block.url:
-        text = text.replace(block.url, block.describe())
-        try:
-            password = make_url(block.url).password
-        except Exception:  # noqa: BLE001 - not a URL: nothing more to hide
-            password = None
-        if password:
-            text = text.replace(str(password), "***")
-    return text
-
-
 def open_store(block: StoreCameras) -> Store:
     """The store of a `cameras_from_store` block; IncidentsConfigError (no password in it) when
     it cannot be opened."""
@@ -298,7 +278,7 @@ def open_store(block: StoreCameras) -> Store:
     except Exception as e:  # noqa: BLE001 - any failure of the database is reported as such
         raise IncidentsConfigError(
             f"cameras_from_store: cannot open the store ({block.describe()}): "
-            f"{_store_problem(e, block)}"
+            f"{store_problem(e, block.url)}"
         ) from None
 
 
@@ -358,7 +338,7 @@ def with_store_cameras(
     except Exception as e:  # noqa: BLE001 - any failure of the database is reported as such
         raise IncidentsConfigError(
             f"cameras_from_store: cannot read the cameras of the store ({block.describe()}): "
-            f"{_store_problem(e, block)}"
+            f"{store_problem(e, block.url)}"
         ) from None
     cameras, problems = [], []
     for rec in records:

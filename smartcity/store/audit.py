@@ -46,26 +46,18 @@ class AuditRecord:
     hash: str | None
 
 
-def record_hash(
-    prev: str,
-    *,
-    actor: str,
-    action: str,
-    target: str | None,
-    at: datetime,
-    ip: str | None,
-    outcome: str,
-    data: dict[str, Any] | None,
-) -> str:
+def record_hash(prev: str, row: Any) -> str:
+    """sha256 over `prev` and the canonical JSON of an audit row's fields (a model row or an
+    AuditRecord: anything with actor, action, target, at, ip, outcome, data)."""
     body = json.dumps(
         {
-            "actor": actor,
-            "action": action,
-            "target": target,
-            "at": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "ip": ip,
-            "outcome": outcome,
-            "data": data,
+            "actor": row.actor,
+            "action": row.action,
+            "target": row.target,
+            "at": row.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "ip": row.ip,
+            "outcome": row.outcome,
+            "data": row.data,
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -127,17 +119,8 @@ class AuditRepository:
                 outcome=outcome,
                 data=payload,
                 prev_hash=prev,
-                hash=record_hash(
-                    prev,
-                    actor=actor,
-                    action=action,
-                    target=target,
-                    at=when,
-                    ip=ip,
-                    outcome=outcome,
-                    data=payload,
-                ),
             )
+            row.hash = record_hash(prev, row)
             s.add(row)
             s.flush()
             return _rec(row)
@@ -191,16 +174,7 @@ class AuditRepository:
                             f"audit row {r.id}: chains onto {r.prev_hash!r}, the row before it "
                             f"ends in {prev!r} (a row was deleted or inserted before it)"
                         )
-                    want = record_hash(
-                        r.prev_hash or GENESIS,
-                        actor=r.actor,
-                        action=r.action,
-                        target=r.target,
-                        at=r.at,
-                        ip=r.ip,
-                        outcome=r.outcome,
-                        data=r.data,
-                    )
+                    want = record_hash(r.prev_hash or GENESIS, r)
                     if r.hash != want:
                         problems.append(f"audit row {r.id}: contents changed (hash mismatch)")
                     prev = r.hash or ""

@@ -42,6 +42,30 @@ def redact(url: str | URL) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def describe_store(url: str | None, data_dir: str | os.PathLike[str] | None) -> str:
+    """Where a store is, for messages: its URL without the password, or its data directory."""
+    if url:
+        try:
+            return redact(url)
+        except Exception:  # noqa: BLE001 - not even a URL
+            return "an unparsable database URL"
+    return f"data_dir {data_dir}"
+
+
+def store_problem(e: BaseException, url: str | None) -> str:
+    """An error of the store in words (its first line), without the database password."""
+    text = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    if url:
+        text = text.replace(url, describe_store(url, None))
+        try:
+            password = make_url(url).password
+        except Exception:  # noqa: BLE001 - not a URL: nothing more to hide
+            password = None
+        if password:
+            text = text.replace(str(password), "***")
+    return text
+
+
 def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
     u = make_url(url)
     backend = u.get_backend_name()

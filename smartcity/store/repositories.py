@@ -254,7 +254,7 @@ class CameraRepository:
 _INCIDENT_COLS = tuple(m.Incident.__table__.columns)
 
 
-def _incident_row(row: Any) -> IncidentRecord:
+def _incident(row: Any) -> IncidentRecord:
     """An IncidentRecord from an ORM object or a Core row of every incidents column."""
     return IncidentRecord(
         id=row.id,
@@ -276,10 +276,6 @@ def _incident_row(row: Any) -> IncidentRecord:
         assigned_to=row.assigned_to,
         count=row.count,
     )
-
-
-def _incident(row: m.Incident) -> IncidentRecord:
-    return _incident_row(row)
 
 
 def _event(row: m.IncidentEvent) -> EventRecord:
@@ -506,7 +502,7 @@ class IncidentRepository:
         with self._store.read() as s:
             # plain rows, not ORM objects: a page is read-only (2.4 -> ~1 ms a page)
             conn = s.connection()  # Core execution: no ORM statement machinery
-            rows = [_incident_row(r) for r in conn.execute(q.with_only_columns(*_INCIDENT_COLS))]
+            rows = [_incident(r) for r in conn.execute(q.with_only_columns(*_INCIDENT_COLS))]
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = encode_cursor(rows[-1].opened_at, rows[-1].id) if more else None

@@ -19,11 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from smartcity import _core
 from smartcity.store import models as m
 from smartcity.store.accounts import KEEP, _cams
 from smartcity.store.errors import InvalidInputError, InvalidTransitionError, NotFoundError
@@ -82,15 +83,12 @@ class DeliveryRecord:
 
 
 def redact_url(url: str) -> str:
-    """The URL without user:password@ (for logs and API answers)."""
+    """The URL without user:password@ (for logs and API answers): the core's redact_url."""
     try:
-        parts = urlsplit(url)
+        urlsplit(url)
     except ValueError:
         return "<unparsable url>"
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, parts.fragment))
+    return _core.redact_url(url)
 
 
 def validate_url(url: Any) -> str:

@@ -23,15 +23,28 @@ from tests.support.api import Api, make_api, make_served, password
 
 
 @pytest.fixture
-def bus_api(tmp_path: Path, run_dir: Path) -> Iterator[tuple[Api, Publisher]]:
+def bus(run_dir: Path) -> Iterator[Publisher]:
+    """A broker in run_dir and a publisher on it (what the engine and incidents service are)."""
     broker = Broker(run_dir).start()
     pub = Publisher(publisher_endpoint(run_dir))
     try:
-        for a in make_api(tmp_path, run_dir=str(run_dir)):
-            yield a, pub
+        yield pub
     finally:
         pub.close()
         broker.stop()
+
+
+@pytest.fixture
+def bus_api(tmp_path: Path, run_dir: Path, bus: Publisher) -> Iterator[tuple[Api, Publisher]]:
+    for a in make_api(tmp_path, run_dir=str(run_dir)):
+        yield a, bus
+
+
+def _token(url: str, user: str) -> str:
+    import httpx
+
+    r = httpx.post(f"{url}/api/v1/auth/token", json={"username": user, "password": password(user)})
+    return str(r.json()["token"])
 
 
 def _opened(api: Api, pub: Publisher, camera: str, type: str = "wrong_way") -> str:
@@ -95,51 +108,43 @@ def test_websocket_gets_incidents_filtered_and_scoped(bus_api) -> None:
     assert hidden
 
 
-def test_sse_fallback_delivers(tmp_path: Path, run_dir: Path) -> None:
+def test_sse_fallback_delivers(tmp_path: Path, run_dir: Path, bus: Publisher) -> None:
     """Over a real socket (the test client buffers whole answers; an event stream never ends)."""
     import httpx
 
-    broker = Broker(run_dir).start()
-    pub = Publisher(publisher_endpoint(run_dir))
-    try:
-        for srv, store in make_served(tmp_path, run_dir=str(run_dir)):
-            tok = httpx.post(f"{srv.url}/api/v1/auth/token",
-                             json={"username": "viewer", "password": password("viewer")}
-                             ).json()["token"]  # fmt: skip
-            iid = store.incidents.create(type="crash", camera_id="cam2", key="k",
-                                         severity="critical").id  # fmt: skip
-            ev = IncidentEvent(type="crash", seq=0, id=iid, cam="cam2", state="open",
-                               t_ns=time.time_ns())  # fmt: skip
-            got: list[str] = []
-            url = f"{srv.url}/api/v1/live/events?types=incident.opened.*"
-            auth = {"Authorization": f"Bearer {tok}"}
-            with httpx.stream("GET", url, headers=auth, timeout=20) as r:
-                assert r.status_code == 200
-                assert r.headers["content-type"].startswith("text/event-stream")
-                lines = r.iter_lines()
+    for srv, store in make_served(tmp_path, run_dir=str(run_dir)):
+        tok = _token(srv.url, "viewer")
+        iid = store.incidents.create(type="crash", camera_id="cam2", key="k",
+                                     severity="critical").id  # fmt: skip
+        ev = IncidentEvent(type="crash", seq=0, id=iid, cam="cam2", state="open",
+                           t_ns=time.time_ns())  # fmt: skip
+        got: list[str] = []
+        url = f"{srv.url}/api/v1/live/events?types=incident.opened.*"
+        auth = {"Authorization": f"Bearer {tok}"}
+        with httpx.stream("GET", url, headers=auth, timeout=20) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            lines = r.iter_lines()
+            for line in lines:
+                if line.startswith("event: hello"):
+                    break
+            stop = threading.Event()
+
+            def keep_publishing(stop: threading.Event, ev: IncidentEvent) -> None:
+                while not stop.wait(0.1):  # until the API's SUB socket has joined
+                    bus.publish(ev)
+
+            t = threading.Thread(target=keep_publishing, args=(stop, ev), daemon=True)
+            t.start()
+            try:
                 for line in lines:
-                    if line.startswith("event: hello"):
+                    got.append(line)
+                    if line.startswith("data:") and iid in line:
                         break
-                stop = threading.Event()
-
-                def keep_publishing(stop: threading.Event, ev: IncidentEvent) -> None:
-                    while not stop.wait(0.1):  # until the API's SUB socket has joined
-                        pub.publish(ev)
-
-                t = threading.Thread(target=keep_publishing, args=(stop, ev), daemon=True)
-                t.start()
-                try:
-                    for line in lines:
-                        got.append(line)
-                        if line.startswith("data:") and iid in line:
-                            break
-                finally:
-                    stop.set()
-                    t.join()
-            assert "event: incident.opened.crash" in got
-    finally:
-        pub.close()
-        broker.stop()
+            finally:
+                stop.set()
+                t.join()
+        assert "event: incident.opened.crash" in got
 
 
 def test_camera_change_is_announced_on_the_bus(bus_api, run_dir: Path) -> None:
@@ -242,7 +247,9 @@ class _FakePipeline:
                 "t_ns": time.time_ns()}  # fmt: skip
 
 
-def test_live_picture_with_tracks_drawn_and_mjpeg(tmp_path: Path, run_dir: Path) -> None:
+def test_live_picture_with_tracks_drawn_and_mjpeg(
+    tmp_path: Path, run_dir: Path, bus: Publisher
+) -> None:
     import cv2
     import httpx
     import numpy as np
@@ -251,14 +258,10 @@ def test_live_picture_with_tracks_drawn_and_mjpeg(tmp_path: Path, run_dir: Path)
     from smartcity.bus.evidence import evidence_endpoint
     from smartcity.engine.evidence import EvidenceServer
 
-    broker = Broker(run_dir).start()
-    pub = Publisher(publisher_endpoint(run_dir))
     server = EvidenceServer(_FakePipeline(), evidence_endpoint(run_dir)).start()
     try:
         for srv, _store in make_served(tmp_path, run_dir=str(run_dir), mjpeg_fps=10.0):
-            tok = httpx.post(f"{srv.url}/api/v1/auth/token",
-                             json={"username": "viewer", "password": password("viewer")}
-                             ).json()["token"]  # fmt: skip
+            tok = _token(srv.url, "viewer")
             auth = {"Authorization": f"Bearer {tok}"}
             tracks = TracksEvent(
                 cam="cam1", seq=0, frame=42, pts=4.2, t_ns=time.time_ns(), w=320, h=240,
@@ -268,7 +271,7 @@ def test_live_picture_with_tracks_drawn_and_mjpeg(tmp_path: Path, run_dir: Path)
             )  # fmt: skip
             deadline = time.monotonic() + 20
             while True:  # until the API's bus thread has the tracks of that frame
-                pub.publish(tracks)
+                bus.publish(tracks)
                 r = httpx.get(f"{srv.url}/api/v1/live/cameras/cam1/snapshot.jpg", headers=auth)
                 assert r.status_code == 200, r.text
                 img = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
@@ -294,45 +297,34 @@ def test_live_picture_with_tracks_drawn_and_mjpeg(tmp_path: Path, run_dir: Path)
             assert frames >= 2
     finally:
         server.stop()
-        pub.close()
-        broker.stop()
 
 
-def test_websocket_over_uvicorn(tmp_path: Path, run_dir: Path) -> None:
+def test_websocket_over_uvicorn(tmp_path: Path, run_dir: Path, bus: Publisher) -> None:
     """The live feed through a real server (the test client above does not go through
     uvicorn's WebSocket protocol, which needs the `websockets` package)."""
-    import httpx
     from websockets.sync.client import connect
 
-    broker = Broker(run_dir).start()
-    pub = Publisher(publisher_endpoint(run_dir))
-    try:
-        for srv, store in make_served(tmp_path, run_dir=str(run_dir)):
-            tok = httpx.post(f"{srv.url}/api/v1/auth/token",
-                             json={"username": "viewer", "password": password("viewer")}
-                             ).json()["token"]  # fmt: skip
-            url = srv.url.replace("http://", "ws://") + "/api/v1/live/ws?types=incident.*"
-            with connect(url, additional_headers={"Authorization": f"Bearer {tok}"}) as ws:
-                assert json.loads(ws.recv(timeout=10))["type"] == "hello"
-                iid = store.incidents.create(type="speeding", camera_id="cam1", key="k",
-                                             severity="medium").id  # fmt: skip
-                ev = IncidentEvent(type="speeding", seq=0, id=iid, cam="cam1", state="open",
-                                   t_ns=time.time_ns())  # fmt: skip
-                deadline = time.monotonic() + 20
-                while True:  # until the API's SUB socket has joined the broker
-                    pub.publish(ev)
-                    try:
-                        msg = json.loads(ws.recv(timeout=0.2))
-                        break
-                    except TimeoutError:
-                        assert time.monotonic() < deadline, "no event over the WebSocket"
-                assert msg["type"] == "incident.opened.speeding" and msg["data"]["id"] == iid
-            # without credentials the upgrade is refused
-            import websockets
+    for srv, store in make_served(tmp_path, run_dir=str(run_dir)):
+        tok = _token(srv.url, "viewer")
+        url = srv.url.replace("http://", "ws://") + "/api/v1/live/ws?types=incident.*"
+        with connect(url, additional_headers={"Authorization": f"Bearer {tok}"}) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+            iid = store.incidents.create(type="speeding", camera_id="cam1", key="k",
+                                         severity="medium").id  # fmt: skip
+            ev = IncidentEvent(type="speeding", seq=0, id=iid, cam="cam1", state="open",
+                               t_ns=time.time_ns())  # fmt: skip
+            deadline = time.monotonic() + 20
+            while True:  # until the API's SUB socket has joined the broker
+                bus.publish(ev)
+                try:
+                    msg = json.loads(ws.recv(timeout=0.2))
+                    break
+                except TimeoutError:
+                    assert time.monotonic() < deadline, "no event over the WebSocket"
+            assert msg["type"] == "incident.opened.speeding" and msg["data"]["id"] == iid
+        # without credentials the upgrade is refused
+        import websockets
 
-            with pytest.raises(websockets.exceptions.WebSocketException):
-                with connect(url) as ws:
-                    ws.recv(timeout=5)
-    finally:
-        pub.close()
-        broker.stop()
+        with pytest.raises(websockets.exceptions.WebSocketException):
+            with connect(url) as ws:
+                ws.recv(timeout=5)

@@ -72,7 +72,8 @@ class Api:
         return r.id
 
 
-def make_api(tmp_path: Path, hub: Hub | None = None, **settings: Any) -> Iterator[Api]:
+def _seeded_store(tmp_path: Path) -> tuple[Path, Store]:
+    """A fresh store under tmp_path/data with the USERS and two cameras (cam1, cam2)."""
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     store = Store.open(data_dir=data)
@@ -80,6 +81,11 @@ def make_api(tmp_path: Path, hub: Hub | None = None, **settings: Any) -> Iterato
         store.users.add(name, _hash(name), role, cameras=cams)
     for cam in ("cam1", "cam2"):
         store.cameras.add(cam, f"Camera {cam}", f"rtsp://user:secret@10.0.0.{cam[-1]}/live")
+    return data, store
+
+
+def make_api(tmp_path: Path, hub: Hub | None = None, **settings: Any) -> Iterator[Api]:
+    data, store = _seeded_store(tmp_path)
     app = create_app(ApiSettings(data_dir=str(data), **settings), store=store, hub=hub)
     try:
         with TestClient(app) as client:
@@ -132,13 +138,7 @@ class ServedApi:
 
 def make_served(tmp_path: Path, **settings: Any) -> Iterator[tuple[ServedApi, Store]]:
     """Like make_api, but served over HTTP; yields (served, store)."""
-    data = tmp_path / "data"
-    data.mkdir(exist_ok=True)
-    store = Store.open(data_dir=data)
-    for name, (role, cams) in USERS.items():
-        store.users.add(name, _hash(name), role, cameras=cams)
-    for cam in ("cam1", "cam2"):
-        store.cameras.add(cam, f"Camera {cam}", f"rtsp://user:secret@10.0.0.{cam[-1]}/live")
+    data, store = _seeded_store(tmp_path)
     app = create_app(ApiSettings(data_dir=str(data), **settings), store=store)
     try:
         with ServedApi(app) as served:

@@ -5,12 +5,13 @@ without a restart."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from litestar import Controller, delete, get, patch, post
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from smartcity import redact_url  # the core's: user:password@ -> ***@
 from smartcity.api.domain.cameras import schemas as s
 from smartcity.api.domain.common import AnyRequest, audit, principal, store, visible_camera
 from smartcity.engine.process import URL_SCHEMES
@@ -19,20 +20,6 @@ from smartcity.store import CameraRecord
 
 #: what the engine accepts (smartcity/engine/process.py URL_SCHEMES) and local files
 ALLOWED_SCHEMES = (*URL_SCHEMES, "file")
-
-
-def redact_url(url: str) -> str:
-    """The URL without user name and password (never returned, never logged)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(unparsable URL)"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, ""))
 
 
 def _check_url(url: str) -> None:
