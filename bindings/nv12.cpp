@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "exports.hpp"
+#include "smartcity/hwdecode.hpp"
 
 namespace py = pybind11;
 
@@ -75,6 +76,17 @@ void ExportNv12(py::module_& m) {
 #endif
       },
       "Visible CUDA devices (0 in builds without CUDA).");
+  m.def(
+      "gpu_decode",
+      [] {
+        std::string why;
+        const bool ok = CudaDecodeAvailable(&why);
+        py::dict d;
+        d["available"] = ok;
+        d["reason"] = ok ? std::string("NVDEC through FFmpeg's CUDA hwaccel") : why;
+        return d;
+      },
+      "Whether streams with hwaccel auto or cuda can decode on the GPU here, and why not.");
 }
 
 }  // namespace smartcity::bindings

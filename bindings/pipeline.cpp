@@ -40,6 +40,8 @@ py::dict StatsDict(const StreamStatsSnapshot& s) {
   d["width"] = s.width;
   d["height"] = s.height;
   d["codec"] = s.codec;
+  d["decoder"] = s.decoder;
+  d["hwaccel_note"] = s.hwaccel_note;
   d["uptime_s"] = s.uptime_s;
   return d;
 }

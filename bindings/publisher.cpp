@@ -61,6 +61,8 @@ StreamStatsSnapshot SnapshotFromDict(const py::dict& d) {
   s.width = Get<int>(d, "width", 0);
   s.height = Get<int>(d, "height", 0);
   s.codec = Get<std::string>(d, "codec", "");
+  s.decoder = Get<std::string>(d, "decoder", "");
+  s.hwaccel_note = Get<std::string>(d, "hwaccel_note", "");
   s.uptime_s = Get<double>(d, "uptime_s", 0.0);
   return s;
 }

@@ -87,6 +87,10 @@ def nv12_to_tensor(
 def cuda_device_count() -> int:
     """Visible CUDA devices (0 in builds without CUDA)."""
 
+def gpu_decode() -> dict[str, Any]:
+    """{"available": bool, "reason": str}: whether streams with hwaccel auto or cuda can decode
+    on the GPU here (a codec or size NVDEC refuses still falls back per stream), and why not."""
+
 class StreamConfig:
     """One camera's ingest settings. ValueError naming the field for a bad value."""
 
@@ -107,6 +111,8 @@ class StreamConfig:
         backoff_max_s: float = 30.0,
         pre_event_s: float = 10.0,
         decoder_threads: int = 1,
+        hwaccel: str = "none",
+        hw_device: int = 0,
     ) -> None: ...
     @property
     def camera_id(self) -> str: ...
@@ -137,6 +143,11 @@ class StreamConfig:
     def pre_event_s(self) -> float: ...
     @property
     def decoder_threads(self) -> int: ...
+    @property
+    def hwaccel(self) -> str:
+        """none | auto | cuda: decode on the GPU (NVDEC) where possible."""
+    @property
+    def hw_device(self) -> int: ...
 
 class Batch:
     """Frames of several streams in one tensor (a view of the core's buffer).

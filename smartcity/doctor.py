@@ -198,14 +198,16 @@ def decisions(checks: list[Check], data_dir: Path, url: str | None) -> list[str]
         out.append(f"inference: {name} ({why.split('; ')[0].split(', ', 1)[-1]})")
     except Exception as e:  # noqa: BLE001 - reported
         out.append(f"inference: none available ({e})")
-    hw = next((c for c in checks if c.name == "hardware decoders"), None)
-    gpu = next((c for c in checks if c.name == "GPUs"), None)
-    if hw is not None and "cuvid" in hw.detail and gpu is not None and gpu.status == OK:
+    from smartcity import _core
+
+    gpu_decode = _core.gpu_decode()
+    if gpu_decode["available"]:
         out.append(
-            "decode: NVDEC is present (hwaccel not wired in yet: CPU decode, docs/engine.md)"
+            "decode: NVDEC on the GPU for streams with hwaccel auto or cuda (the engine's"
+            " default is auto), falling back to the CPU per stream (docs/engine.md)"
         )
     else:
-        out.append("decode: FFmpeg on the CPU (no NVDEC decoder or no GPU)")
+        out.append(f"decode: FFmpeg on the CPU ({gpu_decode['reason']})")
     from smartcity.store.engine import redact
 
     given = url or os.environ.get("SMARTCITY_DB_URL")

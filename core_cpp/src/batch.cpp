@@ -5,6 +5,10 @@
 #include <cstring>
 #include <stdexcept>
 
+#ifdef SMARTCITY_WITH_CUDA
+#include "smartcity/nv12.hpp"  // cuda::AllocPinnedHost
+#endif
+
 namespace smartcity {
 
 const char* DTypeName(DType d) { return d == DType::kFloat32 ? "float32" : "uint8"; }
@@ -35,9 +39,22 @@ Batcher::Batcher(TensorLayout layout, int capacity, int buffers)
     throw std::invalid_argument("buffers must be in 2..16, got " + std::to_string(buffers));
   const size_t bytes = layout_.SlotBytes() * static_cast<size_t>(capacity);
   const size_t aligned = (bytes + 63) / 64 * 64;
+#ifdef SMARTCITY_WITH_CUDA
+  // Where a GPU is visible, page-locked buffers: GPU-decoded frames reach their slots (and
+  // inference on the GPU reads them) by DMA at full speed.
+  [[maybe_unused]] const bool pinned = cuda::DeviceCount() > 0;
+#else
+  [[maybe_unused]] const bool pinned = false;
+#endif
   for (int i = 0; i < buffers; ++i) {
     auto b = std::make_unique<BatchBuffer>();
-    b->data = static_cast<uint8_t*>(std::aligned_alloc(64, aligned));
+#ifdef SMARTCITY_WITH_CUDA
+    if (pinned) {
+      b->data = static_cast<uint8_t*>(cuda::AllocPinnedHost(aligned));
+      b->pinned = b->data != nullptr;
+    }
+#endif
+    if (!b->data) b->data = static_cast<uint8_t*>(std::aligned_alloc(64, aligned));
     if (!b->data) throw std::bad_alloc();
     std::memset(b->data, 0, aligned);  // fault the pages in now, not in the video path
     b->meta.resize(capacity);
@@ -46,7 +63,15 @@ Batcher::Batcher(TensorLayout layout, int capacity, int buffers)
 }
 
 Batcher::~Batcher() {
-  for (auto& b : buffers_) std::free(b->data);
+  for (auto& b : buffers_) {
+#ifdef SMARTCITY_WITH_CUDA
+    if (b->pinned) {
+      cuda::FreePinnedHost(b->data);
+      continue;
+    }
+#endif
+    std::free(b->data);
+  }
 }
 
 bool Batcher::Acquire(SlotTicket* ticket, bool block, const std::atomic<bool>* stop) {

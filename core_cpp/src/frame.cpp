@@ -61,8 +61,14 @@ const char* PixFmtName(int fmt) {
 FrameConverter::CachedSws::~CachedSws() { sws_freeContext(ctx); }
 
 SwsContext* FrameConverter::CachedSws::Get(const AVFrame* f, int dst_w, int dst_h, int dst_fmt, ResizeFilter filter) {
-  const int k[7] = {
-      f->width, f->height, f->format, dst_w, dst_h, dst_fmt, SwsColorspace(f) * 2 + (IsFullRange(f) ? 1 : 0)};
+  const int k[8] = {f->width,
+                    f->height,
+                    f->format,
+                    dst_w,
+                    dst_h,
+                    dst_fmt,
+                    SwsColorspace(f) * 2 + (IsFullRange(f) ? 1 : 0),
+                    static_cast<int>(filter)};
   if (ctx && std::equal(k, k + 8, key)) return ctx;
   sws_freeContext(ctx);
   int flags = SWS_BILINEAR;

@@ -160,6 +160,58 @@ void Nv12ToTensorU8(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& p
   Launch(d_y, d_uv, params, d_dst_slot, stream, "cuda::Nv12ToTensorU8");
 }
 
+void ActivateDevice(int device) {
+  ThrowOnError(cudaSetDevice(device), "cudaSetDevice");
+  ThrowOnError(cudaFree(nullptr), "cudaFree(0) (activating the primary context)");
+}
+
+void* AllocPinnedHost(size_t bytes) {
+  void* p = nullptr;
+  if (cudaMallocHost(&p, bytes) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return nullptr;
+  }
+  return p;
+}
+
+void FreePinnedHost(void* p) {
+  if (p) cudaFreeHost(p);
+}
+
+DeviceSlotWriter::~DeviceSlotWriter() {
+  if (d_buf_) cudaFree(d_buf_);
+  if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+void DeviceSlotWriter::Write(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, bool u8,
+                             void* host_slot) {
+  ValidateNv12Params(params);
+  if (host_slot == nullptr) throw std::invalid_argument("DeviceSlotWriter::Write: null host slot");
+  ThrowOnError(cudaSetDevice(device_), "cudaSetDevice");
+  if (!stream_) {
+    cudaStream_t s = nullptr;
+    ThrowOnError(cudaStreamCreate(&s), "cudaStreamCreate");
+    stream_ = s;
+  }
+  const auto stream = static_cast<cudaStream_t>(stream_);
+  const size_t bytes = 3 * static_cast<size_t>(params.dst_w) * params.dst_h * (u8 ? 1 : sizeof(float));
+  if (bytes > bytes_) {
+    if (d_buf_) cudaFree(d_buf_);
+    d_buf_ = nullptr;
+    bytes_ = 0;
+    ThrowOnError(cudaMalloc(&d_buf_, bytes), "cudaMalloc (slot staging buffer)");
+    bytes_ = bytes;
+  }
+  if (u8) {
+    Nv12ToTensorU8(d_y, d_uv, params, static_cast<uint8_t*>(d_buf_), stream);
+  } else {
+    Nv12ToTensor(d_y, d_uv, params, static_cast<float*>(d_buf_), stream);
+  }
+  ThrowOnError(cudaMemcpyAsync(host_slot, d_buf_, bytes, cudaMemcpyDeviceToHost, stream),
+               "cudaMemcpyAsync (slot to host)");
+  ThrowOnError(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+}
+
 void Nv12ToTensorFromHost(const uint8_t* y, const uint8_t* uv, const Nv12Params& params, float* dst_slot) {
   ValidateNv12Params(params);
   const size_t y_bytes = static_cast<size_t>(Nv12YPitch(params)) * params.src_h;

@@ -78,7 +78,7 @@ std::string EncodeHealth(const std::string& camera, uint64_t seq, const StreamSt
                          const HealthExtras& extras, uint64_t bus_sent, uint64_t bus_dropped) {
   msgpack::sbuffer buf(512);
   msgpack::packer<msgpack::sbuffer> pk(buf);
-  pk.pack_map(28);
+  pk.pack_map(30);
   Field(pk, "v", kBusSchemaVersion);
   Field(pk, "cam", camera);
   Field(pk, "seq", seq);
@@ -107,6 +107,8 @@ std::string EncodeHealth(const std::string& camera, uint64_t seq, const StreamSt
   Field(pk, "width", s.width);
   Field(pk, "height", s.height);
   Field(pk, "codec", s.codec);
+  Field(pk, "decoder", s.decoder);
+  Field(pk, "hwaccel_note", s.hwaccel_note);
   Field(pk, "uptime_s", s.uptime_s);
   Field(pk, "infer_ms", extras.infer_ms);
   Field(pk, "track_ms", extras.track_ms);

@@ -91,6 +91,8 @@ void StreamConfig::Validate() const {
     bad("pre_event_s must be in 0..600, got " + std::to_string(pre_event_s));
   if (decoder_threads < 0 || decoder_threads > 64)
     bad("decoder_threads must be in 0..64, got " + std::to_string(decoder_threads));
+  ParseHwAccel(hwaccel);
+  if (hw_device < 0 || hw_device > 63) bad("hw_device must be in 0..63, got " + std::to_string(hw_device));
 }
 
 // Everything one connection owns; freed when the session ends.
@@ -99,6 +101,8 @@ struct Stream::Session {
   AVCodecContext* dec = nullptr;
   AVPacket* pkt = nullptr;
   AVFrame* frame = nullptr;
+  AVBufferRef* hw_device = nullptr;  // the CUDA device when decoding on the GPU
+  bool hw_refused = false;           // set by the get_format callback when the GPU refused the stream
   int video_index = -1;
   double time_base = 0;
   bool is_file = true;
@@ -115,6 +119,7 @@ struct Stream::Session {
     av_frame_free(&frame);
     av_packet_free(&pkt);
     avcodec_free_context(&dec);
+    av_buffer_unref(&hw_device);
     avformat_close_input(&fmt);
   }
 };
@@ -133,6 +138,7 @@ Stream::~Stream() {
   RequestStop();
   Join();
   av_frame_free(&latest_);
+  av_frame_free(&host_frame_);
 }
 
 void Stream::Start() {
@@ -285,8 +291,32 @@ Stream::End Stream::RunSession(Session& s) {
   if (!config_.decode_only && config_.analyze_fps > 0 && source_fps > 0 && config_.analyze_fps * 4 <= source_fps) {
     s.dec->skip_frame = AVDISCARD_NONREF;
   }
+  const HwAccel hwaccel = ParseHwAccel(config_.hwaccel);
+  std::string hw_note;
+  if (hwaccel != HwAccel::kNone) {
+    hw_note = AttachCudaDecoder(codec, s.dec, config_.hw_device, &s.hw_device, &s.hw_refused);
+  }
   ret = avcodec_open2(s.dec, codec, nullptr);
+  if (ret < 0 && s.hw_device) {
+    // The GPU decoder did not open: the same decoder on the CPU.
+    hw_note = std::string("the GPU decoder did not open: ") + AvError(ret);
+    avcodec_free_context(&s.dec);
+    av_buffer_unref(&s.hw_device);
+    s.dec = avcodec_alloc_context3(codec);
+    if (!s.dec) return Fail(End::kRetry, "out of memory");
+    avcodec_parameters_to_context(s.dec, st->codecpar);
+    s.dec->thread_count = config_.decoder_threads;
+    s.dec->pkt_timebase = st->time_base;
+    if (!config_.decode_only && config_.analyze_fps > 0 && source_fps > 0 && config_.analyze_fps * 4 <= source_fps) {
+      s.dec->skip_frame = AVDISCARD_NONREF;
+    }
+    ret = avcodec_open2(s.dec, codec, nullptr);
+  }
   if (ret < 0) return Fail(End::kFatal, std::string("cannot open the ") + codec->name + " decoder: " + AvError(ret));
+  if (hwaccel != HwAccel::kNone) {
+    SetDecoder("cpu", hw_note);  // until the first GPU frame says otherwise
+    if (hwaccel == HwAccel::kCuda && !hw_note.empty()) last_error_.Set("decoding on the CPU: " + hw_note);
+  }
   {
     std::lock_guard<std::mutex> lock(info_mu_);
     codec_ = codec->name;
@@ -408,7 +438,26 @@ bool Stream::ShouldSample(double t) {
   return true;
 }
 
+void Stream::SetDecoder(const char* decoder, const std::string& note) {
+  std::lock_guard<std::mutex> lock(info_mu_);
+  decoder_ = decoder;
+  hwaccel_note_ = note;
+}
+
 void Stream::HandleFrame(Session& s, AVFrame* frame) {
+  if (!s.got_frame && s.hw_device) {
+    // The first frame tells whether the GPU took the stream.
+    if (IsCudaFrame(frame)) {
+      SetDecoder("nvdec", "");
+    } else {
+      const std::string note = s.hw_refused
+                                   ? "the GPU decoder refused this stream (profile, size or no decoder session left; "
+                                     "FFmpeg's log says which)"
+                                   : "the decoder gave software frames";
+      SetDecoder("cpu", note);
+      if (ParseHwAccel(config_.hwaccel) == HwAccel::kCuda) last_error_.Set("decoding on the CPU: " + note);
+    }
+  }
   s.got_frame = true;
   counters_.Add(counters_.frames_decoded);
   counters_.last_frame_ns.store(SteadyNowNs(), std::memory_order_relaxed);
@@ -446,8 +495,7 @@ void Stream::HandleFrame(Session& s, AVFrame* frame) {
   m.pts_s = t;
   m.capture_wall_ns = capture_ns;
   try {
-    // The slot still holds the frame written there before, and so its padding, when that one was valid.
-    m.geometry = converter_->ToSlot(frame, ticket.data, m.valid ? &m.geometry : nullptr);
+    ToSlot(frame, ticket.data, &m);
     m.valid = true;
   } catch (const std::exception& e) {
     converter_->FillPad(ticket.data);
@@ -457,6 +505,24 @@ void Stream::HandleFrame(Session& s, AVFrame* frame) {
   }
   counters_.convert_time.Record((SteadyNowNs() - t0) / 1e9);
   batcher_->Commit(ticket);
+}
+
+void Stream::ToSlot(AVFrame* frame, uint8_t* slot, SlotMeta* m) {
+  if (IsCudaFrame(frame)) {
+    if (CudaFrameSwFormat(frame) == AV_PIX_FMT_NV12) {
+      if (!cuda_converter_)
+        cuda_converter_ = std::make_unique<CudaSlotConverter>(batcher_->layout(), config_.hw_device);
+      m->geometry = cuda_converter_->ToSlot(frame, slot);
+      return;
+    }
+    // 10-bit and other layouts the kernel does not take: through host memory.
+    if (!host_frame_) host_frame_ = av_frame_alloc();
+    if (!host_frame_) throw std::runtime_error("out of memory");
+    DownloadFrame(frame, host_frame_);
+    frame = host_frame_;
+  }
+  // The slot still holds the frame written there before, and so its padding, when that one was valid.
+  m->geometry = converter_->ToSlot(frame, slot, m->valid ? &m->geometry : nullptr);
 }
 
 bool Stream::LatestFrameBgr(std::vector<uint8_t>* bgr, int* width, int* height, int64_t* frame_number, double* pts_s,
@@ -471,6 +537,16 @@ bool Stream::LatestFrameBgr(std::vector<uint8_t>* bgr, int* width, int* height, 
     *frame_number = latest_number_;
     if (pts_s) *pts_s = latest_pts_s_;
     if (capture_ns) *capture_ns = latest_capture_ns_;
+  }
+  if (IsCudaFrame(ref.get())) {
+    std::unique_ptr<AVFrame, void (*)(AVFrame*)> host(av_frame_alloc(), [](AVFrame* f) { av_frame_free(&f); });
+    if (!host) return false;
+    try {
+      DownloadFrame(ref.get(), host.get());
+    } catch (const std::exception&) {
+      return false;
+    }
+    ref = std::move(host);
   }
   std::lock_guard<std::mutex> lock(bgr_mu_);
   if (!bgr_converter_) bgr_converter_ = std::make_unique<FrameConverter>(TensorLayout{});
@@ -504,6 +580,8 @@ StreamStatsSnapshot Stream::Stats() const {
   s.uptime_s = SecondsSince(started_ns_);
   std::lock_guard<std::mutex> lock(info_mu_);
   s.codec = codec_;
+  s.decoder = decoder_;
+  s.hwaccel_note = hwaccel_note_;
   s.width = width_;
   s.height = height_;
   s.source_fps = source_fps_;

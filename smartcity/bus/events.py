@@ -98,6 +98,8 @@ class HealthEvent(msgspec.Struct, frozen=True, kw_only=True):
     width: int = 0
     height: int = 0
     codec: str = ""
+    decoder: str = ""
+    hwaccel_note: str = ""
     uptime_s: float = 0.0
     infer_ms: float = 0.0
     track_ms: float = 0.0

@@ -65,6 +65,7 @@ class CameraSettings:
     loop: bool = False
     realtime: bool = False
     image_to_ground: tuple[tuple[float, ...], ...] | None = None
+    hwaccel: str | None = None  # none | auto | cuda; None: the engine's `hwaccel`
     from_store: bool = False  # a camera of the store (cameras_from_store), not of the YAML
 
 
@@ -97,6 +98,8 @@ class EngineSettings:
     backend: str = "auto"  # auto | tensorrt | onnxruntime-cuda | onnxruntime (docs/detection.md)
     engine_cache: Path | None = None  # TensorRT engines (None: ~/.cache/smartcity/engines)
     cameras_from_store: StoreCameras | None = None  # the store's cameras run too (None: none)
+    hwaccel: str = "auto"  # none | auto | cuda: NVDEC decoding (docs/engine.md)
+    hw_device: int = 0  # CUDA device index for decoding
 
 
 _TRACKING_KEYS = {"track_thresh", "match_thresh", "track_buffer", "speed_window_s"}
@@ -109,11 +112,14 @@ _CAMERA_KEYS = {
     "realtime",
     "image_to_ground",
     "calibration",
+    "hwaccel",
 }
+#: `hwaccel` values: where the camera's video is decoded (docs/engine.md).
+HWACCEL_CHOICES = ("none", "auto", "cuda")
 _CAMERA_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: Engine settings a store camera takes from `cameras_from_store.defaults` (the rest is the
 #: store's: id, url, geometry.calibration).
-STORE_DEFAULT_KEYS = {"analyze_fps", "rtsp_transport", "loop", "realtime"}
+STORE_DEFAULT_KEYS = {"analyze_fps", "rtsp_transport", "loop", "realtime", "hwaccel"}
 #: Store camera URLs that name no stream: rows the incidents service writes for the cameras of
 #: its own file ("engine:<id>") and the appliance's system camera ("internal:appliance").
 PLACEHOLDER_URLS = ("engine:", "internal:")
@@ -182,6 +188,9 @@ def _parse_camera(
     transport = c.get("rtsp_transport", "tcp")
     if transport not in ("tcp", "udp"):
         raise bad("rtsp_transport", f"must be 'tcp' or 'udp', got {transport!r}")
+    hwaccel = c.get("hwaccel")
+    if hwaccel is not None and hwaccel not in HWACCEL_CHOICES:
+        raise bad("hwaccel", f"must be one of {', '.join(HWACCEL_CHOICES)}, got {hwaccel!r}")
     h = c.get("image_to_ground")
     if h is not None:
         arr = np.asarray(h, dtype=object)
@@ -222,6 +231,7 @@ def _parse_camera(
         loop=c.get("loop", False),
         realtime=c.get("realtime", False),
         image_to_ground=h,
+        hwaccel=hwaccel,
     )
 
 
@@ -357,6 +367,8 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
         "backend",
         "engine_cache",
         "cameras_from_store",
+        "hwaccel",
+        "hw_device",
     }
     if unknown:
         raise EngineConfigError(f"{sorted(unknown)[0]}: unknown field")
@@ -412,6 +424,11 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
     backend = data.get("backend", "auto")
     if backend not in CHOICES:
         raise EngineConfigError(f"backend: must be one of {', '.join(CHOICES)}, got {backend!r}")
+    hwaccel = data.get("hwaccel", "auto")
+    if hwaccel not in HWACCEL_CHOICES:
+        raise EngineConfigError(
+            f"hwaccel: must be one of {', '.join(HWACCEL_CHOICES)}, got {hwaccel!r}"
+        )
     cache = data.get("engine_cache")
     if cache is not None and (not isinstance(cache, str) or not cache):
         raise EngineConfigError("engine_cache: must be a folder path")
@@ -432,6 +449,8 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
         backend=backend,
         engine_cache=cache_dir,
         cameras_from_store=store_block,
+        hwaccel=hwaccel,
+        hw_device=int(_number("hw_device", data.get("hw_device", 0), 0, 63)),
     )
 
 
@@ -592,6 +611,8 @@ class Engine:
                 rtsp_transport=cam.rtsp_transport,
                 loop=cam.loop,
                 realtime=cam.realtime,
+                hwaccel=cam.hwaccel or self.settings.hwaccel,
+                hw_device=self.settings.hw_device,
             )
         )
         if cam.image_to_ground is not None:

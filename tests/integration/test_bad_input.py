@@ -180,6 +180,8 @@ def test_failed_streams_end_their_threads_and_do_not_spin(tmp_path, media, make_
         ("backoff_initial_s", 0.0),
         ("pre_event_s", -1.0),
         ("decoder_threads", -1),
+        ("hwaccel", "gpu"),
+        ("hw_device", -1),
     ],
 )
 def test_bad_config_value_names_the_field(field, value):

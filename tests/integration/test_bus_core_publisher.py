@@ -76,6 +76,8 @@ def test_tracks_and_health_from_the_core(broker):
             "packets": 123,
             "frames_decoded": 120,
             "codec": "h264",
+            "decoder": "cpu",
+            "hwaccel_note": "no CUDA device is visible",
             "last_frame_age_s": None,
             "width": 768,
             "decode_p99_ms": 2.5,
@@ -111,6 +113,7 @@ def test_tracks_and_health_from_the_core(broker):
             "h264",
         )
         assert health.last_frame_age_s is None and health.decode_p99_ms == 2.5
+        assert (health.decoder, health.hwaccel_note) == ("cpu", "no CUDA device is visible")
         assert (health.infer_ms, health.track_ms) == (7.25, 0.5)
         assert health.bus_sent == pub.sent - 1 and health.bus_dropped == 0
         assert sub.stats["tracks.cam-a"].gaps == 0

@@ -111,6 +111,9 @@ def test_engine_publishes_tracks_and_health(vtest, run_dir):
         ({"max_batch": 0}, "max_batch"),
         ({"tracking": {"speed": 1}}, "tracking.speed"),
         ({"colour": "red"}, "colour"),
+        ({"hwaccel": "nvdec"}, "hwaccel"),
+        ({"hw_device": -1}, "hw_device"),
+        ({"cameras": [{"id": "a", "url": str(VTEST), "hwaccel": "gpu"}]}, "cameras[0].hwaccel"),
     ],
 )
 def test_bad_engine_config_names_the_field(vtest, patch, field):

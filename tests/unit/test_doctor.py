@@ -26,6 +26,12 @@ def test_report_on_this_machine(tmp_path) -> None:
     assert rep["ok"] is True
     assert any(d.startswith("inference: onnxruntime") for d in rep["decisions"])
     assert any("embedded default" in d for d in rep["decisions"])
+    from smartcity import _core
+
+    if not _core.gpu_decode()["available"]:  # this machine: no GPU, so the reason is given
+        assert any(
+            d.startswith("decode: FFmpeg on the CPU (") and "CUDA" in d for d in rep["decisions"]
+        )
 
 
 def test_unwritable_data_dir_fails(tmp_path, capsys) -> None:

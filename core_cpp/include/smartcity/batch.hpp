@@ -60,6 +60,7 @@ class Batcher;
 struct BatchBuffer {
   enum class State { kFree, kFilling, kClosing, kLeased };
   uint8_t* data = nullptr;
+  bool pinned = false;  // page-locked (cudaMallocHost) where a GPU is visible
   std::vector<SlotMeta> meta;
   int acquired = 0;
   int committed = 0;

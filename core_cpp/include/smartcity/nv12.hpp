@@ -19,6 +19,7 @@
 // This header needs neither CUDA nor FFmpeg headers.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -117,6 +118,41 @@ int DeviceCount();
 void Nv12ToTensor(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, float* d_dst_slot, void* stream);
 void Nv12ToTensorU8(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, uint8_t* d_dst_slot,
                     void* stream);
+
+// Converts NV12 frames that lie in device memory (NVDEC's output) into a slot in host memory:
+// the kernel writes a device staging buffer (kept between frames), then one copy brings the
+// slot (3 x dst_h x dst_w values, about 1-5 MB) to the host. Synchronous; one per stream thread.
+// Runs on a CUDA stream of its own, created blocking: it waits for work queued before on the
+// legacy default stream, where FFmpeg's NVDEC copies its frames when the decoder runs in the
+// runtime's primary context (smartcity/hwdecode.hpp hands FFmpeg that context), and it does
+// not wait for the other streams' writers.
+class DeviceSlotWriter {
+ public:
+  explicit DeviceSlotWriter(int device = 0) : device_(device) {}
+  ~DeviceSlotWriter();
+  DeviceSlotWriter(const DeviceSlotWriter&) = delete;
+  DeviceSlotWriter& operator=(const DeviceSlotWriter&) = delete;
+
+  // u8: the slot holds uint8 values (Nv12ToTensorU8), else float32. Throws std::invalid_argument
+  // on bad params, std::runtime_error with the CUDA error when a call fails.
+  void Write(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, bool u8, void* host_slot);
+
+ private:
+  int device_ = 0;
+  void* stream_ = nullptr;  // cudaStream_t
+  void* d_buf_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Makes `device` current on this thread and its primary context (the CUDA runtime's, shared by
+// every library of the process that uses the runtime) active. Throws std::runtime_error.
+void ActivateDevice(int device);
+
+// Page-locked host memory (cudaMallocHost): copies from the device into it run at full DMA
+// speed, without the driver's staging through pageable memory. nullptr when it cannot be had
+// (no device, out of memory). Free with FreePinnedHost.
+void* AllocPinnedHost(size_t bytes);
+void FreePinnedHost(void* p);
 
 // Test and tooling helper: copies host planes to the device, runs Nv12ToTensor, copies the slot
 // back to dst_slot (host). Synchronous.

@@ -50,6 +50,8 @@ struct StreamStatsSnapshot {
   int width = 0;
   int height = 0;
   std::string codec;
+  std::string decoder;       // cpu | nvdec
+  std::string hwaccel_note;  // why the GPU is not decoding, when hwaccel asked for it
   double uptime_s = 0;
 };
 

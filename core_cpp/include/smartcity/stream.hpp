@@ -14,6 +14,7 @@
 
 #include "smartcity/batch.hpp"
 #include "smartcity/frame.hpp"
+#include "smartcity/hwdecode.hpp"
 #include "smartcity/packet_ring.hpp"
 #include "smartcity/stats.hpp"
 
@@ -34,8 +35,10 @@ struct StreamConfig {
   double stall_timeout_s = 10;  // no packet for this long: reconnect
   double backoff_initial_s = 1;
   double backoff_max_s = 30;
-  double pre_event_s = 10;  // seconds of packets kept for evidence; 0 = none
-  int decoder_threads = 1;  // 0 = FFmpeg's choice
+  double pre_event_s = 10;       // seconds of packets kept for evidence; 0 = none
+  int decoder_threads = 1;       // 0 = FFmpeg's choice
+  std::string hwaccel = "none";  // none | auto | cuda: decode on the GPU (smartcity/hwdecode.hpp)
+  int hw_device = 0;             // CUDA device index for hwaccel
 
   void Validate() const;  // throws std::invalid_argument naming the bad field
 };
@@ -76,6 +79,8 @@ class Stream {
   End RunSession(Session& s);
   End Fail(End kind, const std::string& message);
   void HandleFrame(Session& s, AVFrame* frame);
+  void ToSlot(AVFrame* frame, uint8_t* slot, SlotMeta* meta);
+  void SetDecoder(const char* decoder, const std::string& note);
   bool ShouldSample(double t);
   bool SleepFor(double seconds);  // false when stopped meanwhile
   void SetState(StreamState st) { counters_.state.store(static_cast<int>(st), std::memory_order_relaxed); }
@@ -84,6 +89,8 @@ class Stream {
   const std::string display_url_;
   std::shared_ptr<Batcher> batcher_;
   std::unique_ptr<FrameConverter> converter_;
+  std::unique_ptr<CudaSlotConverter> cuda_converter_;  // made at the first GPU frame
+  AVFrame* host_frame_ = nullptr;                      // scratch: GPU frames the kernel does not take
   PacketRing ring_;
   StreamCounters counters_;
   ErrorSlot last_error_;
@@ -107,6 +114,8 @@ class Stream {
   int width_ = 0;
   int height_ = 0;
   double source_fps_ = 0;
+  std::string decoder_ = "cpu";  // cpu | nvdec: where the last frame was decoded
+  std::string hwaccel_note_;     // why the GPU is not decoding, when hwaccel asked for it
 
   // Latest sampled frame (a reference, converted to BGR on request).
   mutable std::mutex latest_mu_;
