@@ -57,6 +57,20 @@ STOP_GRACE_S = 7.0
 STOP_KILL_WAIT_S = 1.0
 CRASH_LOOP_TYPE = "service_crash_loop"
 LOG_FILE_MODE = 0o640
+#: The log file when log.file is not set: <data_dir>/smartcity.log; it is rotated at
+#: log.max_mb (smartcity.log -> .1 -> ... -> .<keep>, the oldest dropped).
+DEFAULT_LOG_NAME = "smartcity.log"
+DEFAULT_LOG_MAX_MB = 20.0
+DEFAULT_LOG_KEEP = 5
+#: Told to the api it starts: the appliance file (backups) and the log file (the logs view).
+APPLIANCE_CONFIG_ENV = "SMARTCITY_APPLIANCE_CONFIG"
+LOG_FILE_ENV = "SMARTCITY_LOG_FILE"
+#: The control socket in the run directory (unix stream socket, 0600): one JSON request line,
+#: one JSON answer line. {"op": "restart", "service": NAME} -> {"ok": true, "service", "pid"}
+#: or {"ok": false, "error": "..."}.
+CONTROL_NAME = "control"
+CONTROL_MAX_BYTES = 4096
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 ONE_TIME_PASSWORD_HIDDEN = "[the one-time password is shown on the console only]"
 
 
@@ -76,9 +90,11 @@ class RestartPolicy:
 
 @dataclass(frozen=True)
 class LogSettings:
-    file: Path | None = None
+    file: Path | None = None  # appliance.yaml: <data_dir>/smartcity.log when not set
     level: str = "info"
     console: bool = True
+    max_mb: float = DEFAULT_LOG_MAX_MB  # rotate when the file reaches this size ...
+    keep: int = DEFAULT_LOG_KEEP  # ... keeping this many older files
 
 
 @dataclass(frozen=True)
@@ -167,16 +183,21 @@ def _restart(v: Any) -> RestartPolicy:
     return policy
 
 
-def _log(v: Any, base: Path) -> LogSettings:
-    d = _mapping(v, "log", {"file", "level", "console"})
+def _log(v: Any, base: Path, data_dir: Path) -> LogSettings:
+    d = _mapping(v, "log", {"file", "level", "console", "max_mb", "keep"})
     level = d.get("level", "info")
     if level not in LEVELS:
         raise ApplianceConfigError(f"log.level: must be one of {', '.join(LEVELS)}, got {level!r}")
     f = d.get("file")
+    keep = d.get("keep", DEFAULT_LOG_KEEP)
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= 100:
+        raise ApplianceConfigError(f"log.keep: must be a whole number from 1 to 100, got {keep!r}")
     return LogSettings(
-        file=None if f is None else _path(f, "log.file", base),
+        file=data_dir / DEFAULT_LOG_NAME if f is None else _path(f, "log.file", base),
         level=level,
         console=_bool(d.get("console", True), "log.console"),
+        max_mb=_number(d.get("max_mb", DEFAULT_LOG_MAX_MB), "log.max_mb"),
+        keep=keep,
     )
 
 
@@ -268,7 +289,7 @@ def parse_appliance_config(data: Any, path: str | os.PathLike[str]) -> Appliance
         data_dir=data_dir,
         run_dir=run_dir,
         db_url=db_url,
-        log=_log(d.get("log"), base),
+        log=_log(d.get("log"), base, data_dir),
         services=_services(d.get("services"), base, bool(stand_ins)),
         api=api,
         restart=_restart(d.get("restart")),
@@ -374,7 +395,11 @@ def _now_iso(t: float) -> str:
 
 class LogStream:
     """One stream of records for the supervisor and its children: JSON lines to `file`
-    (appended, created 0640) and a readable form to `console`. Thread-safe."""
+    (appended, created 0640) and a readable form to `console`. Thread-safe.
+
+    The file is rotated when it reaches `max_bytes` (None: never): `file` becomes `file.1`,
+    `file.1` becomes `file.2` ... up to `file.<keep>`, and a new `file` is started. A record is
+    never split between two files."""
 
     def __init__(
         self,
@@ -382,19 +407,55 @@ class LogStream:
         *,
         level: str = "info",
         console: TextIO | None = None,
+        max_bytes: int | None = None,
+        keep: int = DEFAULT_LOG_KEEP,
     ) -> None:
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
         self._min = LEVELS.index(level)
         self._lock = threading.Lock()
         self._console = console
         self._file: IO[bytes] | None = None
         self.path = Path(file) if file is not None else None
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self._size = 0
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_FILE_MODE)
-            self._file = os.fdopen(fd, "ab", buffering=0)
+            self._open()
         self._file_failed = False
+        self._rotate_failed = False
+
+    def _open(self) -> None:
+        assert self.path is not None
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_FILE_MODE)
+        self._file = os.fdopen(fd, "ab", buffering=0)
+        self._size = os.fstat(fd).st_size
+
+    def _rotate(self) -> None:
+        """Under the lock, after a write took the file to max_bytes or more."""
+        assert self.path is not None and self._file is not None
+        try:
+            self._size = os.fstat(self._file.fileno()).st_size  # logrotate may have truncated
+            if self.max_bytes is None or self._size < self.max_bytes:
+                return
+            self._file.close()
+            self._file = None
+            for i in range(self.keep - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{i}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        except OSError as e:
+            if not self._rotate_failed:  # say so once; the file keeps growing
+                self._rotate_failed = True
+                print(f"smartcity run: log file {self.path}: cannot rotate: {e}", file=sys.stderr)
+        if self._file is None:
+            self._open()
 
     def emit(
         self,
@@ -427,6 +488,9 @@ class LogStream:
             if self._file is not None and not self._file_failed:
                 try:
                     self._file.write(data)
+                    self._size += len(data)
+                    if self.max_bytes is not None and self._size >= self.max_bytes:
+                        self._rotate()
                 except OSError as e:  # disk full: say so once, keep the console going
                     self._file_failed = True
                     print(f"smartcity run: log file {self.path}: {e}", file=sys.stderr)
@@ -484,7 +548,10 @@ def services_for(cfg: ApplianceConfig) -> list[Service]:
             out.append(Service(name, argv, reload=name == "engine"))
     if cfg.services["api"].enabled:
         argv = (*py, "api", "--config", str(cfg.path), "--data-dir", str(cfg.data_dir))
-        out.append(Service("api", (*argv, "--run-dir", run_dir)))
+        env = {APPLIANCE_CONFIG_ENV: str(cfg.path)}
+        if cfg.log.file is not None:
+            env[LOG_FILE_ENV] = str(cfg.log.file)
+        out.append(Service("api", (*argv, "--run-dir", run_dir), env=env))
     return out
 
 
@@ -497,6 +564,7 @@ class ServiceStatus:
     crash_loop: bool
     delays: tuple[float, ...]  # the restart delays chosen so far, in order
     pids: tuple[int, ...]  # every process started, in order
+    requested_restarts: int = 0  # restarts asked for on the control socket (not in `restarts`)
 
 
 @dataclass(frozen=True)
@@ -524,6 +592,10 @@ class _Child:
     last_lines: deque[str] = field(default_factory=lambda: deque(maxlen=LAST_LINES))
     delays: list[float] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
+    restart_requested: bool = False
+    stop_sent_at: float | None = None  # SIGTERM sent for a requested restart
+    killed: bool = False
+    requested_restarts: int = 0
 
 
 def _exit_text(rc: int | None) -> str:
@@ -679,6 +751,84 @@ def record_crash_loop(store: Any, crash: CrashLoop) -> tuple[Any, str]:
     raise RuntimeError(f"the {CRASH_LOOP_TYPE} incident of {key} kept changing state")
 
 
+class _Control:
+    """The control socket: a unix stream socket in the run directory (0600; the run directory
+    is 0700 and the supervisor's user's), one request per connection, served on a thread."""
+
+    def __init__(self, path: Path, handler: Any, log: LogStream, timeout_s: float = 2.0) -> None:
+        self.path, self._handler, self._log, self._timeout_s = path, handler, log, timeout_s
+        self._stop = threading.Event()
+        self._sock: Any = None
+        self._thread = threading.Thread(target=self._run, name="control", daemon=True)
+
+    def start(self) -> None:
+        import socket
+        import stat
+
+        try:  # a socket left by a supervisor that was killed
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        sock.listen(8)
+        sock.settimeout(0.2)
+        self._sock = sock
+        self._thread.start()
+        self._log.emit(SUPERVISOR, "info", f"control socket {self.path}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+        if self._sock is not None:
+            self._sock.close()
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                try:
+                    self._one(conn)
+                except (OSError, ValueError) as e:  # a client gone, a bad request
+                    self._log.emit(SUPERVISOR, "warning", f"control socket: {e}")
+
+    def _one(self, conn: Any) -> None:
+        conn.settimeout(self._timeout_s)
+        data = b""
+        while b"\n" not in data and len(data) <= CONTROL_MAX_BYTES:
+            chunk = conn.recv(CONTROL_MAX_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        if len(data) > CONTROL_MAX_BYTES:
+            answer: dict[str, Any] = {
+                "ok": False,
+                "error": f"the request is longer than {CONTROL_MAX_BYTES} bytes",
+            }
+        else:
+            try:
+                req = json.loads(data.split(b"\n", 1)[0].decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                answer = {"ok": False, "error": f"the request is not JSON: {e}"}
+            else:
+                answer = self._handler(req)
+        conn.sendall(json.dumps(answer).encode() + b"\n")
+
+
 # ---------------------------------------------------------------------------------- supervisor
 class Supervisor:
     """Runs the broker and keeps `services` running until stopped.
@@ -698,6 +848,7 @@ class Supervisor:
         log: LogStream | None = None,
         poll_s: float = 0.05,
         stop_grace_s: float = STOP_GRACE_S,
+        control: bool = True,
     ) -> None:
         names = [s.name for s in services]
         if len(set(names)) != len(names) or SUPERVISOR in names:
@@ -714,6 +865,8 @@ class Supervisor:
         self._broker: Any = None
         self._reporter: _Reporter | None = None
         self._reload = threading.Event()
+        self._control: _Control | None = None
+        self.control = control
         self.started = threading.Event()
         self.stop_seconds: float | None = None  # how long the last stop took
 
@@ -740,9 +893,36 @@ class Supervisor:
                     crash_loop=c.crash_loop,
                     delays=tuple(c.delays),
                     pids=tuple(c.pids),
+                    requested_restarts=c.requested_restarts,
                 )
                 for c in self._children
             }
+
+    def request_restart(self, name: str) -> dict[str, Any]:
+        """Stop the service (SIGTERM, SIGKILL after stop_grace_s) and start it again at once,
+        without a backoff delay and without counting it as an exit (the control socket's
+        `restart`). Thread-safe; the supervision loop does the work."""
+        with self._lock:
+            c = next((c for c in self._children if c.service.name == name), None)
+            if c is None:
+                known = ", ".join(c.service.name for c in self._children) or "none"
+                return {"ok": False, "error": f"no service {name!r} (supervised: {known})"}
+            c.restart_requested = True
+            pid = c.proc.pid if c.proc is not None else None
+        self.log.emit(SUPERVISOR, "info", f"restart of {name} requested")
+        return {"ok": True, "service": name, "pid": pid}
+
+    def control_request(self, req: Any) -> dict[str, Any]:
+        """One control-socket request (untrusted: checked here)."""
+        if not isinstance(req, dict):
+            return {"ok": False, "error": "the request must be a JSON object"}
+        op = req.get("op")
+        if op != "restart":
+            return {"ok": False, "error": f"op: unknown operation {op!r} (known: restart)"}
+        name = req.get("service")
+        if not isinstance(name, str) or not _SERVICE_NAME.fullmatch(name):
+            return {"ok": False, "error": "service: a name of 1-32 letters, digits, _ or -"}
+        return self.request_restart(name)
 
     def request_reload(self) -> None:
         """Pass SIGHUP on to the services marked `reload` (the engine); safe in a signal
@@ -775,6 +955,13 @@ class Supervisor:
         )
         self._reporter = _Reporter(self.run_dir, self.data_dir, self.db_url, self.log)
         self._reporter.start()
+        if self.control:
+            control = _Control(self.run_dir / CONTROL_NAME, self.control_request, self.log)
+            try:
+                control.start()
+                self._control = control
+            except OSError as e:  # restarts from the admin page are lost, nothing else
+                self.log.emit(SUPERVISOR, "error", f"no control socket {control.path}: {e}")
         names = ", ".join(c.service.name for c in self._children) or "none"
         self.log.emit(SUPERVISOR, "info", f"supervising {names}")
         self.started.set()
@@ -858,6 +1045,9 @@ class Supervisor:
 
     def _stop(self) -> None:
         t0 = time.monotonic()
+        if self._control is not None:
+            self._control.stop()
+            self._control = None
         deadline = t0 + self.stop_grace_s
         running = [c for c in self._children if c.proc is not None and c.proc.poll() is None]
         for c in running:
@@ -921,6 +1111,7 @@ class Supervisor:
             if c.proc is not None:
                 rc = c.proc.poll()
                 if rc is None:
+                    self._requested_stop(c, now)
                     if reload and c.service.reload:
                         self.log.emit(SUPERVISOR, "info", f"SIGHUP passed to {c.service.name}")
                         _killpg(c.proc.pid, signal.SIGHUP)
@@ -929,9 +1120,53 @@ class Supervisor:
                         self._stable(c)
                     continue
                 self._reap(c, 1.0)
-                self._exited(c, rc, now)
-            elif now >= c.next_start:
+                if c.restart_requested:
+                    self._stopped_on_request(c, rc, now)
+                else:
+                    self._exited(c, rc, now)
+            elif now >= c.next_start or c.restart_requested:
+                with self._lock:
+                    c.restart_requested = False
                 self._spawn(c, now)
+
+    def _requested_stop(self, c: _Child, now: float) -> None:
+        """A running child whose restart was asked for: SIGTERM, then SIGKILL after the grace."""
+        assert c.proc is not None
+        if not c.restart_requested:
+            return
+        if c.stop_sent_at is None:
+            self.log.emit(
+                SUPERVISOR, "info", f"stopping {c.service.name} (pid {c.proc.pid}) to restart it"
+            )
+            _killpg(c.proc.pid, signal.SIGTERM)
+            c.stop_sent_at = now
+        elif not c.killed and now - c.stop_sent_at >= self.stop_grace_s:
+            self.log.emit(
+                SUPERVISOR,
+                "warning",
+                f"{c.service.name} (pid {c.proc.pid}) did not stop within "
+                f"{self.stop_grace_s:g} s: killed",
+            )
+            _killpg(c.proc.pid, signal.SIGKILL)
+            c.killed = True
+
+    def _stopped_on_request(self, c: _Child, rc: int | None, now: float) -> None:
+        """Started again on the next tick: no backoff, not an exit of the crash-loop count."""
+        with self._lock:
+            pid = c.proc.pid if c.proc is not None else None
+            c.proc = None
+            c.readers = []
+            c.last_exit_code = rc
+            c.restart_requested = False
+            c.stop_sent_at = None
+            c.killed = False
+            c.requested_restarts += 1
+            c.next_start = now
+        self.log.emit(
+            SUPERVISOR,
+            "info",
+            f"{c.service.name} (pid {pid}) {_exit_text(rc)} on request; starting it again",
+        )
 
     def _stable(self, c: _Child) -> None:
         if c.crash_loop:
@@ -1033,7 +1268,11 @@ def main(args: argparse.Namespace) -> int:
         return 0
     try:
         log = LogStream(
-            cfg.log.file, level=cfg.log.level, console=sys.stdout if cfg.log.console else None
+            cfg.log.file,
+            level=cfg.log.level,
+            console=sys.stdout if cfg.log.console else None,
+            max_bytes=int(cfg.log.max_mb * 1024 * 1024),
+            keep=cfg.log.keep,
         )
     except OSError as e:
         print(f"smartcity run: log.file: {e}", file=sys.stderr)

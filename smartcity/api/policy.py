@@ -65,6 +65,11 @@ PERMISSIONS: dict[str, Permission] = {
     "users.manage": _p((ADMIN,), None),
     "keys.manage": _p((ADMIN,), None),
     "audit.read": _p((ADMIN,), "audit:read"),
+    "system.logs": _p((MAINT, ADMIN), "logs:read"),
+    "system.models": _p((MAINT, ADMIN), "system:read"),
+    "system.control": _p((ADMIN,), None),  # restart a service: people only
+    # the database with every password and key hash: people only, never a key
+    "system.backup": _p((ADMIN,), None),
 }
 
 SCOPES = tuple(sorted({p.scope for p in PERMISSIONS.values() if p.scope}))

@@ -6,206 +6,16 @@ Screenshots of each page go to build/screenshots/."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from smartcity.bus import Broker, HealthEvent, IncidentEvent, Publisher
-from smartcity.bus.sockets import publisher_endpoint
-from smartcity.store import Store
-from tests.support.api import make_served, password
+from smartcity.bus import IncidentEvent
+from tests.browser.support import LOCATIONS, Stack, clip, login, shot, until, wait_js
 
 pytestmark = pytest.mark.browser
-
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "build" / "screenshots"
-VTEST = ROOT / "tests" / "media" / "vtest-h264.mp4"
-#: Debian's chromium; Ubuntu 24.04's deb is a snap shim (/snap/bin/chromium, chromium-browser)
-CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/snap/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--headless"]
-CAMERAS = ("cam1", "cam2", "cam3")
-LOCATIONS = {"cam1": (-6.2000, 106.8166), "cam2": (-6.2100, 106.8300)}
-
-
-def chromium() -> str:
-    for p in [os.environ.get("SMARTCITY_CHROMIUM"), *CHROMIUM]:
-        if p and os.access(p, os.X_OK):
-            return p
-    pytest.fail(
-        "the browser tests need Chromium at /usr/bin/chromium (Debian: apt-get install chromium, "
-        "see appliance/system-packages.sh; or set SMARTCITY_CHROMIUM)"
-    )
-
-
-class _FakePipeline:
-    """The engine's evidence server reads the latest frame of a camera: a grey 640x360 frame with
-    a stripe per camera, so that each tile shows something."""
-
-    def snapshot(self, cam: str) -> dict[str, Any] | None:
-        import numpy as np
-
-        if cam not in CAMERAS:
-            return None
-        img = np.full((360, 640, 3), 90, np.uint8)
-        k = CAMERAS.index(cam)
-        img[40 + 60 * k : 80 + 60 * k, :, 1] = 200
-        return {"image": img, "frame": 1, "pts": 0.1, "t_ns": time.time_ns()}
-
-
-@dataclass
-class Stack:
-    url: str
-    store: Store
-    pub: Publisher
-
-    def health(self, cam: str, state: str = "running") -> None:
-        self.pub.publish(HealthEvent(cam=cam, seq=0, t_ns=time.time_ns(), state=state,
-                                     source_fps=10.0, infer_ms=12.0))  # fmt: skip
-
-
-def _seed(store: Store) -> None:
-    """Six hours of 15-minute counts on cam1's line and crashes around both cameras, for the
-    traffic chart and the hotspot map."""
-    from datetime import UTC, datetime, timedelta
-
-    from smartcity.store import BucketRecord
-    from smartcity.store.crashes import CrashRow
-
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    start = now - timedelta(minutes=now.minute % 15) - timedelta(hours=6)
-    store.traffic.upsert(
-        BucketRecord(camera_id="cam1", source_kind="line", source_name="gate", period="15m",
-                     start=start + timedelta(minutes=15 * i), cls="all", direction=d,
-                     count=20 + (i * 7) % 30 + (5 if d == "in" else 0), los="ABCDEF"[i % 6])
-        for i in range(24)
-        for d in ("in", "out")
-    )  # fmt: skip
-    crashes = []
-    for k, (lat, lon) in enumerate(LOCATIONS.values()):
-        for i in range(6 + 6 * k):
-            crashes.append(CrashRow(occurred_at=now - timedelta(days=3 + i), severity="serious",
-                                    latitude=lat + 0.0004 * (i % 3), longitude=lon + 0.0003 * i,
-                                    road="Jl. Sudirman"))  # fmt: skip
-    store.crashes.add_many(crashes, source="police-2026.csv")
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    from smartcity.bus.evidence import evidence_endpoint
-    from smartcity.engine.evidence import EvidenceServer
-
-    run_dir = Path(tempfile.mkdtemp(prefix="sc-", dir="/tmp"))  # ipc:// paths stay short
-    tmp = Path(tempfile.mkdtemp(prefix="sc-browser-"))
-    broker = Broker(run_dir).start()
-    pub = Publisher(publisher_endpoint(run_dir))
-    server = EvidenceServer(_FakePipeline(), evidence_endpoint(run_dir)).start()
-    served = make_served(tmp, run_dir=str(run_dir), mjpeg_fps=4.0, login_per_minute=1000)
-    try:
-        srv, store = next(served)
-        for cam, (lat, lon) in LOCATIONS.items():
-            store.cameras.update(cam, geometry={"location": {"latitude": lat, "longitude": lon}})
-        _seed(store)
-        yield Stack(url=srv.url, store=store, pub=pub)
-    finally:
-        next(served, None)
-        server.stop()
-        pub.close()
-        broker.stop()
-        for p in run_dir.iterdir():
-            p.unlink()
-        run_dir.rmdir()
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import Error, sync_playwright
-
-    exe = chromium()
-    with sync_playwright() as pw:
-        try:
-            b = pw.chromium.launch(executable_path=exe, args=ARGS, headless=True)
-        except Error as e:
-            pytest.fail(f"Chromium at {exe} does not start: {e}")
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="en-US")
-    pg = ctx.new_page()
-    problems: list[str] = []
-    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    try:
-        yield pg
-    finally:
-        ctx.close()
-    # a page script that fails or a picture the CSP blocks shows up as a console error
-    assert not [p for p in problems if "Content Security Policy" in p or "page error" in p], (
-        problems
-    )
-
-
-def wait_js(page: Any, expr: str, timeout: float = 10.0) -> None:
-    """Until the expression is true in the page. (Playwright's wait_for_function evaluates a
-    string with eval, which the pages' Content-Security-Policy rightly refuses.)"""
-    from playwright.sync_api import Error
-
-    def check() -> bool:
-        try:
-            return bool(page.evaluate(expr))
-        except Error:  # a navigation in progress
-            return False
-
-    until(check, expr, timeout)
-
-
-def shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def login(page: Any, url: str, user: str) -> None:
-    page.goto(f"{url}/console")
-    page.wait_for_url("**/login")
-    page.fill("#username", user)
-    page.fill("#password", password(user))
-    page.click("#login-submit")
-    wait_js(page, "document.body.dataset.ready === '1'")
-
-
-def until(
-    cond: Callable[[], bool],
-    what: str,
-    timeout: float = 15.0,
-    every: Callable[[], None] | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        if every:
-            every()
-        time.sleep(0.1)
-
-
-def _clip(tmp: Path) -> bytes:
-    """The first second of the bundled H.264 clip as an MP4 (what the evidence service keeps)."""
-    out = tmp / "clip.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(VTEST), "-t", "1", "-c", "copy",
-                    "-movflags", "+faststart", str(out)], check=True)  # fmt: skip
-    return out.read_bytes()
 
 
 def test_login_page(page: Any, stack: Stack) -> None:
@@ -248,7 +58,7 @@ def test_console_wall_live_incident_acknowledge(page: Any, stack: Stack, tmp_pat
         ".then(b => Array.from(new Uint8Array(b)))"
     )
     stack.store.evidence.write(iid, "snapshot", f"{iid}/snapshot.jpg", bytes(jpeg))
-    stack.store.evidence.write(iid, "clip", f"{iid}/clip.mp4", _clip(tmp_path))
+    stack.store.evidence.write(iid, "clip", f"{iid}/clip.mp4", clip(tmp_path))
     stack.pub.publish(IncidentEvent(type="wrong_way", seq=0, id=iid, cam="cam1", state="open",
                                     t_ns=time.time_ns(), track_ids=(7,), score=0.9))  # fmt: skip
     item = page.locator(f'#feed li[data-id="{iid}"]')

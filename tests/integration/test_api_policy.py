@@ -30,6 +30,7 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/users/{user_id}/password"): {A},
     ("GET", "/api/v1/keys"): {A},
     ("POST", "/api/v1/keys"): {A},
+    ("GET", "/api/v1/keys/scopes"): {A},
     ("DELETE", "/api/v1/keys/{key_id}"): {A},
     ("GET", "/api/v1/audit"): {A},
     ("GET", "/api/v1/audit/verify"): {A},
@@ -55,6 +56,10 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/traffic/{camera_id}"): ALL,
     ("GET", "/api/v1/system/health"): ALL,
     ("GET", "/api/v1/system/version"): ALL,
+    ("GET", "/api/v1/system/backup"): {A},
+    ("GET", "/api/v1/system/logs"): {M, A},
+    ("GET", "/api/v1/system/models"): {M, A},
+    ("POST", "/api/v1/system/services/{service}/restart"): {A},
     ("GET", "/metrics"): {M, A},
     ("GET", "/api/v1/roadsafety/columns"): {V, O, A},
     ("POST", "/api/v1/roadsafety/crashes/import"): {A},
@@ -79,7 +84,7 @@ NOT_CALLED_WHEN_ALLOWED = {
 }
 PARAMS = {"path": "openapi.json", "user_id": "999999", "key_id": "999999", "camera_id": "nope",
           "incident_id": "nope", "evidence_id": "999999", "webhook_id": "999999",
-          "source": "nope"}  # fmt: skip
+          "source": "nope", "service": "nope"}  # fmt: skip
 
 
 def _operations(api: Api) -> set[tuple[str, str]]:

@@ -19,6 +19,17 @@ function snapshotUrl(cam) {
 
 // ---- health ----
 
+// services `smartcity run` supervises: an admin may restart them (through its control socket)
+const SUPERVISED = ["engine", "incidents", "api"];
+
+async function restartService(name) {
+  if (!confirm(t("admin.confirm_restart", { service: name }))) return;
+  try {
+    await api(`/api/v1/system/services/${encodeURIComponent(name)}/restart`, { method: "POST" });
+    toast(t("admin.restart_sent", { service: name }), "ok");
+  } catch (e) { showError(e); }
+}
+
 async function refreshHealth() {
   const h = await api("/api/v1/system/health");
   const body = document.querySelector("#services tbody");
@@ -26,8 +37,17 @@ async function refreshHealth() {
     const { state, ...rest } = s;
     const info = Object.entries(rest).filter(([, v]) => v !== null && v !== undefined)
       .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(" · ");
-    return el("tr", { dataset: { service: name } }, el("td", {}, name), el("td", {}, badge(state)), el("td", { class: "small" }, info));
+    return el("tr", { dataset: { service: name } }, el("td", {}, name), el("td", {}, badge(state)), el("td", { class: "small" }, info),
+      el("td", {}, me.role === "admin" && SUPERVISED.includes(name)
+        ? el("button", { class: "s-restart", type: "button", onclick: () => restartService(name) }, t("admin.restart")) : null));
   }));
+  if (me.role === "admin") {
+    // the download is a plain link (the session cookie goes with it); PostgreSQL: pg_dump
+    const pg = h.services.database?.dialect === "postgresql";
+    document.getElementById("backup-row").hidden = false;
+    document.getElementById("backup").hidden = pg;
+    document.getElementById("backup-help").textContent = pg ? t("admin.backup_pg") : t("admin.backup_help");
+  }
   const d = h.disk || {};
   document.getElementById("disk").textContent = d.free_bytes != null
     ? t("admin.disk", { free: fmtBytes(d.free_bytes), total: fmtBytes(d.total_bytes) }) : "";
@@ -85,6 +105,8 @@ async function saveCamera(ev) {
     toast(t("admin.saved"), "ok");
     formMode(null);
     await loadCameras();
+    loadLogs();
+    loadModels().catch(showError);
   } catch (e) {
     err.textContent = t("app.error", { detail: e instanceof ApiError ? e.detail : String(e) });
   }
@@ -297,26 +319,256 @@ function setupEditor() {
   document.getElementById("editor-save").addEventListener("click", editorSave);
 }
 
+// ---- models and backends ----
+
+async function loadModels() {
+  const r = await api("/api/v1/system/models");
+  document.getElementById("models-engine").textContent = t("admin.models_engine", {
+    model: r.engine_model || t("state.unknown"), backend: r.engine_backend || t("state.unknown"),
+    auto: r.backend_auto || "–", root: r.models_root });
+  document.querySelector("#models tbody").replaceChildren(...r.models.map((m) => {
+    const sha = m.sha256_ok === true ? el("span", { class: "badge state-ok" }, t("admin.model_sha_ok"))
+      : m.sha256_ok === false ? el("span", { class: "badge state-error" }, t("admin.model_sha_bad")) : "–";
+    return el("tr", { dataset: { model: m.name }, class: m.problem ? "model-problem" : "" },
+      el("td", {}, m.name, m.description ? el("div", { class: "muted small" }, m.description) : null,
+        m.problem ? el("div", { class: "error small" }, m.problem) : null),
+      el("td", {}, m.in_use ? "✓" : ""),
+      el("td", {}, m.input_width ? `${m.input_width}x${m.input_height} ${m.dtype}, ${t("admin.model_batch", { n: m.max_batch })}` : "–"),
+      el("td", {}, m.format || "–"),
+      el("td", { class: "small" }, m.class_map ? Object.entries(m.class_map).map(([k, v]) => (k === v ? k : `${k}→${v}`)).join(", ") : "–"),
+      el("td", {}, m.file_size != null ? fmtBytes(m.file_size) : "–"),
+      el("td", { class: "m-sha" }, sha));
+  }));
+  document.querySelector("#backends tbody").replaceChildren(...r.backends.map((b) => el("tr", { dataset: { backend: b.name } },
+    el("td", {}, b.name, b.name === r.backend_auto ? el("span", { class: "muted small" }, ` (${t("admin.backend_auto")})`) : null),
+    el("td", {}, b.available ? "✓" : "✗"),
+    el("td", { class: "small" }, b.reason))));
+  document.getElementById("models-problems").textContent = r.problems.join(" · ");
+}
+
+// ---- logs ----
+
+const LOGS_MS = 5000;
+
+function logQuery() {
+  const q = { level: document.getElementById("logs-level").value, limit: document.getElementById("logs-limit").value };
+  for (const [name, id] of [["service", "logs-service"], ["camera", "logs-camera"], ["text", "logs-text"]]) {
+    const v = document.getElementById(id).value.trim();
+    if (v) q[name] = v;
+  }
+  return q;
+}
+
+async function loadLogs() {
+  const status = document.getElementById("logs-status");
+  const body = document.querySelector("#logs tbody");
+  let tail;
+  try {
+    tail = await api("/api/v1/system/logs", { query: logQuery() });
+  } catch (e) {
+    body.replaceChildren();
+    status.textContent = errorText(e);
+    status.classList.add("error");
+    return;
+  }
+  status.classList.remove("error");
+  status.textContent = t("admin.logs_status", { n: tail.records.length, file: tail.file })
+    + (tail.skipped ? " " + t("admin.logs_skipped", { n: tail.skipped }) : "");
+  // newest first; every field is the file's text (untrusted), so text nodes only
+  body.replaceChildren(...tail.records.slice().reverse().map((r) => el("tr", { class: `log-${r.level}` },
+    el("td", { class: "small nowrap" }, fmtTime(r.ts)),
+    el("td", {}, r.service),
+    el("td", {}, el("span", { class: `badge lvl-${r.level}` }, t(`level.${r.level}`))),
+    el("td", {}, r.camera || ""),
+    el("td", { class: "log-msg" }, r.msg))));
+}
+
+function setupLogs() {
+  const form = document.getElementById("logs-form");
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); loadLogs(); });
+  for (const id of ["logs-service", "logs-level", "logs-limit"]) {
+    document.getElementById(id).addEventListener("change", () => loadLogs());
+  }
+  setInterval(() => {
+    if (document.getElementById("logs-follow").checked && !document.hidden) loadLogs();
+  }, LOGS_MS);
+}
+
+// ---- users and API keys (admin) ----
+
+const ROLES = ["viewer", "operator", "maintenance", "admin"];
+const PW_CHARS = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+let users = [];
+let keyScopes = { scopes: [], roles: {} };
+
+// a random password (20 characters, about 116 bits) for a user or a reset left empty
+function newPassword(n = 20) {
+  return Array.from(crypto.getRandomValues(new Uint32Array(n)), (x) => PW_CHARS[x % PW_CHARS.length]).join("");
+}
+
+function cameraList(text) {
+  const list = text.split(/[\s,]+/).filter(Boolean);
+  return list.length ? list : null;
+}
+
+function errorText(e) {
+  return t("app.error", { detail: e instanceof ApiError ? e.detail : String(e) });
+}
+
+// a password or key shown once: kept in the page until "Done", never fetched again
+function showSecret(label, value) {
+  document.getElementById("secret-label").textContent = label;
+  document.getElementById("secret-value").textContent = value;
+  const box = document.getElementById("secret-box");
+  box.hidden = false;
+  box.scrollIntoView({ block: "nearest" });
+}
+
+function hideSecret() {
+  document.getElementById("secret-box").hidden = true;
+  document.getElementById("secret-value").textContent = "";
+}
+
+async function accountAction(fn) {
+  try { await fn(); } catch (e) { showError(e); }
+  await loadAccounts().catch(showError);
+}
+
+async function resetPassword(u) {
+  const typed = prompt(t("admin.password_prompt", { user: u.username }), "");
+  if (typed === null) return;
+  const pw = typed || newPassword();
+  await api(`/api/v1/users/${u.id}/password`, { method: "POST", body: { new_password: pw } });
+  if (typed) toast(t("admin.password_set", { user: u.username }), "ok");
+  else showSecret(t("admin.secret_password", { user: u.username }), pw);
+}
+
+function userRow(u) {
+  const self = u.username === me.username; // no locking oneself out from here
+  const path = `/api/v1/users/${u.id}`;
+  const role = el("select", { class: "u-role", disabled: self,
+    onchange: (e) => accountAction(() => api(path, { method: "PATCH", body: { role: e.target.value } })) },
+  ...ROLES.map((r) => el("option", { value: r, selected: r === u.role }, t(`role.${r}`))));
+  return el("tr", { dataset: { user: u.username }, class: u.enabled ? "" : "disabled" },
+    el("td", {}, u.username, self ? el("span", { class: "muted small" }, ` (${t("admin.you")})`) : null),
+    el("td", {}, role),
+    el("td", { class: "u-enabled" }, u.enabled ? "✓" : "✗"),
+    el("td", {}, u.cameras ? u.cameras.join(", ") : t("admin.all")),
+    el("td", {}, el("div", { class: "c-actions" },
+      el("button", { class: "u-toggle", type: "button", disabled: self,
+        onclick: () => accountAction(() => api(path, { method: "PATCH", body: { enabled: !u.enabled } })) },
+      u.enabled ? t("admin.disable") : t("admin.enable")),
+      el("button", { class: "u-password", type: "button", onclick: () => accountAction(() => resetPassword(u)) },
+        t("admin.reset_password")),
+      el("button", { class: "u-delete", type: "button", disabled: self, onclick: () => accountAction(async () => {
+        if (confirm(t("admin.confirm_delete_user", { user: u.username }))) await api(path, { method: "DELETE" });
+      }) }, t("admin.delete")))));
+}
+
+function keyRow(k) {
+  return el("tr", { dataset: { key: k.prefix } },
+    el("td", {}, `${k.name} (${k.prefix})`),
+    el("td", {}, k.user),
+    el("td", { class: "small" }, k.scopes.join(", ")),
+    el("td", {}, k.cameras ? k.cameras.join(", ") : t("admin.all")),
+    el("td", {}, k.expires_at ? fmtTime(k.expires_at) : t("admin.never")),
+    el("td", {}, fmtTime(k.last_used_at)),
+    el("td", {}, el("button", { class: "k-revoke", type: "button", onclick: () => accountAction(async () => {
+      if (confirm(t("admin.confirm_revoke", { name: k.name }))) await api(`/api/v1/keys/${k.id}`, { method: "DELETE" });
+    }) }, t("admin.revoke"))));
+}
+
+// the scope boxes: those the chosen user's role can hand to a key; the ticks are kept
+function renderScopes() {
+  const box = document.getElementById("key-scopes");
+  const ticked = new Set([...box.querySelectorAll("input:checked")].map((i) => i.value));
+  const owner = users.find((u) => u.username === document.getElementById("key-user").value);
+  const allowed = new Set(owner ? keyScopes.roles[owner.role] || [] : []);
+  box.replaceChildren(box.querySelector("legend"), ...keyScopes.scopes.map((s) =>
+    el("label", { class: "check" },
+      el("input", { type: "checkbox", value: s, checked: ticked.has(s) && allowed.has(s), disabled: !allowed.has(s) }), ` ${s}`)));
+}
+
 async function loadAccounts() {
   document.getElementById("users-panel").hidden = false;
-  const [users, keys] = await Promise.all([api("/api/v1/users"), api("/api/v1/keys")]);
-  document.querySelector("#users tbody").replaceChildren(...users.map((u) => el("tr", {},
-    el("td", {}, u.username), el("td", {}, u.role), el("td", {}, u.enabled ? "✓" : "✗"),
-    el("td", {}, u.cameras ? u.cameras.join(", ") : t("admin.all")))));
-  document.querySelector("#keys tbody").replaceChildren(...keys.filter((k) => !k.revoked_at).map((k) => el("tr", {},
-    el("td", {}, `${k.name} (${k.prefix})`), el("td", {}, k.user), el("td", { class: "small" }, k.scopes.join(", ")),
-    el("td", {}, fmtTime(k.expires_at)))));
+  let keys;
+  [users, keys, keyScopes] = await Promise.all([api("/api/v1/users"), api("/api/v1/keys"), api("/api/v1/keys/scopes")]);
+  document.querySelector("#users tbody").replaceChildren(...users.map(userRow));
+  document.querySelector("#keys tbody").replaceChildren(...keys.filter((k) => !k.revoked_at).map(keyRow));
+  const sel = document.getElementById("key-user");
+  const keep = sel.value || me.username;
+  sel.replaceChildren(...users.filter((u) => u.enabled).map((u) => el("option", { value: u.username }, `${u.username} (${t(`role.${u.role}`)})`)));
+  sel.value = users.some((u) => u.username === keep && u.enabled) ? keep : me.username;
+  renderScopes();
+}
+
+async function createUser(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  const err = document.getElementById("user-error");
+  err.textContent = "";
+  const typed = document.getElementById("user-password").value;
+  const pw = typed || newPassword();
+  try {
+    const u = await api("/api/v1/users", { method: "POST", body: {
+      username: document.getElementById("user-name").value.trim(),
+      role: document.getElementById("user-role").value,
+      cameras: cameraList(document.getElementById("user-cameras").value),
+      password: pw,
+    } });
+    f.reset();
+    if (typed) toast(t("admin.user_created", { user: u.username }), "ok");
+    else showSecret(t("admin.secret_password", { user: u.username }), pw);
+    await loadAccounts();
+  } catch (e) { err.textContent = errorText(e); }
+}
+
+async function createKey(ev) {
+  ev.preventDefault();
+  const f = ev.target;
+  const err = document.getElementById("key-error");
+  err.textContent = "";
+  const scopes = [...document.querySelectorAll("#key-scopes input:checked")].map((i) => i.value);
+  if (!scopes.length) { err.textContent = t("admin.key_need_scope"); return; }
+  const days = document.getElementById("key-days").value;
+  try {
+    const made = await api("/api/v1/keys", { method: "POST", body: {
+      name: document.getElementById("key-name").value.trim(),
+      username: document.getElementById("key-user").value,
+      scopes,
+      cameras: cameraList(document.getElementById("key-cameras").value),
+      expires_in_days: days === "" ? null : Number(days),
+    } });
+    const owner = document.getElementById("key-user").value;
+    f.reset();
+    document.getElementById("key-user").value = owner;
+    showSecret(t("admin.secret_key", { name: made.api_key.name }), made.key);
+    await loadAccounts();
+  } catch (e) { err.textContent = errorText(e); }
+}
+
+function setupAccounts() {
+  document.getElementById("user-form").addEventListener("submit", createUser);
+  document.getElementById("key-form").addEventListener("submit", createKey);
+  document.getElementById("key-user").addEventListener("change", renderScopes);
+  document.getElementById("secret-done").addEventListener("click", hideSecret);
 }
 
 if (me) {
   document.getElementById("camera-form").addEventListener("submit", saveCamera);
   document.getElementById("cam-cancel").addEventListener("click", () => formMode(null));
   setupEditor();
+  setupLogs();
   try {
     await showVersion();
     await loadCameras();
+    loadLogs();
+    loadModels().catch(showError);
     if (cameras.length) await editorSelect(cameras[0].id);
-    if (me.role === "admin") await loadAccounts();
+    if (me.role === "admin") {
+      setupAccounts();
+      await loadAccounts();
+    }
   } catch (e) { showError(e); }
   setInterval(() => refreshHealth().catch(() => {}), HEALTH_MS);
   document.body.dataset.ready = "1";

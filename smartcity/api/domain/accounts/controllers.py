@@ -20,7 +20,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from smartcity.api.domain.accounts import schemas as s
 from smartcity.api.domain.common import AnyRequest, audit, iso, principal, settings, store
-from smartcity.api.policy import PERMISSIONS, SCOPES, allowed
+from smartcity.api.policy import PERMISSIONS, ROLES, SCOPES, allowed
 from smartcity.api.security import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -81,6 +81,11 @@ def _audit_entry(r: AuditRecord) -> s.AuditEntry:
         data=r.data,
         hash=r.hash,
     )
+
+
+def _granted(role: str) -> set[str]:
+    """The API key scopes a user of this role can hand to a key."""
+    return {p.scope for p in PERMISSIONS.values() if p.scope and role in p.roles}
 
 
 def _check_password(pw: str) -> None:
@@ -366,6 +371,14 @@ class KeysController(Controller):
         names = {u.id: u.username for u in st.users.list()}
         return [_key(k, names.get(k.user_id, "?")) for k in st.api_keys.list()]
 
+    @get(
+        "/scopes",
+        sync_to_thread=False,
+        summary="The scopes an API key may hold, and those a key of each role's user may hold",
+    )
+    def key_scopes(self) -> s.KeyScopes:
+        return s.KeyScopes(scopes=list(SCOPES), roles={r: sorted(_granted(r)) for r in ROLES})
+
     @post(
         "/",
         sync_to_thread=True,
@@ -386,8 +399,7 @@ class KeysController(Controller):
         )
         if owner is None:
             raise ValidationException(f"no user {data.username!r}")
-        granted = {p.scope for p in PERMISSIONS.values() if p.scope and owner.role in p.roles}
-        beyond = sorted(set(data.scopes) - granted)
+        beyond = sorted(set(data.scopes) - _granted(owner.role))
         if beyond:
             raise ValidationException(
                 f"user {owner.username!r} ({owner.role}) cannot hold scopes {', '.join(beyond)}"

@@ -96,6 +96,11 @@ class ApiKeyCreated(msgspec.Struct):
     api_key: ApiKey
 
 
+class KeyScopes(msgspec.Struct):
+    scopes: list[str]  # every scope there is
+    roles: dict[str, list[str]]  # role -> the scopes a key of a user with that role may hold
+
+
 class AuditEntry(msgspec.Struct):
     id: int
     at: str
