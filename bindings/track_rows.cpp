@@ -10,7 +10,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <limits>
+#include <msgpack.hpp>
+#include <string_view>
 
 #include "exports.hpp"
 
@@ -93,9 +96,141 @@ py::object TrackRowsToArrays(py::handle rows) {
   return py::make_tuple(ids, cls, score, xyxy, extra);
 }
 
+// ---- whole tracks payloads, straight from the msgpack bytes (no Python objects per value)
+
+bool MsgInt(const msgpack::object& o, int64_t lo, int64_t hi, int64_t* out) {
+  if (o.type == msgpack::type::POSITIVE_INTEGER) {
+    if (o.via.u64 > static_cast<uint64_t>(hi)) return false;
+    *out = static_cast<int64_t>(o.via.u64);
+  } else if (o.type == msgpack::type::NEGATIVE_INTEGER) {
+    *out = o.via.i64;
+  } else {
+    return false;
+  }
+  return *out >= lo && *out <= hi;
+}
+
+bool MsgNumber(const msgpack::object& o, double* out) {
+  switch (o.type) {
+    case msgpack::type::POSITIVE_INTEGER: *out = static_cast<double>(o.via.u64); return true;
+    case msgpack::type::NEGATIVE_INTEGER: *out = static_cast<double>(o.via.i64); return true;
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: *out = o.via.f64; return true;
+    default: return false;
+  }
+}
+
+// A scalar as msgpack.unpackb(raw=False) gives it; false for anything else (the caller falls
+// back to the Python decoder, which names the problem).
+bool MsgScalar(const msgpack::object& o, py::object* out) {
+  switch (o.type) {
+    case msgpack::type::NIL: *out = py::none(); return true;
+    case msgpack::type::BOOLEAN: *out = py::bool_(o.via.boolean); return true;
+    case msgpack::type::POSITIVE_INTEGER:
+      *out = py::reinterpret_steal<py::object>(PyLong_FromUnsignedLongLong(o.via.u64));
+      return true;
+    case msgpack::type::NEGATIVE_INTEGER:
+      *out = py::reinterpret_steal<py::object>(PyLong_FromLongLong(o.via.i64));
+      return true;
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: *out = py::float_(o.via.f64); return true;
+    case msgpack::type::STR: {
+      PyObject* s = PyUnicode_DecodeUTF8(o.via.str.ptr, o.via.str.size, nullptr);
+      if (!s) {
+        PyErr_Clear();
+        return false;
+      }
+      *out = py::reinterpret_steal<py::object>(s);
+      return true;
+    }
+    default: return false;
+  }
+}
+
+py::object DecodeTracksPayload(py::bytes payload, size_t max_array_len, size_t max_map_len, size_t max_str_len) {
+  char* data = nullptr;
+  Py_ssize_t size = 0;
+  if (PyBytes_AsStringAndSize(payload.ptr(), &data, &size) != 0) {
+    PyErr_Clear();
+    return py::none();
+  }
+  msgpack::object_handle oh;
+  size_t offset = 0;
+  try {
+    // Binary and extension values are not part of the schema: a limit of 0 refuses them.
+    msgpack::unpack(oh, data, static_cast<size_t>(size), offset, nullptr, nullptr,
+                    msgpack::unpack_limit(max_array_len, max_map_len, max_str_len, 0, 0, 16));
+  } catch (const std::exception&) {
+    return py::none();
+  }
+  if (offset != static_cast<size_t>(size)) return py::none();  // trailing bytes
+  const msgpack::object& root = oh.get();
+  if (root.type != msgpack::type::MAP) return py::none();
+  py::dict header;
+  const msgpack::object* rows = nullptr;
+  for (uint32_t i = 0; i < root.via.map.size; ++i) {
+    const msgpack::object_kv& kv = root.via.map.ptr[i];
+    if (kv.key.type != msgpack::type::STR) return py::none();
+    const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+    if (key == "tracks") {  // the last one wins, as in a Python dict
+      rows = &kv.val;
+      continue;
+    }
+    py::object value;
+    if (!MsgScalar(kv.val, &value)) return py::none();
+    py::object k;
+    if (!MsgScalar(kv.key, &k)) return py::none();
+    header[k] = value;
+  }
+  if (!rows || rows->type != msgpack::type::ARRAY) return py::none();
+  const auto n = static_cast<Py_ssize_t>(rows->via.array.size);
+  py::array_t<int64_t> ids(n);
+  py::array_t<int32_t> cls(n);
+  py::array_t<float> score(n);
+  py::array_t<float> xyxy({n, static_cast<Py_ssize_t>(4)});
+  py::array_t<float> extra({n, static_cast<Py_ssize_t>(3)});
+  int64_t* id_p = ids.mutable_data();
+  int32_t* cls_p = cls.mutable_data();
+  float* score_p = score.mutable_data();
+  float* box_p = xyxy.mutable_data();
+  float* extra_p = extra.mutable_data();
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    const msgpack::object& row = rows->via.array.ptr[i];
+    if (row.type != msgpack::type::ARRAY || row.via.array.size < kMinColumns) return py::none();
+    const msgpack::object* c = row.via.array.ptr;
+    int64_t v = 0;
+    if (!MsgInt(c[0], 0, std::numeric_limits<int64_t>::max(), &v)) return py::none();
+    id_p[i] = v;
+    if (!MsgInt(c[1], std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max(), &v)) return py::none();
+    cls_p[i] = static_cast<int32_t>(v);
+    double f = 0;
+    if (!MsgNumber(c[2], &f) || !std::isfinite(f)) return py::none();
+    score_p[i] = static_cast<float>(f);
+    for (int k = 0; k < 4; ++k) {
+      if (!MsgNumber(c[3 + k], &f) || !std::isfinite(f)) return py::none();
+      box_p[4 * i + k] = static_cast<float>(f);
+    }
+    const Py_ssize_t cols = std::min(static_cast<Py_ssize_t>(row.via.array.size), kColumns);
+    for (Py_ssize_t k = 0; k < 3; ++k) {
+      if (kMinColumns + k >= cols) {
+        extra_p[3 * i + k] = std::numeric_limits<float>::quiet_NaN();
+        continue;
+      }
+      if (!MsgNumber(c[kMinColumns + k], &f) || std::isinf(f)) return py::none();
+      extra_p[3 * i + k] = static_cast<float>(f);
+    }
+  }
+  return py::make_tuple(header, ids, cls, score, xyxy, extra);
+}
+
 }  // namespace
 
 void ExportTrackRows(py::module_& m) {
+  m.def("decode_tracks_payload", &DecodeTracksPayload, py::arg("payload"), py::arg("max_array_len"),
+        py::arg("max_map_len"), py::arg("max_str_len"),
+        "A whole tracks.<cam> msgpack payload -> (header dict without 'tracks', then the arrays of "
+        "track_rows_to_arrays), parsed in C++ within the given limits; None when anything is not "
+        "what the schema's fast path takes (the caller then decodes in Python and names the field).");
   m.def("track_rows_to_arrays", &TrackRowsToArrays, py::arg("rows"),
         "Rows [id, cls, score, x1, y1, x2, y2, gx?, gy?, kmh?] of a tracks message (a list of lists) "
         "-> (id int64, cls int32, score float32, xyxy float32 (N,4), gx/gy/kmh float32 (N,3)), or "

@@ -278,6 +278,22 @@ class Detections:
     @property
     def class_id(self) -> npt.NDArray[np.int32]: ...
 
+def decode_tracks_payload(
+    payload: bytes, max_array_len: int, max_map_len: int, max_str_len: int
+) -> (
+    tuple[
+        dict[str, Any],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int32],
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float32],
+    ]
+    | None
+):
+    """A whole tracks.<cam> payload parsed in C++: (header without 'tracks', id, cls, score,
+    xyxy, gx/gy/kmh), or None when anything is off the fast path (decode in Python then)."""
+
 def track_rows_to_arrays(
     rows: object,
 ) -> (

@@ -234,6 +234,22 @@ def _decode_tracks(m: Mapping[str, Any]) -> TracksEvent:
         raise DecodeError("tracks", f"{n} tracks, more than {d.MAX_TRACKS}")
     # One pass in C++ for well-formed rows; the checked path names the field otherwise.
     arrays = _core.track_rows_to_arrays(rows) or _track_arrays_checked(rows)
+    return _tracks_event(m, arrays)
+
+
+def _decode_tracks_fast(payload: bytes, key: str) -> TracksEvent | None:
+    """The whole payload parsed in C++ (no Python object per value); None when anything is off
+    the fast path's schema, and the Python decoder then names the problem."""
+    if type(payload) is not bytes or len(payload) > d.MAX_BUFFER_SIZE:
+        return None
+    fast = _core.decode_tracks_payload(payload, d.MAX_ARRAY_LEN, d.MAX_MAP_LEN, d.MAX_STR_LEN)
+    if fast is None or len(fast[1]) > d.MAX_TRACKS:
+        return None
+    header, *arrays = fast
+    return _tracks_event(_header(header, TRACKS, key), tuple(arrays))
+
+
+def _tracks_event(m: Mapping[str, Any], arrays: tuple[np.ndarray, ...]) -> TracksEvent:
     ids, cls, score, xyxy, extra = arrays
     ground_xy = np.ascontiguousarray(extra[:, :2])
     speed_kmh = np.ascontiguousarray(extra[:, 2])
@@ -350,6 +366,10 @@ def _decode_config(m: Mapping[str, Any]) -> ConfigChangedEvent:
 def decode(topic: bytes, payload: bytes) -> Event:
     """The event of one [topic, payload] message; DecodeError naming the field otherwise."""
     family, key = parse_topic(topic)
+    if family == TRACKS:
+        fast = _decode_tracks_fast(payload, key)  # type: ignore[arg-type]
+        if fast is not None:
+            return fast
     m = _header(unpack(payload), family, key)
     if family == TRACKS:
         return _decode_tracks(m)

@@ -309,3 +309,65 @@ def test_bad_values_are_named_whichever_path_decodes(index, value, field):
     with pytest.raises(DecodeError) as ei:
         decode(b"tracks.c", payload)
     assert ei.value.field == field
+
+
+def _slow_decode(payload: bytes) -> TracksEvent:
+    m = codec._header(codec.unpack(payload), "tracks", "c")
+    return codec._decode_tracks(m)
+
+
+@pytest.mark.parametrize("width", [7, 10, 12])
+@pytest.mark.parametrize("single_float", [False, True])
+def test_whole_payload_fast_path_equals_the_python_decoder(width, single_float):
+    from smartcity._core import decode_tracks_payload
+
+    rng = np.random.default_rng(width)
+    rows = _rows(rng, 40, width)
+    rows[5][3] = 7  # an int where a float is expected
+    rows[6][1] = -3  # a negative class id
+    m = {"v": 1, "cam": "c", "seq": 3, "frame": 9, "pts": 1.5, "t_ns": -5, "w": 640, "h": 360,
+         "future": "text", "flag": True, "none": None, "tracks": rows}  # fmt: skip
+    payload = msgpack.packb(m, use_single_float=single_float)
+    fast = decode_tracks_payload(
+        payload, defaults.MAX_ARRAY_LEN, defaults.MAX_MAP_LEN, defaults.MAX_STR_LEN
+    )
+    assert fast is not None  # this payload takes the fast path
+    assert fast[0] == {k: v for k, v in msgpack.unpackb(payload).items() if k != "tracks"}
+    got, want = decode(b"tracks.c", payload), _slow_decode(payload)
+    for f in TracksEvent.__struct_fields__:
+        a, b = getattr(got, f), getattr(want, f)
+        if isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype and a.shape == b.shape and not a.flags.writeable
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert a == b, f
+
+
+def test_fast_path_declines_what_it_does_not_take():
+    from smartcity._core import decode_tracks_payload
+
+    def fast(p: bytes) -> object:
+        return decode_tracks_payload(p, 65536, 256, 65536)
+
+    ok = {"v": 1, "cam": "c", "tracks": [[1, 2, 0.5, 0, 0, 1, 1]]}
+    assert fast(msgpack.packb(ok)) is not None
+    assert fast(msgpack.packb(ok) + b"\x00") is None  # trailing bytes
+    assert fast(msgpack.packb({**ok, "x": [1]})) is None  # a nested value
+    assert fast(msgpack.packb({**ok, "x": b"1"})) is None  # binary
+    assert fast(msgpack.packb({1: 2, **ok})) is None  # a key that is not a string
+    assert fast(msgpack.packb({**ok, "tracks": [[1, True, 0.5, 0, 0, 1, 1]]})) is None
+    assert (
+        fast(
+            msgpack.packb({**ok, "cam": "x" * 100}),
+        )
+        is not None
+    )
+    assert decode_tracks_payload(msgpack.packb({**ok, "cam": "x" * 100}), 65536, 256, 50) is None
+    assert fast(msgpack.packb({"v": 1, "cam": "c"})) is None  # no tracks
+    # A later duplicate key wins, as in the Python decoder (dict semantics).
+    dup = b"\x83" + msgpack.packb("tracks")[0:] + msgpack.packb([])
+    dup += msgpack.packb("v") + msgpack.packb(1) + msgpack.packb("tracks")
+    dup += msgpack.packb([[4, 2, 0.5, 0, 0, 1, 1]])
+    r = fast(dup)
+    assert r is not None and list(r[1]) == [4]
+    assert list(msgpack.unpackb(dup)["tracks"][0][:1]) == [4]
