@@ -245,8 +245,8 @@ def _decode_tracks_fast(payload: bytes, key: str) -> TracksEvent | None:
     fast = _core.decode_tracks_payload(payload, d.MAX_ARRAY_LEN, d.MAX_MAP_LEN, d.MAX_STR_LEN)
     if fast is None or len(fast[1]) > d.MAX_TRACKS:
         return None
-    header, *arrays = fast
-    return _tracks_event(_header(header, TRACKS, key), tuple(arrays))
+    header, ids, cls, score, xyxy, extra = fast
+    return _tracks_event(_header(header, TRACKS, key), (ids, cls, score, xyxy, extra))
 
 
 def _tracks_event(m: Mapping[str, Any], arrays: tuple[np.ndarray, ...]) -> TracksEvent:

@@ -1,4 +1,4 @@
-"""`smartcity models list | show NAME | verify [NAME]`.
+"""`smartcity models list | show NAME | verify [NAME] | quantize NAME --calibration VIDEO`.
 
 Each command prints to stdout (errors to stderr) and returns the exit code: 0 fine, 1 a card is
 refused, 2 no such model.
@@ -129,4 +129,29 @@ def add_models_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p = sub.add_parser("verify", help="check cards, files, sha256 and ONNX shapes")
     p.add_argument("name", nargs="?", default=None)
     p.set_defaults(func=lambda a: cmd_verify(a.name, a.root))
+    p = sub.add_parser(
+        "quantize",
+        help="an int8 copy of a model for the CPU, calibrated on a video of the site and "
+        "checked against the original (needs the onnx package)",
+    )
+    p.add_argument("name")
+    p.add_argument("--calibration", required=True, help="a video of the site (file path)")
+    p.add_argument("--out", default=None, help="the new model folder (default <root>/<name>-int8)")
+    p.add_argument("--frames", type=int, default=60, help="calibration frames (default 60)")
+    p.add_argument("--every-s", type=float, default=1.0, help="seconds between frames")
+    p.add_argument("--check", default=None, help="check video (default: the calibration video)")
+    p.add_argument("--check-frames", type=int, default=60)
+    p.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.9,
+        help="share of the original's detections the copy must find (default 0.9)",
+    )
+
+    def _quantize(a: argparse.Namespace) -> int:
+        from smartcity.engine.quantize import cmd_quantize
+
+        return cmd_quantize(a)
+
+    p.set_defaults(func=_quantize)
     return models

@@ -1,0 +1,297 @@
+"""`smartcity models quantize NAME --calibration VIDEO`: an int8 copy of a model for the CPU.
+
+ONNX Runtime's static quantization (QDQ format, int8 weights per channel, uint8 activations,
+min/max calibration) on frames of the site's own video, taken through the core's own pipeline
+with the card's preprocessing, so the calibration sees exactly what the engine will feed. The
+result is a new model folder (``<NAME>-int8`` beside the original by default) with its own card
+(file, sha256, name and a description of where it came from) and the original's licence files.
+
+Then the copy is checked against the original on other frames of the check video (the
+calibration video unless ``--check`` names another): detections of the int8 model matched to
+the float model's (same class, IoU >= 0.5), and the time per frame of each on one thread. A
+copy that finds less than ``--min-agreement`` of the original's detections is removed and the
+command fails: quantization is not safe for every model.
+
+Needs the ``onnx`` package (``pip install onnx``) on the machine that quantizes; the resulting
+model runs with plain ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from smartcity import _core
+from smartcity.engine.models import CARD_FILE, ModelCard, load_card, sha256_of
+
+
+def _version() -> str:
+    return str(_core.build_info().get("version", "?"))
+
+
+class QuantizeError(RuntimeError):
+    """Quantization could not be done or its result is refused (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Agreement:
+    frames: int
+    float_detections: int
+    int8_detections: int
+    matched: int  # float detections the int8 model also found (same class, IoU >= 0.5)
+    float_ms: float  # per frame, one thread
+    int8_ms: float
+
+    @property
+    def recall(self) -> float:
+        return self.matched / self.float_detections if self.float_detections else 1.0
+
+    @property
+    def precision(self) -> float:
+        return self.matched / self.int8_detections if self.int8_detections else 1.0
+
+
+def model_inputs(
+    card: ModelCard, video: str | Path, count: int, *, every_s: float, phase: int = 0
+) -> list[np.ndarray]:
+    """`count` model inputs (1, 3, H, W) from `video`, one every `every_s` seconds (phase 1:
+    the frames half-way between those of phase 0), preprocessed by the core exactly as the
+    engine does for this card."""
+    from smartcity.engine.detectors.base import prepare_input
+
+    path = Path(video)
+    if not path.is_file():
+        raise QuantizeError(f"no such video {path}")
+    pipeline = _core.Pipeline(**card.pipeline_options(), max_batch=1)
+    out: list[np.ndarray] = []
+    seen = 0
+    try:
+        pipeline.add_stream(
+            _core.StreamConfig(
+                camera_id="calibration",
+                url=str(path),
+                analyze_fps=2.0 / every_s,
+                block_when_busy=True,
+                pre_event_s=0,
+            )
+        )
+        idle = 0
+        while len(out) < count and idle < 50:
+            batch = pipeline.next_batch(1, 100)
+            if batch is None:
+                idle += 1
+                state = pipeline.stream_stats("calibration")["state"]
+                if state in ("stopped", "failed"):
+                    break
+                continue
+            idle = 0
+            if batch.valid[0]:
+                if seen % 2 == phase:
+                    out.append(prepare_input(card, np.array(batch.tensor[:1])))
+                seen += 1
+            batch.release()
+        err = pipeline.stream_stats("calibration")["last_error"]
+    finally:
+        pipeline.close()
+    if not out:
+        raise QuantizeError(f"no frames could be read from {path}: {err or 'the video is empty'}")
+    return out
+
+
+class _Reader:
+    """onnxruntime.quantization.CalibrationDataReader over prepared inputs."""
+
+    def __init__(self, name: str, inputs: list[np.ndarray]) -> None:
+        self._it: Iterator[dict[str, np.ndarray]] = iter({name: x} for x in inputs)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # pragma: no cover - not used by MinMax
+        pass
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = 1
+    o.inter_op_num_threads = 1
+    o.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def compare(original: ModelCard, quantized: ModelCard, inputs: list[np.ndarray]) -> Agreement:
+    """The quantized model's detections against the original's on the same inputs (the card's
+    post-processing, boxes in model pixels), and the time per frame of each."""
+    sessions = {"f": _session(original.onnx_path), "q": _session(quantized.onnx_path)}
+    dets: dict[str, list[Any]] = {"f": [], "q": []}
+    times = {"f": 0.0, "q": 0.0}
+    one = np.ones((1, 2), np.float32)
+    size = np.array([[original.input_width, original.input_height]], np.int32)
+    for x in inputs:
+        for k, s in sessions.items():
+            t0 = time.perf_counter()
+            outputs = s.run(list(original.output_tensors), {original.input_name: x})
+            times[k] += time.perf_counter() - t0
+            (d,) = _core.postprocess(
+                outputs,
+                format=original.output_format,
+                scale=one,
+                pad=np.zeros((1, 2), np.float32),
+                frame_size=size,
+                input_w=original.input_width,
+                input_h=original.input_height,
+                class_map=original.class_map,
+                score_threshold=original.score_threshold,
+                iou_threshold=original.iou_threshold,
+                max_detections=original.max_detections,
+            )
+            dets[k].append(d)
+    matched = n_f = n_q = 0
+    for f, q in zip(dets["f"], dets["q"], strict=True):
+        n_f, n_q = n_f + len(f), n_q + len(q)
+        if len(f) and len(q):
+            same = f.class_id[:, None] == q.class_id[None, :]
+            matched += int(((_iou(f.xyxy, q.xyxy) >= 0.5) & same).any(axis=1).sum())
+    n = len(inputs)
+    return Agreement(n, n_f, n_q, matched, 1e3 * times["f"] / n, 1e3 * times["q"] / n)
+
+
+def quantize(
+    card: ModelCard,
+    calibration: str | Path,
+    out_dir: str | Path,
+    *,
+    frames: int = 60,
+    every_s: float = 1.0,
+    check: str | Path | None = None,
+    check_frames: int = 60,
+    min_agreement: float = 0.9,
+) -> tuple[ModelCard, Agreement]:
+    """Writes the int8 model folder `out_dir` and checks it (see the module's doc)."""
+    try:
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as e:
+        raise QuantizeError(
+            f"quantizing needs the onnx package ({e}): pip install onnx (only where models are "
+            "quantized; the result runs with plain ONNX Runtime)"
+        ) from None
+    out = Path(out_dir)
+    if out.exists():
+        raise QuantizeError(f"{out} exists already: remove it or name another --out")
+    inputs = model_inputs(card, calibration, frames, every_s=every_s)
+    # Checked on frames the calibration did not see: the check video, or the calibration
+    # video's frames half a step later.
+    if check is not None:
+        held_out = model_inputs(card, check, check_frames, every_s=every_s)
+    else:
+        held_out = model_inputs(card, calibration, check_frames, every_s=every_s, phase=1)
+    name = out.name
+    onnx_name = f"{name}.onnx"
+    with tempfile.TemporaryDirectory(prefix="smartcity-quantize-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(card.onnx_path), str(pre), skip_symbolic_shape=True)
+        staged = Path(tmp) / name
+        staged.mkdir()
+        quantize_static(
+            str(pre),
+            str(staged / onnx_name),
+            _Reader(card.input_name, inputs),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        data = yaml.safe_load((card.directory / CARD_FILE).read_text())
+        data["name"] = name
+        data["file"] = onnx_name
+        data["sha256"] = sha256_of(staged / onnx_name)
+        data["description"] = (
+            f"{card.name} quantized to int8 (ONNX Runtime static quantization, QDQ, int8 "
+            f"weights per channel, uint8 activations, min/max calibration on {len(inputs)} "
+            f"frames of {Path(calibration).name}) by `smartcity models quantize`. "
+            + str(data.get("description", "")).strip()
+        )
+        data["source"] = (
+            f"{str(data.get('source', '')).strip()} Quantized from {card.name} (onnx sha256 "
+            f"{card.sha256[:16]}...) by smartcity {_version()}."
+        ).strip()
+        (staged / CARD_FILE).write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        for f in card.directory.iterdir():
+            if f.is_file() and f.name.upper().startswith(("LICENSE", "LICENCE", "NOTICE")):
+                shutil.copy2(f, staged / f.name)
+        quantized = load_card(staged)
+        agreement = compare(card, quantized, held_out)
+        if agreement.recall < min_agreement:
+            raise QuantizeError(
+                f"the int8 model finds {agreement.matched} of the original's "
+                f"{agreement.float_detections} detections ({agreement.recall:.1%} < "
+                f"{min_agreement:.0%}): not written. This model does not quantize well here; "
+                "keep the original"
+            )
+        shutil.copytree(staged, out)
+    return load_card(out), agreement
+
+
+def cmd_quantize(args: Any) -> int:
+    from smartcity.engine.models import CardError, default_models_root
+
+    root = Path(args.root) if args.root else default_models_root()
+    src = root / args.name
+    try:
+        card = load_card(src)
+    except CardError as e:
+        print(f"smartcity models quantize: {e}", file=sys.stderr)
+        return 2 if not (src / CARD_FILE).is_file() else 1
+    out = Path(args.out) if args.out else root / f"{args.name}-int8"
+    try:
+        new, a = quantize(
+            card,
+            args.calibration,
+            out,
+            frames=args.frames,
+            every_s=args.every_s,
+            check=args.check,
+            check_frames=args.check_frames,
+            min_agreement=args.min_agreement,
+        )
+    except QuantizeError as e:
+        print(f"smartcity models quantize: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} (sha256 {new.sha256[:12]}..., {new.onnx_path.stat().st_size / 1e6:.1f} MB)")
+    print(
+        f"checked on {a.frames} frames: the int8 model found {a.matched} of the original's "
+        f"{a.float_detections} detections ({a.recall:.1%}), {a.int8_detections} in all "
+        f"(precision against the original {a.precision:.1%}); "
+        f"{a.float_ms:.2f} -> {a.int8_ms:.2f} ms a frame on one thread "
+        f"({a.float_ms / a.int8_ms:.2f}x)"
+    )
+    return 0
