@@ -155,6 +155,7 @@ def create_app(
     with `start_bus` and settings.run_dir the hub subscribes to the bus (incidents, health)."""
     from smartcity.api.domain import route_handlers
     from smartcity.api.metrics import Metrics, MetricsMiddleware
+    from smartcity.api.resources import CpuUse
     from smartcity.api.webhooks import WebhookDispatcher
 
     settings = (settings or ApiSettings()).checked()
@@ -184,6 +185,7 @@ def create_app(
             "ws_counts": {},
             "bus_bridge": None,
             "config_notifier": None,
+            "cpu_use": CpuUse(),  # GET /system/resources: CPU use since the previous request
         }
     )
 

@@ -67,6 +67,7 @@ PERMISSIONS: dict[str, Permission] = {
     "audit.read": _p((ADMIN,), "audit:read"),
     "system.logs": _p((MAINT, ADMIN), "logs:read"),
     "system.models": _p((MAINT, ADMIN), "system:read"),
+    "system.resources": _p((MAINT, ADMIN), "system:read"),  # CPU, memory, disk, GPUs
     "system.control": _p((ADMIN,), None),  # restart a service: people only
     # the database with every password and key hash: people only, never a key
     "system.backup": _p((ADMIN,), None),

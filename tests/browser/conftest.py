@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +62,31 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="en-US")
-    pg = ctx.new_page()
+def new_page(browser: Any) -> Iterator[Callable[[], Any]]:
+    """Pages in browser contexts of their own (one user each: their own cookies), 1920x1080;
+    each fails the test on a Content-Security-Policy violation or a script error."""
+    contexts: list[Any] = []
     problems: list[str] = []
-    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+
+    def make() -> Any:
+        ctx = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="en-US")
+        contexts.append(ctx)
+        pg = ctx.new_page()
+        pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        return pg
+
     try:
-        yield pg
+        yield make
     finally:
-        ctx.close()
+        for ctx in contexts:
+            ctx.close()
     # a page script that fails or a picture the CSP blocks shows up as a console error
     assert not [p for p in problems if "Content Security Policy" in p or "page error" in p], (
         problems
     )
+
+
+@pytest.fixture
+def page(new_page: Callable[[], Any]) -> Any:
+    return new_page()

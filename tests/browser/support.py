@@ -60,9 +60,10 @@ class Stack:
     data_dir: Path
     run_dir: Path
 
-    def health(self, cam: str, state: str = "running") -> None:
+    def health(self, cam: str, state: str = "running", **fields: Any) -> None:
+        """A health message as the engine sends it; `fields` set others (decoder, ...)."""
         self.pub.publish(HealthEvent(cam=cam, seq=0, t_ns=time.time_ns(), state=state,
-                                     source_fps=10.0, infer_ms=12.0))  # fmt: skip
+                                     source_fps=10.0, infer_ms=12.0, **fields))  # fmt: skip
 
 
 def seed(store: Store) -> None:

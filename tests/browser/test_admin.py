@@ -1,9 +1,12 @@
 """The admin page's administration pieces in a real headless Chromium: users and API keys
-(created in the page, the one-time secret shown once, used on the API, revoked)."""
+(created in the page, the one-time secret shown once, used on the API, revoked), the backup,
+logs, models, restarts, the machine's figures (GPUs through a stand-in NVML module) and each
+camera's decoder."""
 
 from __future__ import annotations
 
 import sqlite3
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ import pytest
 
 from smartcity.supervisor import LOG_FILE_ENV, LogStream
 from tests.browser.support import Stack, login, shot, until, wait_js
+from tests.integration.test_api_system_resources import GiB, NVMLError, fake_nvml
 
 pytestmark = pytest.mark.browser
 
@@ -207,3 +211,56 @@ def test_admin_restarts_a_service_through_the_control_socket(page: Any, stack: S
     page.locator('#services tr[data-service="engine"] .s-restart').click()
     wait_js(page, "[...document.querySelectorAll('.toast')].some(t => "
             "t.textContent.includes('no control socket'))")  # fmt: skip
+
+
+def test_machine_figures_gpus_and_decoders(
+    page: Any, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API runs in this process (uvicorn on a thread): the stand-in pynvml put into
+    sys.modules is the one it imports."""
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed
+    login(page, stack.url, "maintenance")
+    cpu = page.locator('#resources tr[data-figure="cpu"] .r-value')
+    wait_js(page, "document.querySelector('#resources tr[data-figure=\"cpu\"] meter') !== null")
+    assert " cores · load " in cpu.inner_text()
+    memory = page.inner_text('#resources tr[data-figure="memory"] .r-value')
+    assert " used of " in memory and "GiB" in memory, memory
+    disk = page.inner_text('#resources tr[data-figure="disk"] .r-value')
+    assert " free of " in disk and str(stack.data_dir) in disk, disk
+    assert page.inner_text('#resources tr[data-figure="uptime"] .r-value').strip()
+    assert page.inner_text("#gpu-none") == (
+        "no GPU: pynvml (the nvidia-ml-py package) is not installed"
+    )
+    assert not page.is_visible("#gpus")
+    # a machine with GPUs: the next refresh (every 5 s) shows them
+    devices = [
+        {"name": "NVIDIA H200", "uuid": "GPU-1", "util": 37, "mem": (20 * GiB, 140 * GiB),
+         "temp": 41, "dec": 62},
+        {"name": "NVIDIA A100", "uuid": "GPU-2", "util": NVMLError("Not Supported"),
+         "mem": (1 * GiB, 80 * GiB), "temp": 35, "dec": 0},
+    ]  # fmt: skip
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(devices))
+    page.locator('#gpus tr[data-gpu="1"]').wait_for(timeout=15_000)
+    h200 = page.locator('#gpus tr[data-gpu="0"]')
+    assert "NVIDIA H200" in h200.inner_text()
+    assert h200.locator(".g-util").inner_text().strip() == "37 %"
+    assert h200.locator(".g-memory").inner_text().strip() == "20.0 GiB of 140.0 GiB"
+    assert h200.locator(".g-temp").inner_text() == "41 °C"
+    assert h200.locator(".g-decoder").inner_text().strip() == "62 %"
+    a100 = page.locator('#gpus tr[data-gpu="1"]')
+    assert "utilization: Not Supported" in a100.inner_text()
+    assert a100.locator(".g-util").inner_text().strip() == "–"
+    assert not page.is_visible("#gpu-none")
+    # each camera's decoder from its health messages, with the reason the GPU is not decoding
+    note = "decoding on the CPU: no CUDA device"
+    row1 = page.locator('#cameras tr[data-camera="cam1"] .c-decoder')
+    row2 = page.locator('#cameras tr[data-camera="cam2"] .c-decoder')
+
+    def report() -> None:
+        stack.health("cam1", decoder="nvdec")
+        stack.health("cam2", decoder="cpu", hwaccel_note=note)
+
+    until(lambda: row1.inner_text() == "GPU (NVDEC)" and row2.inner_text().startswith("CPU"),
+          "the decoders", every=report)  # fmt: skip
+    assert row2.locator(".c-hwaccel-note").inner_text() == note
+    shot(page, "admin-resources")

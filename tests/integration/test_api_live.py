@@ -67,7 +67,7 @@ def _wait_bridge(api: Api, pub: Publisher) -> None:
     while bridge.received == 0:
         assert time.monotonic() < deadline, "the API never received from the bus"
         pub.publish(HealthEvent(cam="cam1", seq=0, t_ns=time.time_ns(), state="running",
-                                source_fps=10.0, infer_ms=12.5))  # fmt: skip
+                                source_fps=10.0, infer_ms=12.5, decoder="nvdec"))  # fmt: skip
         time.sleep(0.05)
 
 
@@ -175,6 +175,9 @@ def test_health_reaches_metrics_and_system_health(bus_api) -> None:
     assert "smartcity_api_request_seconds_bucket" in text
     health = api.client.get("/api/v1/system/health", headers=api.auth("viewer")).json()
     assert health["cameras"]["cam1"]["state"] == "running"
+    assert health["cameras"]["cam1"]["decoder"] == "nvdec"  # where the engine decodes it
+    assert health["cameras"]["cam1"]["hwaccel_note"] is None
+    assert health["cameras"]["cam2"]["decoder"] is None  # no health message yet
     assert health["services"]["bus"]["state"] == "running"
     assert health["services"]["engine"]["state"] == "running"
     assert health["services"]["incidents"]["state"] == "unknown"  # no ingest written yet

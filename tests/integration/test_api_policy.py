@@ -59,6 +59,7 @@ EXPECTED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/system/backup"): {A},
     ("GET", "/api/v1/system/logs"): {M, A},
     ("GET", "/api/v1/system/models"): {M, A},
+    ("GET", "/api/v1/system/resources"): {M, A},
     ("POST", "/api/v1/system/services/{service}/restart"): {A},
     ("GET", "/metrics"): {M, A},
     ("GET", "/api/v1/roadsafety/columns"): {V, O, A},

@@ -1,9 +1,10 @@
 // The admin page: health, cameras (add, edit, disable, delete), the zone/line/calibration
 // editor drawn on a camera's live snapshot, users and API keys (admin only).
 import { api, el, svg, start, stateLabel, fmtTime, fmtDuration, fmtBytes, showError, toast, ApiError } from "./app.js";
-import { t } from "./i18n.js";
+import { t, has } from "./i18n.js";
 
 const HEALTH_MS = 3000;
+const RESOURCES_MS = 5000;
 const me = await start({ roles: ["maintenance", "admin"] });
 let cameras = [];
 let editing = null; // camera id being edited in the form, or null to add
@@ -48,9 +49,6 @@ async function refreshHealth() {
     document.getElementById("backup").hidden = pg;
     document.getElementById("backup-help").textContent = pg ? t("admin.backup_pg") : t("admin.backup_help");
   }
-  const d = h.disk || {};
-  document.getElementById("disk").textContent = d.free_bytes != null
-    ? t("admin.disk", { free: fmtBytes(d.free_bytes), total: fmtBytes(d.total_bytes) }) : "";
   const up = document.getElementById("uptime") || el("span", { id: "uptime" });
   up.textContent = " · " + t("admin.uptime", { uptime: fmtDuration(h.services.api?.uptime_s) });
   document.getElementById("version").append(up);
@@ -59,9 +57,64 @@ async function refreshHealth() {
     if (!row) continue;
     row.querySelector(".c-state").replaceChildren(badge(c.state));
     row.querySelector(".c-fps").textContent = c.source_fps != null ? Number(c.source_fps).toFixed(1) : "–";
+    // where the stream is decoded (cpu, nvdec) and, when the GPU was asked for but is not
+    // decoding, the engine's reason
+    const dec = c.decoder ? (has(`decoder.${c.decoder}`) ? t(`decoder.${c.decoder}`) : c.decoder) : "–";
+    const note = c.hwaccel_note ? [el("div", { class: "small muted c-hwaccel-note" }, c.hwaccel_note)] : [];
+    row.querySelector(".c-decoder").replaceChildren(dec, ...note);
     row.querySelector(".c-reconnects").textContent = c.reconnects ?? "–";
     row.querySelector(".c-error").textContent = c.last_error || "";
   }
+}
+
+// ---- the machine: CPU, memory, the data disk, uptime, GPUs (NVML) ----
+
+function gauge(percent) {
+  return el("meter", { class: "r-meter", min: 0, max: 100, low: 70, high: 90, optimum: 0, value: percent ?? 0 });
+}
+
+function orDash(v, fmt) { return v == null ? "–" : fmt(v); }
+
+function gpuRow(g) {
+  const pct = (v) => orDash(v, (x) => `${x} %`);
+  return el("tr", { dataset: { gpu: String(g.index) } },
+    el("td", {}, g.name, g.problems.length ? el("div", { class: "small muted" }, g.problems.join(" · ")) : null),
+    el("td", { class: "g-util" }, g.utilization_percent != null ? gauge(g.utilization_percent) : null, " ", pct(g.utilization_percent)),
+    el("td", { class: "g-memory" }, g.memory_total_bytes
+      ? [gauge((100 * g.memory_used_bytes) / g.memory_total_bytes), " ", t("admin.gpu_memory_value", { used: fmtBytes(g.memory_used_bytes), total: fmtBytes(g.memory_total_bytes) })]
+      : "–"),
+    el("td", { class: "g-temp" }, orDash(g.temperature_c, (x) => `${x} °C`)),
+    el("td", { class: "g-decoder" }, g.decoder_percent != null ? gauge(g.decoder_percent) : null, " ", pct(g.decoder_percent)));
+}
+
+async function refreshResources() {
+  const err = document.getElementById("resources-error");
+  let r;
+  try {
+    r = await api("/api/v1/system/resources");
+    err.textContent = "";
+  } catch (e) {
+    err.textContent = t("app.error", { detail: e instanceof ApiError ? e.detail : String(e) });
+    return;
+  }
+  const set = (figure, percent, ...text) => {
+    const td = document.querySelector(`#resources tr[data-figure="${figure}"] .r-value`);
+    td.replaceChildren(percent != null ? gauge(percent) : "", " ", ...text);
+  };
+  const c = r.cpu, m = r.memory, d = r.disk;
+  set("cpu", c.percent, t("admin.cpu_value", {
+    percent: c.percent.toFixed(0), cores: c.cores, load: c.load ? c.load.map((x) => x.toFixed(2)).join(" / ") : "–",
+  }));
+  set("memory", m.percent, t("admin.memory_value", { used: fmtBytes(m.used_bytes), total: fmtBytes(m.total_bytes), percent: m.percent.toFixed(0) }));
+  if (d.error) set("disk", null, d.error);
+  else set("disk", d.percent, t("admin.data_disk_value", { free: fmtBytes(d.free_bytes), total: fmtBytes(d.total_bytes), path: d.path }));
+  set("uptime", null, fmtDuration(r.uptime_s));
+  const none = document.getElementById("gpu-none");
+  none.hidden = r.gpu.available;
+  none.textContent = r.gpu.available ? "" : r.gpu.reason;
+  const table = document.getElementById("gpus");
+  table.hidden = !r.gpu.available;
+  table.querySelector("tbody").replaceChildren(...r.gpu.devices.map(gpuRow));
 }
 
 async function showVersion() {
@@ -129,6 +182,7 @@ async function loadCameras() {
       el("td", { class: "c-url small" }, c.url_redacted),
       el("td", { class: "c-state" }, badge(c.enabled ? "unknown" : "disabled")),
       el("td", { class: "c-fps" }, "–"),
+      el("td", { class: "c-decoder" }, "–"),
       el("td", { class: "c-reconnects" }, "–"),
       el("td", { class: "c-error small" }, ""),
       el("td", {}, el("div", { class: "c-actions" },
@@ -182,7 +236,8 @@ function drawEditor() {
   for (const kind of ["zones", "lanes", "no_stopping", "waiting_areas", "carriageways", "crossings"]) {
     for (const z of g[kind] || []) {
       if (!z.polygon) continue;
-      items.push(svg("polygon", { class: `shape ${kind}`, points: pts(z.polygon) }, svg("title", {}, `${kind}: ${z.name}`)));
+      const rule = z.forbidden?.length ? ` (${z.forbidden.join(", ")})` : "";
+      items.push(svg("polygon", { class: `shape ${kind}`, points: pts(z.polygon) }, svg("title", {}, `${kind}: ${z.name}${rule}`)));
       items.push(svg("text", { class: "shape-label", x: z.polygon[0][0] + 4, y: z.polygon[0][1] - 4 }, z.name));
     }
   }
@@ -256,6 +311,17 @@ function fitHomography(img, gnd) {
   return { rms: Math.sqrt(errs.reduce((s, e) => s + e * e, 0) / n), max: Math.max(...errs) };
 }
 
+// the zone's intrusion rule: the classes it forbids and the dwell before it fires (the API
+// checks both with the incidents service's parser and names the field it refuses)
+function zoneRule() {
+  const rule = {};
+  const forbidden = [...document.querySelectorAll("#editor-forbidden input:checked")].map((i) => i.value);
+  if (forbidden.length) rule.forbidden = forbidden;
+  const dwell = document.getElementById("editor-dwell").value.trim();
+  if (dwell !== "" && Number(dwell) !== 0) rule.min_dwell_s = Number(dwell);
+  return rule;
+}
+
 async function editorSave() {
   const err = document.getElementById("editor-error");
   const msg = document.getElementById("editor-message");
@@ -270,7 +336,7 @@ async function editorSave() {
   try {
     const cam = await api(`/api/v1/cameras/${encodeURIComponent(editor.cam)}`);
     const g = structuredClone(cam.geometry || {});
-    if (m === "zone") g.zones = [...(g.zones || []).filter((z) => z.name !== name), { name, polygon: p }];
+    if (m === "zone") g.zones = [...(g.zones || []).filter((z) => z.name !== name), { name, polygon: p, ...zoneRule() }];
     if (m === "line") g.lines = [...(g.lines || []).filter((l) => l.name !== name), { name, a: p[0], b: p[1], in: "left" }];
     let fit = null;
     if (m === "calibration") {
@@ -312,6 +378,7 @@ function setupEditor() {
     editor.points = []; editor.ground = [];
     const name = document.getElementById("editor-name");
     name.value = `${mode()}-1`;
+    document.getElementById("editor-zone-rule").hidden = mode() !== "zone";
     drawEditor();
   });
   document.getElementById("editor-undo").addEventListener("click", () => { editor.points.pop(); editor.ground.length = Math.min(editor.ground.length, editor.points.length); drawEditor(); });
@@ -570,6 +637,8 @@ if (me) {
       await loadAccounts();
     }
   } catch (e) { showError(e); }
+  refreshResources();
   setInterval(() => refreshHealth().catch(() => {}), HEALTH_MS);
+  setInterval(refreshResources, RESOURCES_MS);
   document.body.dataset.ready = "1";
 }

@@ -69,20 +69,27 @@ async function buildWall() {
       poll(img, c.id);
     }
   });
+  // every camera that may have counts (a disabled one too), not the appliance's system camera
   const sel = document.getElementById("traffic-camera");
-  sel.replaceChildren(...list.map((c) => el("option", { value: c.id }, c.name)));
+  const counted = list.filter((c) => !(c.url_redacted || "").startsWith("internal:"));
+  sel.replaceChildren(...counted.map((c) => el("option", { value: c.id }, c.name)));
 }
 
 // ---- incident feed ----
 
 function sevClass(s) { return `sev sev-${s}`; }
 
-async function thumbnail(inc, img) {
+// The incidents service stores and publishes an incident first and asks for its evidence after:
+// a fresh incident has no snapshot yet, so ask again (1, 2, 4, 8, 16 s) while the item is shown.
+const THUMB_RETRIES = 5;
+async function thumbnail(inc, img, attempt = 0) {
+  if (attempt > 0 && !img.isConnected) return; // replaced or gone meanwhile
   try {
     const ev = await api(`/api/v1/incidents/${encodeURIComponent(inc.id)}/evidence`);
     const snap = ev.find((e) => e.kind === "snapshot");
-    if (snap) { img.src = snap.url; img.hidden = false; }
-  } catch (e) { /* no evidence yet */ }
+    if (snap) { img.src = snap.url; img.hidden = false; return; }
+  } catch (e) { /* not readable now: try again below */ }
+  if (attempt < THUMB_RETRIES) setTimeout(() => thumbnail(inc, img, attempt + 1), 1000 * 2 ** attempt);
 }
 
 function actionButtons(inc) {

@@ -91,6 +91,9 @@ class SystemController(Controller):
                 "reconnects": h.get("reconnects") if h else None,
                 "last_error": h.get("last_error") if h else None,
                 "reported_s_ago": round(now - h["_at"], 1) if h and "_at" in h else None,
+                # where the stream is decoded (cpu, nvdec) and why not on the GPU when asked
+                "decoder": (h.get("decoder") or None) if h else None,
+                "hwaccel_note": (h.get("hwaccel_note") or None) if h else None,
             }
         bridge = request.app.state.get("bus_bridge")
         data_dir = settings(request).data_path
@@ -163,6 +166,22 @@ class SystemController(Controller):
             scanned_bytes=tail.scanned_bytes,
             complete=tail.complete,
         )
+
+    @get(
+        "/resources",
+        opt={"perm": "system.resources"},
+        sync_to_thread=True,
+        summary="The machine: CPU use and load, memory, the data directory's disk, uptime, and "
+        "the GPUs through NVML (utilization, memory, temperature, decoder) where present",
+    )
+    def resources(self, request: AnyRequest) -> sc.Resources:
+        import msgspec
+
+        from smartcity.api.resources import gpu_report, machine_report
+
+        report = machine_report(settings(request).data_path, request.app.state.cpu_use)
+        report["gpu"] = gpu_report()
+        return msgspec.convert(report, sc.Resources)
 
     @get(
         "/models",

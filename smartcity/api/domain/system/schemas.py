@@ -1,4 +1,4 @@
-"""System: the log view, the models in use."""
+"""System: the log view, the models in use, the machine's resources."""
 
 from __future__ import annotations
 
@@ -55,3 +55,55 @@ class ModelsReport(msgspec.Struct):
     backends: list[BackendInfo]
     models: list[ModelInfo]
     problems: list[str]
+
+
+class CpuFigures(msgspec.Struct):
+    percent: float  # whole machine, since the previous request (the first: over 0.2 s)
+    cores: int  # logical
+    physical_cores: int | None
+    load: list[float] | None  # load average over 1, 5, 15 minutes
+
+
+class MemoryFigures(msgspec.Struct):
+    total_bytes: int
+    available_bytes: int
+    used_bytes: int  # total - available
+    percent: float
+    swap_total_bytes: int
+    swap_used_bytes: int
+
+
+class DiskFigures(msgspec.Struct):
+    path: str  # the data directory
+    total_bytes: int | None = None
+    used_bytes: int | None = None
+    free_bytes: int | None = None
+    percent: float | None = None
+    error: str | None = None
+
+
+class GpuDevice(msgspec.Struct):
+    index: int
+    name: str
+    uuid: str | None
+    utilization_percent: int | None
+    memory_total_bytes: int | None
+    memory_used_bytes: int | None
+    temperature_c: int | None
+    decoder_percent: int | None  # NVDEC
+    problems: list[str]  # figures NVML would not give, with its reason
+
+
+class GpuFigures(msgspec.Struct):
+    available: bool
+    reason: str  # "no GPU: ..." when there is none to show
+    driver: str | None
+    devices: list[GpuDevice]
+
+
+class Resources(msgspec.Struct):
+    cpu: CpuFigures
+    memory: MemoryFigures
+    disk: DiskFigures
+    uptime_s: float  # the machine's
+    gpu: GpuFigures
