@@ -26,3 +26,5 @@ echo "--- nvdec_check" | tee -a "$OUT/checks.txt"
 .devcarry/bin/nvdec_check tests/media/vtest-h264.mp4 --big .devcarry/media/big.mp4 \
   --bench tests/media/vtest-h264.mp4 --bench .devcarry/media/1080p.mp4 \
   --streams "${STREAMS:-16}" --seconds "${SECONDS_PER_RUN:-4}" 2>&1 | tee -a "$OUT/checks.txt"
+echo "--- nvdec_check, HEVC" | tee -a "$OUT/checks.txt"
+.devcarry/bin/nvdec_check .devcarry/media/vtest-hevc.mp4 2>&1 | tee -a "$OUT/checks.txt"

@@ -41,6 +41,9 @@ done
 cp build/py/core_cpp/tests/nvdec_check build/py/core_cpp/cuda/nv12_cuda_check .devcarry/bin/
 ffmpeg -v error -y -t 20 -i tests/media/vtest-h264.mp4 -vf scale=1920:1080 -c:v libx264 -preset veryfast \
   -crf 23 -g 20 -bf 0 -pix_fmt yuv420p .devcarry/media/1080p.mp4
+# HEVC (Main, B-frames): the other codec of CCTV cameras.
+ffmpeg -v error -y -t 20 -i tests/media/vtest-h264.mp4 -c:v libx265 -preset fast \
+  -x265-params log-level=error:keyint=20:bframes=2 -pix_fmt yuv420p -tag:v hvc1 .devcarry/media/vtest-hevc.mp4
 # Wider than NVDEC's 4096 for H.264: the GPU refuses it and the stream must fall back to the CPU.
 ffmpeg -v error -y -f lavfi -i testsrc=size=4160x2336:rate=5 -t 1 -c:v libx264 -preset ultrafast \
   -pix_fmt yuv420p .devcarry/media/big.mp4
