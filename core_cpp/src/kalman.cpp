@@ -4,103 +4,74 @@
 
 namespace smartcity {
 
-namespace {
+// The block form below performs, for every non-zero entry, the same operations in the same order
+// as the dense 8x8 filter (P <- F P F^T + Q; S = H P H^T + R factored by Cholesky; K = P H^T S^-1
+// by forward and back substitution; x <- x + K y; P <- P - K (P H^T)^T): S is diagonal, so its
+// Cholesky factor is sqrt of the diagonal and each gain entry is (P[k][d] / l) / l. Results are
+// bit-identical to the dense form (test_tracker.cpp checks the two agree and the tracker keeps
+// the outputs recorded before this form).
 
-// Cholesky factor L (lower) of a symmetric positive definite 4x4 S: S = L L^T.
-std::array<Vec4, 4> Cholesky(const std::array<Vec4, 4>& s) {
-  std::array<Vec4, 4> l{};
-  for (int i = 0; i < 4; ++i) {
-    for (int j = 0; j <= i; ++j) {
-      double sum = s[i][j];
-      for (int k = 0; k < j; ++k) sum -= l[i][k] * l[j][k];
-      l[i][j] = i == j ? std::sqrt(sum > 0 ? sum : 1e-12) : sum / l[j][j];
-    }
+Mat8 KalmanState::Covariance() const {
+  Mat8 p{};
+  for (int d = 0; d < 4; ++d) {
+    p[d][d] = block[d][0];
+    p[d][d + 4] = block[d][1];
+    p[d + 4][d] = block[d][2];
+    p[d + 4][d + 4] = block[d][3];
   }
-  return l;
-}
-
-// Solves L L^T x = b.
-Vec4 CholeskySolve(const std::array<Vec4, 4>& l, const Vec4& b) {
-  Vec4 y{};
-  for (int i = 0; i < 4; ++i) {
-    double sum = b[i];
-    for (int k = 0; k < i; ++k) sum -= l[i][k] * y[k];
-    y[i] = sum / l[i][i];
-  }
-  Vec4 x{};
-  for (int i = 3; i >= 0; --i) {
-    double sum = y[i];
-    for (int k = i + 1; k < 4; ++k) sum -= l[k][i] * x[k];
-    x[i] = sum / l[i][i];
-  }
-  return x;
-}
-
-}  // namespace
-
-Vec4 XyxyToXyah(const float* b) {
-  const double w = static_cast<double>(b[2]) - b[0];
-  const double h = static_cast<double>(b[3]) - b[1];
-  return {b[0] + w / 2, b[1] + h / 2, w / h, h};
-}
-
-std::array<float, 4> XyahToXyxy(const Vec4& v) {
-  const double w = v[2] * v[3];
-  return {static_cast<float>(v[0] - w / 2), static_cast<float>(v[1] - v[3] / 2), static_cast<float>(v[0] + w / 2),
-          static_cast<float>(v[1] + v[3] / 2)};
+  return p;
 }
 
 KalmanState KalmanBoxFilter::Initiate(const Vec4& z) const {
   KalmanState s;
   for (int i = 0; i < 4; ++i) s.mean[i] = z[i];
   const double h = z[3];
-  const Vec8 std_dev = {
-      2 * std_weight_position_ * h,  2 * std_weight_position_ * h,  1e-2, 2 * std_weight_position_ * h,
-      10 * std_weight_velocity_ * h, 10 * std_weight_velocity_ * h, 1e-5, 10 * std_weight_velocity_ * h};
-  for (int i = 0; i < 8; ++i) s.covariance[i][i] = std_dev[i] * std_dev[i];
+  const Vec8 std_dev = {2 * kStdWeightPosition * h,  2 * kStdWeightPosition * h,  1e-2, 2 * kStdWeightPosition * h,
+                        10 * kStdWeightVelocity * h, 10 * kStdWeightVelocity * h, 1e-5, 10 * kStdWeightVelocity * h};
+  for (int d = 0; d < 4; ++d) {
+    s.block[d][0] = std_dev[d] * std_dev[d];
+    s.block[d][3] = std_dev[d + 4] * std_dev[d + 4];
+  }
   return s;
 }
 
 void KalmanBoxFilter::Predict(KalmanState& s) const {
   const double h = s.mean[3];
-  const Vec8 std_dev = {std_weight_position_ * h, std_weight_position_ * h, 1e-2, std_weight_position_ * h,
-                        std_weight_velocity_ * h, std_weight_velocity_ * h, 1e-5, std_weight_velocity_ * h};
+  const Vec8 std_dev = {kStdWeightPosition * h, kStdWeightPosition * h, 1e-2, kStdWeightPosition * h,
+                        kStdWeightVelocity * h, kStdWeightVelocity * h, 1e-5, kStdWeightVelocity * h};
   for (int i = 0; i < 4; ++i) s.mean[i] += s.mean[i + 4];
-  // P <- F P F^T + Q with F = [[I, I], [0, I]]: add row i+4 to row i, then column j+4 to column j.
-  Mat8& p = s.covariance;
-  for (int i = 0; i < 4; ++i)
-    for (int j = 0; j < 8; ++j) p[i][j] += p[i + 4][j];
-  for (int i = 0; i < 8; ++i)
-    for (int j = 0; j < 4; ++j) p[i][j] += p[i][j + 4];
-  for (int i = 0; i < 8; ++i) p[i][i] += std_dev[i] * std_dev[i];
+  // F = [[I, I], [0, I]]: row d += row d+4, then column d += column d+4, then + Q.
+  for (int d = 0; d < 4; ++d) {
+    Vec4& b = s.block[d];
+    const double p00 = b[0] + b[2];  // row step
+    const double p01 = b[1] + b[3];
+    b[0] = p00 + p01;  // column step
+    b[1] = p01;
+    b[2] = b[2] + b[3];
+    b[0] += std_dev[d] * std_dev[d];
+    b[3] += std_dev[d + 4] * std_dev[d + 4];
+  }
 }
 
 void KalmanBoxFilter::Update(KalmanState& s, const Vec4& z) const {
   const double h = s.mean[3];
-  const Vec4 r = {std_weight_position_ * h, std_weight_position_ * h, 1e-1, std_weight_position_ * h};
-  Mat8& p = s.covariance;
-  // Innovation covariance S = H P H^T + R (H picks the first four state entries).
-  std::array<Vec4, 4> innovation_cov{};
-  for (int i = 0; i < 4; ++i)
-    for (int j = 0; j < 4; ++j) innovation_cov[i][j] = p[i][j] + (i == j ? r[i] * r[i] : 0.0);
-  // Gain K = P H^T S^-1: row k of K solves S x = (P H^T)[k] (S is symmetric).
-  const std::array<Vec4, 4> chol = Cholesky(innovation_cov);  // factored once, solved 8 times
-  std::array<Vec4, 8> gain{};
-  for (int k = 0; k < 8; ++k) gain[k] = CholeskySolve(chol, {p[k][0], p[k][1], p[k][2], p[k][3]});
+  const Vec4 r = {kStdWeightPosition * h, kStdWeightPosition * h, 1e-1, kStdWeightPosition * h};
   Vec4 y{};
-  for (int i = 0; i < 4; ++i) y[i] = z[i] - s.mean[i];
-  for (int k = 0; k < 8; ++k)
-    for (int i = 0; i < 4; ++i) s.mean[k] += gain[k][i] * y[i];
-  // P <- P - K S K^T = P - K (P H^T)^T.
-  Mat8 pht_kt{};
-  for (int i = 0; i < 8; ++i)
-    for (int j = 0; j < 8; ++j) {
-      double sum = 0;
-      for (int m = 0; m < 4; ++m) sum += gain[i][m] * p[j][m];
-      pht_kt[i][j] = sum;
-    }
-  for (int i = 0; i < 8; ++i)
-    for (int j = 0; j < 8; ++j) p[i][j] -= pht_kt[i][j];
+  for (int d = 0; d < 4; ++d) y[d] = z[d] - s.mean[d];
+  for (int d = 0; d < 4; ++d) {
+    Vec4& b = s.block[d];
+    const double sdd = b[0] + r[d] * r[d];  // innovation variance S[d][d]
+    const double l = std::sqrt(sdd > 0 ? sdd : 1e-12);
+    const double g0 = b[0] / l / l;  // gain K[d][d]
+    const double g1 = b[2] / l / l;  // gain K[d+4][d]
+    s.mean[d] += g0 * y[d];
+    s.mean[d + 4] += g1 * y[d];
+    const double p00 = b[0], p10 = b[2];
+    b[0] = p00 - g0 * p00;
+    b[1] = b[1] - g0 * p10;
+    b[2] = p10 - g1 * p00;
+    b[3] = b[3] - g1 * p10;
+  }
 }
 
 }  // namespace smartcity

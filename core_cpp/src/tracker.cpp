@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "smartcity/assignment.hpp"
@@ -12,12 +15,6 @@
 namespace smartcity {
 
 namespace {
-
-struct Det {
-  std::array<float, 4> box;
-  float score;
-  int32_t class_id;
-};
 
 void Check(bool ok, const char* field, const std::string& rule) {
   if (!ok) throw std::invalid_argument(std::string("tracker: ") + field + " " + rule);
@@ -33,34 +30,115 @@ inline float Iou(const std::array<float, 4>& a, const std::array<float, 4>& b) {
   return uni > 0.f ? inter / uni : 0.f;
 }
 
-// Pairs with cost 1 - IoU (times the detection score when fuse) below `limit`, tracks as rows.
-std::vector<AssignmentEdge> IouPairs(const std::vector<Track*>& tracks, const std::vector<const Det*>& dets, bool fuse,
-                                     double limit) {
-  std::vector<AssignmentEdge> pairs;
-  for (size_t i = 0; i < tracks.size(); ++i) {
-    const std::array<float, 4> tb = tracks[i]->Xyxy();
-    for (size_t j = 0; j < dets.size(); ++j) {
-      double sim = Iou(tb, dets[j]->box);
-      if (sim <= 0.0) continue;
-      if (fuse) sim *= dets[j]->score;
-      const double cost = 1.0 - sim;
-      if (cost < limit) pairs.push_back({static_cast<int>(i), static_cast<int>(j), cost});
-    }
-  }
-  return pairs;
-}
-
-Assignment Match(const std::vector<Track*>& tracks, const std::vector<const Det*>& dets, bool fuse, double limit) {
-  return SolveAssignmentSparse(IouPairs(tracks, dets, fuse, limit), static_cast<int>(tracks.size()),
-                               static_cast<int>(dets.size()), limit);
-}
-
 TrackerConfig Validated(const TrackerConfig& c) {
   c.Validate();
   return c;
 }
 
+// Moving tracks between the lists must not copy them (nor allocate).
+static_assert(std::is_nothrow_move_constructible<Track>::value && std::is_nothrow_move_assignable<Track>::value,
+              "Track must move without copying");
+
 }  // namespace
+
+void ByteTracker::OverlapIndex::Build(const std::vector<std::array<float, 4>>& boxes) {
+  // Sorted on one integer key: x1's bits made order-preserving (high half), then the column. A
+  // box with a NaN side overlaps nothing (its IoU is 0) and is left out.
+  keys.clear();
+  for (size_t j = 0; j < boxes.size(); ++j) {
+    if (std::isnan(boxes[j][0]) || std::isnan(boxes[j][2])) continue;
+    uint32_t bits;
+    std::memcpy(&bits, &boxes[j][0], sizeof bits);
+    bits = (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+    keys.push_back(static_cast<uint64_t>(bits) << 32 | static_cast<uint32_t>(j));
+  }
+  std::sort(keys.begin(), keys.end());
+  const size_t n = keys.size();
+  x1.resize(n);
+  y1.resize(n);
+  x2.resize(n);
+  y2.resize(n);
+  max_x2.resize(n);
+  col.resize(n);
+  hits.resize(n);
+  float m = -std::numeric_limits<float>::infinity();
+  for (size_t k = 0; k < n; ++k) {
+    const int j = static_cast<int>(keys[k] & 0xffffffffu);
+    const std::array<float, 4>& b = boxes[j];
+    x1[k] = b[0];
+    y1[k] = b[1];
+    x2[k] = b[2];
+    y2[k] = b[3];
+    col[k] = j;
+    if (b[2] > m) m = b[2];
+    max_x2[k] = m;
+  }
+}
+
+namespace {
+
+// First k in [0, n) with a[k] > x (n if none), without branches to mispredict.
+size_t UpperBound(const float* a, size_t n, float x) {
+  if (n == 0) return 0;
+  const float* base = a;
+  while (n > 1) {
+    const size_t half = n / 2;
+    base = !(x < base[half]) ? base + half : base;
+    n -= half;
+  }
+  return static_cast<size_t>(base - a) + (!(x < *base) ? 1 : 0);
+}
+
+}  // namespace
+
+// IoU > 0 needs iw = min(x2) - max(x1) > 0 and ih > 0, so b.x2 > a.x1 (false before the first k
+// with max_x2[k] > a.x1), b.x1 < a.x2 (false from the first such k on: x1 is sorted), and within
+// that range min(x2) > max(x1) and min(y2) > max(y1).
+size_t ByteTracker::OverlapIndex::Candidates(const std::array<float, 4>& a) {
+  const size_t n = x1.size();
+  const float *px1 = x1.data(), *py1 = y1.data(), *px2 = x2.data(), *py2 = y2.data();
+  const int* pcol = col.data();
+  int* out = hits.data();
+  size_t count = 0;
+  for (size_t k = UpperBound(max_x2.data(), n, a[0]); k < n && px1[k] < a[2]; ++k) {
+    const bool overlap =
+        (std::min(a[2], px2[k]) > std::max(a[0], px1[k])) & (std::min(a[3], py2[k]) > std::max(a[1], py1[k]));
+    out[count] = pcol[k];
+    count += overlap ? 1 : 0;
+  }
+  // Column order (a handful at most): insertion sort.
+  for (size_t i = 1; i < count; ++i) {
+    const int c = hits[i];
+    size_t j = i;
+    for (; j > 0 && hits[j - 1] > c; --j) hits[j] = hits[j - 1];
+    hits[j] = c;
+  }
+  return count;
+}
+
+void ByteTracker::Match(const std::vector<Track*>& tracks, const std::vector<const Candidate*>& dets, bool fuse,
+                        double limit, Assignment& out) {
+  col_boxes_.resize(dets.size());
+  for (size_t j = 0; j < dets.size(); ++j) col_boxes_[j] = dets[j]->box;
+  index_.Build(col_boxes_);
+  // Pairs with cost 1 - IoU (times the detection score when fuse) below the limit, row-major
+  // and in column order inside a row (the order the solver breaks ties in).
+  edges_.clear();
+  for (size_t i = 0; i < tracks.size(); ++i) {
+    const std::array<float, 4>& tb = tracks[i]->box;
+    const size_t count = index_.Candidates(tb);
+    for (size_t k = 0; k < count; ++k) {
+      const int j = index_.hits[k];
+      double sim = Iou(tb, col_boxes_[j]);
+      if (sim <= 0.0) continue;
+      if (fuse) sim *= dets[j]->score;
+      const double cost = 1.0 - sim;
+      if (cost < limit) edges_.push_back({static_cast<int>(i), j, cost});
+    }
+  }
+  SolveAssignmentSparse(edges_.data(), edges_.size(), static_cast<int>(tracks.size()), static_cast<int>(dets.size()),
+                        limit, workspace_, out);
+}
 
 const char* TrackStateName(TrackState s) {
   switch (s) {
@@ -118,7 +196,8 @@ float ByteTracker::SpeedKmh(const Track& tr) const {
   if (tr.trajectory.size() < 2) return NAN;
   const TrajectoryPoint& now = tr.trajectory.back();
   if (!std::isfinite(now.gx)) return NAN;
-  for (const TrajectoryPoint& p : tr.trajectory) {
+  for (size_t k = 0; k < tr.trajectory.size(); ++k) {
+    const TrajectoryPoint& p = tr.trajectory[k];
     if (p.t < now.t - config_.speed_window_s - 1e-9 || !std::isfinite(p.gx)) continue;
     const double dt = now.t - p.t;
     if (dt < config_.speed_window_s / 2) return NAN;  // too short a history for a speed
@@ -142,7 +221,7 @@ void ByteTracker::Reset() {
 std::vector<TrajectoryPoint> ByteTracker::Trajectory(int64_t track_id) const {
   for (const std::vector<Track>* list : {&tracked_, &lost_})
     for (const Track& t : *list)
-      if (t.id == track_id && track_id > 0) return {t.trajectory.begin(), t.trajectory.end()};
+      if (t.id == track_id && track_id > 0) return t.trajectory.ToVector();
   return {};
 }
 
@@ -158,27 +237,33 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
   ++frame_;
   const double t = timestamp_s >= 0 ? timestamp_s : static_cast<double>(frame_ - 1) / config_.frame_rate;
 
-  std::vector<Det> high, low;
+  high_.clear();
+  low_.clear();
   for (size_t i = 0; i < n; ++i) {
     const float* b = &detections.xyxy[4 * i];
     if (!(b[2] > b[0] && b[3] > b[1])) continue;  // no area
-    const Det d{{b[0], b[1], b[2], b[3]}, detections.score[i], detections.class_id[i]};
+    const Candidate d{{b[0], b[1], b[2], b[3]}, detections.score[i], detections.class_id[i]};
     if (d.score > config_.track_thresh) {
-      high.push_back(d);
+      high_.push_back(d);
     } else if (d.score > config_.low_thresh) {
-      low.push_back(d);
+      low_.push_back(d);
     }
   }
 
   // 1. Predict every live track.
-  for (Track& tr : tracked_) kf_.Predict(tr.kalman);
+  for (Track& tr : tracked_) {
+    kf_.Predict(tr.kalman);
+    tr.box = tr.Xyxy();
+  }
   for (Track& tr : lost_) {
     tr.kalman.mean[7] = 0.0;
     kf_.Predict(tr.kalman);
+    tr.box = tr.Xyxy();
   }
 
-  auto apply = [&](Track& tr, const Det& d) {
+  auto apply = [&](Track& tr, const Candidate& d) {
     kf_.Update(tr.kalman, XyxyToXyah(d.box.data()));
+    tr.box = tr.Xyxy();
     if (tr.id < 0) tr.id = next_id_++;  // ids are handed out at confirmation
     tr.state = TrackState::kConfirmed;
     tr.score = d.score;
@@ -196,68 +281,95 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
     for (const auto& v : tr.class_votes)
       if (v.first == tr.class_id) current_votes = v.second;
     if (vote->second > current_votes) tr.class_id = d.class_id;
-    const std::array<float, 4> box = tr.Xyxy();
-    tr.trajectory.push_back(Point(t, box));
-    while (tr.trajectory.size() > static_cast<size_t>(config_.trajectory_length)) tr.trajectory.pop_front();
+    tr.trajectory.push_back(Point(t, tr.box));
   };
 
   // 2. High detections against confirmed + lost tracks.
-  std::vector<Track*> pool;
+  pool_.clear();
   for (Track& tr : tracked_)
-    if (tr.state == TrackState::kConfirmed) pool.push_back(&tr);
-  for (Track& tr : lost_) pool.push_back(&tr);
-  std::vector<const Det*> high_ptr;
-  for (const Det& d : high) high_ptr.push_back(&d);
-  Assignment a1 = Match(pool, high_ptr, config_.fuse_score, config_.match_thresh);
-  std::vector<Track*> remaining;  // tracks unmatched so far, for the low detections
-  for (size_t i = 0; i < pool.size(); ++i) {
-    if (a1.row_to_col[i] >= 0) {
-      apply(*pool[i], *high_ptr[a1.row_to_col[i]]);
+    if (tr.state == TrackState::kConfirmed) pool_.push_back(&tr);
+  for (Track& tr : lost_) pool_.push_back(&tr);
+  high_ptr_.clear();
+  for (const Candidate& d : high_) high_ptr_.push_back(&d);
+  Match(pool_, high_ptr_, config_.fuse_score, config_.match_thresh, a1_);
+  remaining_.clear();  // tracks unmatched so far, for the low detections
+  for (size_t i = 0; i < pool_.size(); ++i) {
+    if (a1_.row_to_col[i] >= 0) {
+      apply(*pool_[i], *high_ptr_[a1_.row_to_col[i]]);
     } else {
-      remaining.push_back(pool[i]);
+      remaining_.push_back(pool_[i]);
     }
   }
-  std::vector<const Det*> high_left;
-  for (size_t j = 0; j < high_ptr.size(); ++j)
-    if (a1.col_to_row[j] < 0) high_left.push_back(high_ptr[j]);
+  high_left_.clear();
+  for (size_t j = 0; j < high_ptr_.size(); ++j)
+    if (a1_.col_to_row[j] < 0) high_left_.push_back(high_ptr_[j]);
 
   // 3. Tentative tracks against the high detections left.
-  std::vector<Track*> tentative;
+  tentative_.clear();
   for (Track& tr : tracked_)
-    if (tr.state == TrackState::kTentative) tentative.push_back(&tr);
-  Assignment a3 = Match(tentative, high_left, config_.fuse_score, config_.unconfirmed_match_thresh);
-  for (size_t i = 0; i < tentative.size(); ++i) {
-    if (a3.row_to_col[i] >= 0) {
-      apply(*tentative[i], *high_left[a3.row_to_col[i]]);
+    if (tr.state == TrackState::kTentative) tentative_.push_back(&tr);
+  Match(tentative_, high_left_, config_.fuse_score, config_.unconfirmed_match_thresh, a3_);
+  for (size_t i = 0; i < tentative_.size(); ++i) {
+    if (a3_.row_to_col[i] >= 0) {
+      apply(*tentative_[i], *high_left_[a3_.row_to_col[i]]);
     } else {
-      remaining.push_back(tentative[i]);
+      remaining_.push_back(tentative_[i]);
     }
   }
 
   // 4. Low detections against every track still unmatched (confirmed, lost, tentative): what
   // keeps a track alive when the detector's score drops. Then confirmed tracks still unmatched
   // become lost and tentative ones are removed.
-  std::vector<const Det*> low_ptr;
-  for (const Det& d : low) low_ptr.push_back(&d);
-  Assignment a2 = Match(remaining, low_ptr, false, config_.second_match_thresh);
-  for (size_t i = 0; i < remaining.size(); ++i) {
-    if (a2.row_to_col[i] >= 0) {
-      apply(*remaining[i], *low_ptr[a2.row_to_col[i]]);
-    } else if (remaining[i]->state == TrackState::kConfirmed) {
-      remaining[i]->state = TrackState::kLost;
-    } else if (remaining[i]->state == TrackState::kTentative) {
-      remaining[i]->state = TrackState::kRemoved;
+  low_ptr_.clear();
+  for (const Candidate& d : low_) low_ptr_.push_back(&d);
+  Match(remaining_, low_ptr_, false, config_.second_match_thresh, a2_);
+  for (size_t i = 0; i < remaining_.size(); ++i) {
+    if (a2_.row_to_col[i] >= 0) {
+      apply(*remaining_[i], *low_ptr_[a2_.row_to_col[i]]);
+    } else if (remaining_[i]->state == TrackState::kConfirmed) {
+      remaining_[i]->state = TrackState::kLost;
+    } else if (remaining_[i]->state == TrackState::kTentative) {
+      remaining_[i]->state = TrackState::kRemoved;
     }
   }
 
-  // 5. New tracks from the high detections nobody took.
-  std::vector<Track> born;
-  born.reserve(high_left.size());
-  for (size_t j = 0; j < high_left.size(); ++j) {
-    if (a3.col_to_row[j] >= 0 || high_left[j]->score < new_track_thresh_) continue;
-    const Det& d = *high_left[j];
-    Track tr;
+  // 5. Move tracks between the lists, in place and in order: tracked = the tracked ones still
+  // tentative or confirmed, then the lost ones confirmed again, then the new ones (step 6);
+  // lost = the tracked ones lost now, then the lost ones still lost. Lost tracks past the buffer
+  // and removed ones are dropped. (The pointers of steps 2-4 are not used from here on.)
+  for (std::vector<Track>* list : {&tracked_, &lost_})
+    for (Track& tr : *list)
+      if (tr.state == TrackState::kLost && frame_ - tr.last_frame > max_frames_lost_) tr.state = TrackState::kRemoved;
+  next_lost_.clear();
+  size_t kept = 0;
+  for (size_t r = 0; r < tracked_.size(); ++r) {
+    Track& tr = tracked_[r];
+    if (tr.state == TrackState::kLost) {
+      next_lost_.push_back(std::move(tr));
+    } else if (tr.state != TrackState::kRemoved) {
+      if (kept != r) tracked_[kept] = std::move(tr);
+      ++kept;
+    }
+  }
+  tracked_.erase(tracked_.begin() + static_cast<std::ptrdiff_t>(kept), tracked_.end());
+  for (Track& tr : lost_) {
+    if (tr.state == TrackState::kLost) {
+      next_lost_.push_back(std::move(tr));
+    } else if (tr.state != TrackState::kRemoved) {
+      tracked_.push_back(std::move(tr));
+    }
+  }
+  lost_.swap(next_lost_);
+  next_lost_.clear();
+
+  // 6. New tracks from the high detections nobody took.
+  for (size_t j = 0; j < high_left_.size(); ++j) {
+    if (a3_.col_to_row[j] >= 0 || high_left_[j]->score < new_track_thresh_) continue;
+    const Candidate& d = *high_left_[j];
+    tracked_.emplace_back();
+    Track& tr = tracked_.back();
     tr.kalman = kf_.Initiate(XyxyToXyah(d.box.data()));
+    tr.box = tr.Xyxy();
     tr.state = TrackState::kTentative;
     if (frame_ == 1) {  // confirmed at once on the first frame, as in ByteTrack
       tr.state = TrackState::kConfirmed;
@@ -268,60 +380,64 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
     tr.class_votes.emplace_back(d.class_id, 1);
     tr.start_frame = tr.last_frame = frame_;
     tr.hits = 1;
+    tr.trajectory = TrajectoryRing(static_cast<size_t>(config_.trajectory_length));
+    tr.trajectory.reserve(64);
     tr.trajectory.push_back(Point(t, d.box));
-    born.push_back(std::move(tr));
   }
 
-  // 6. Move tracks between the lists; drop lost tracks past the buffer and removed ones.
-  // Reserved up front: Track holds a deque, whose move may throw, so a growing vector<Track>
-  // would copy every track on each reallocation.
-  std::vector<Track> tracked, lost;
-  tracked.reserve(tracked_.size() + lost_.size() + born.size());
-  lost.reserve(tracked_.size() + lost_.size());
-  for (std::vector<Track>* list : {&tracked_, &lost_}) {
-    for (Track& tr : *list) {
-      if (tr.state == TrackState::kLost && frame_ - tr.last_frame > max_frames_lost_) tr.state = TrackState::kRemoved;
-      if (tr.state == TrackState::kRemoved) continue;
-      (tr.state == TrackState::kLost ? lost : tracked).push_back(std::move(tr));
+  // A confirmed and a lost track on the same object (IoU > 0.85): keep the older one.
+  if (!lost_.empty() && !tracked_.empty()) {
+    drop_tracked_.assign(tracked_.size(), 0);
+    drop_lost_.assign(lost_.size(), 0);
+    col_boxes_.resize(lost_.size());
+    for (size_t j = 0; j < lost_.size(); ++j) col_boxes_[j] = lost_[j].box;
+    index_.Build(col_boxes_);
+    bool any = false;
+    for (size_t i = 0; i < tracked_.size(); ++i) {
+      const std::array<float, 4>& a = tracked_[i].box;
+      const size_t count = index_.Candidates(a);
+      for (size_t k = 0; k < count; ++k) {
+        const int j = index_.hits[k];
+        if (1.0f - Iou(a, col_boxes_[j]) >= 0.15f) continue;
+        const int64_t age_tracked = tracked_[i].last_frame - tracked_[i].start_frame;
+        const int64_t age_lost = lost_[j].last_frame - lost_[j].start_frame;
+        (age_tracked > age_lost ? drop_lost_[j] : drop_tracked_[i]) = 1;
+        any = true;
+      }
+    }
+    if (any) {
+      size_t w = 0;
+      for (size_t i = 0; i < tracked_.size(); ++i)
+        if (!drop_tracked_[i]) {
+          if (w != i) tracked_[w] = std::move(tracked_[i]);
+          ++w;
+        }
+      tracked_.erase(tracked_.begin() + static_cast<std::ptrdiff_t>(w), tracked_.end());
+      w = 0;
+      for (size_t j = 0; j < lost_.size(); ++j)
+        if (!drop_lost_[j]) {
+          if (w != j) lost_[w] = std::move(lost_[j]);
+          ++w;
+        }
+      lost_.erase(lost_.begin() + static_cast<std::ptrdiff_t>(w), lost_.end());
     }
   }
-  for (Track& tr : born) tracked.push_back(std::move(tr));
-
-  // A confirmed and a lost track on the same object: keep the older one.
-  std::vector<char> drop_tracked(tracked.size(), 0), drop_lost(lost.size(), 0);
-  std::vector<std::array<float, 4>> lost_boxes(lost.size());
-  for (size_t j = 0; j < lost.size(); ++j) lost_boxes[j] = lost[j].Xyxy();
-  for (size_t i = 0; i < tracked.size(); ++i) {
-    const std::array<float, 4> a = tracked[i].Xyxy();
-    for (size_t j = 0; j < lost.size(); ++j) {
-      if (1.0f - Iou(a, lost_boxes[j]) >= 0.15f) continue;
-      const int64_t age_tracked = tracked[i].last_frame - tracked[i].start_frame;
-      const int64_t age_lost = lost[j].last_frame - lost[j].start_frame;
-      (age_tracked > age_lost ? drop_lost[j] : drop_tracked[i]) = 1;
-    }
-  }
-  tracked_.clear();
-  lost_.clear();
-  tracked_.reserve(tracked.size());
-  lost_.reserve(lost.size());
-  for (size_t i = 0; i < tracked.size(); ++i)
-    if (!drop_tracked[i]) tracked_.push_back(std::move(tracked[i]));
-  for (size_t j = 0; j < lost.size(); ++j)
-    if (!drop_lost[j]) lost_.push_back(std::move(lost[j]));
 
   Tracks out;
-  out.track_id.reserve(tracked_.size());
-  out.xyxy.reserve(tracked_.size() * 4);
-  out.score.reserve(tracked_.size());
-  out.class_id.reserve(tracked_.size());
-  out.state.reserve(tracked_.size());
-  out.ground_xy.reserve(tracked_.size() * 2);
-  out.speed_kmh.reserve(tracked_.size());
+  size_t shown = 0;
+  for (const Track& tr : tracked_)
+    if (tr.state == TrackState::kConfirmed && tr.last_frame == frame_) ++shown;
+  out.track_id.reserve(shown);
+  out.xyxy.reserve(shown * 4);
+  out.score.reserve(shown);
+  out.class_id.reserve(shown);
+  out.state.reserve(shown);
+  out.ground_xy.reserve(shown * 2);
+  out.speed_kmh.reserve(shown);
   for (const Track& tr : tracked_) {
     if (tr.state != TrackState::kConfirmed || tr.last_frame != frame_) continue;
-    const std::array<float, 4> box = tr.Xyxy();
     out.track_id.push_back(tr.id);
-    out.xyxy.insert(out.xyxy.end(), box.begin(), box.end());
+    out.xyxy.insert(out.xyxy.end(), tr.box.begin(), tr.box.end());
     out.score.push_back(tr.score);
     out.class_id.push_back(tr.class_id);
     out.state.push_back(static_cast<int8_t>(tr.state));

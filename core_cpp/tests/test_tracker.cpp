@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <limits>
 #include <random>
@@ -25,7 +26,7 @@ TEST(Kalman, ConvergesOnConstantVelocityBox) {
   const double vx = 3.0, vy = -2.0, vh = 0.5;
   auto truth = [&](int k) { return Vec4{100 + vx * k, 300 + vy * k, 0.5, 80 + vh * k}; };
   KalmanState s = kf.Initiate(truth(0));
-  const double initial_var = s.covariance[0][0];
+  const double initial_var = s.Covariance()[0][0];
   for (int k = 1; k <= 60; ++k) {
     kf.Predict(s);
     kf.Update(s, truth(k));
@@ -39,21 +40,22 @@ TEST(Kalman, ConvergesOnConstantVelocityBox) {
   const Vec4 next = truth(61);
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(s.mean[i], next[i], 0.2) << "component " << i;
   // Converged position variance is below its start (relative to the box height).
-  EXPECT_LT(s.covariance[0][0] / (s.mean[3] * s.mean[3]), initial_var / (80.0 * 80.0));
+  const Mat8 p = s.Covariance();
+  EXPECT_LT(p[0][0] / (s.mean[3] * s.mean[3]), initial_var / (80.0 * 80.0));
   // The covariance stays symmetric.
   for (int i = 0; i < 8; ++i)
-    for (int j = 0; j < 8; ++j) EXPECT_NEAR(s.covariance[i][j], s.covariance[j][i], 1e-9);
+    for (int j = 0; j < 8; ++j) EXPECT_NEAR(p[i][j], p[j][i], 1e-9);
 }
 
 TEST(Kalman, PredictWithoutUpdateExtrapolatesAndGrowsUncertainty) {
   const KalmanBoxFilter kf;
   KalmanState s = kf.Initiate({50, 60, 1.0, 40});
   s.mean[4] = 2.0;  // 2 px per frame to the right
-  const double var0 = s.covariance[0][0];
+  const double var0 = s.Covariance()[0][0];
   for (int k = 0; k < 5; ++k) kf.Predict(s);
   EXPECT_DOUBLE_EQ(s.mean[0], 60.0);
   EXPECT_DOUBLE_EQ(s.mean[1], 60.0);
-  EXPECT_GT(s.covariance[0][0], var0);
+  EXPECT_GT(s.Covariance()[0][0], var0);
 }
 
 TEST(Kalman, BoxConversionRoundTrip) {
@@ -65,6 +67,103 @@ TEST(Kalman, BoxConversionRoundTrip) {
   EXPECT_DOUBLE_EQ(xyah[3], 80.0);
   const std::array<float, 4> back = XyahToXyxy(xyah);
   for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(back[i], box[i]);
+}
+
+// The dense 8x8 filter (ByteTrack's formulation), as a reference for the block form.
+struct DenseKalman {
+  Vec8 mean{};
+  Mat8 p{};
+  void Initiate(const Vec4& z) {
+    for (int i = 0; i < 4; ++i) mean[i] = z[i];
+    const double h = z[3];
+    const Vec8 sd = {2.0 / 20 * h,   2.0 / 20 * h,   1e-2, 2.0 / 20 * h,
+                     10.0 / 160 * h, 10.0 / 160 * h, 1e-5, 10.0 / 160 * h};
+    for (int i = 0; i < 8; ++i) p[i][i] = sd[i] * sd[i];
+  }
+  void Predict() {
+    const double h = mean[3];
+    const Vec8 sd = {h / 20, h / 20, 1e-2, h / 20, h / 160, h / 160, 1e-5, h / 160};
+    Mat8 f{};
+    for (int i = 0; i < 8; ++i) f[i][i] = 1;
+    for (int i = 0; i < 4; ++i) f[i][i + 4] = 1;
+    Vec8 m{};
+    Mat8 fp{}, q{};
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < 8; ++j) m[i] += f[i][j] * mean[j];
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < 8; ++j)
+        for (int k = 0; k < 8; ++k) fp[i][j] += f[i][k] * p[k][j];
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < 8; ++j)
+        for (int k = 0; k < 8; ++k) q[i][j] += fp[i][k] * f[j][k];
+    for (int i = 0; i < 8; ++i) q[i][i] += sd[i] * sd[i];
+    mean = m;
+    p = q;
+  }
+  void Update(const Vec4& z) {
+    const double h = mean[3];
+    const Vec4 r = {h / 20, h / 20, 1e-1, h / 20};
+    double s[4][4];
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) s[i][j] = p[i][j] + (i == j ? r[i] * r[i] : 0.0);
+    // S^-1 by Gauss-Jordan (S is small and well conditioned here).
+    double inv[4][8];
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 8; ++j) inv[i][j] = j < 4 ? s[i][j] : (j - 4 == i ? 1 : 0);
+    for (int c = 0; c < 4; ++c) {
+      const double d = inv[c][c];
+      for (int j = 0; j < 8; ++j) inv[c][j] /= d;
+      for (int i = 0; i < 4; ++i) {
+        if (i == c) continue;
+        const double fct = inv[i][c];
+        for (int j = 0; j < 8; ++j) inv[i][j] -= fct * inv[c][j];
+      }
+    }
+    double k[8][4] = {};  // K = P H^T S^-1
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < 4; ++j)
+        for (int m = 0; m < 4; ++m) k[i][j] += p[i][m] * inv[m][j + 4];
+    Vec4 y{};
+    for (int j = 0; j < 4; ++j) y[j] = z[j] - mean[j];
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < 4; ++j) mean[i] += k[i][j] * y[j];
+    Mat8 kp{};  // K H P
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < 8; ++j)
+        for (int m = 0; m < 4; ++m) kp[i][j] += k[i][m] * p[m][j];
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < 8; ++j) p[i][j] -= kp[i][j];
+  }
+};
+
+TEST(Kalman, BlockFormEqualsTheDenseFilter) {
+  // A box that accelerates, jitters and is missed now and then; the block filter must follow the
+  // dense one to rounding.
+  const KalmanBoxFilter kf;
+  DenseKalman ref;
+  const Vec4 z0 = {320, 240, 0.45, 120};
+  KalmanState s = kf.Initiate(z0);
+  ref.Initiate(z0);
+  auto expect_close = [&](int step) {
+    const Mat8 p = s.Covariance();
+    for (int i = 0; i < 8; ++i) {
+      ASSERT_NEAR(s.mean[i], ref.mean[i], 1e-9 * (1 + std::fabs(ref.mean[i]))) << "step " << step << " mean " << i;
+      for (int j = 0; j < 8; ++j)
+        ASSERT_NEAR(p[i][j], ref.p[i][j], 1e-9 * (1 + std::fabs(ref.p[i][j]))) << "step " << step << " P " << i << j;
+    }
+  };
+  for (int step = 1; step <= 200; ++step) {
+    kf.Predict(s);
+    ref.Predict();
+    expect_close(step);
+    if (step % 7 == 3) continue;  // missed
+    const double t = step;
+    const Vec4 z = {320 + 2.5 * t + 0.01 * t * t + std::sin(t) * 3, 240 - 1.5 * t + std::cos(1.3 * t) * 2,
+                    0.45 + 0.02 * std::sin(0.2 * t), 120 + 0.3 * t + std::sin(0.7 * t)};
+    kf.Update(s, z);
+    ref.Update(z);
+    expect_close(step);
+  }
 }
 
 // ---- Assignment ------------------------------------------------------------------------------
@@ -140,6 +239,34 @@ TEST(Assignment, MatchesBruteForceOnRandomMatrices) {
     if (std::count_if(a.row_to_col.begin(), a.row_to_col.end(), [](int j) { return j >= 0; }) >= 2) ++nontrivial;
   }
   EXPECT_GT(nontrivial, 500);  // the trials did exercise real matchings
+}
+
+TEST(Assignment, ReusedWorkspaceGivesTheSameResult) {
+  // One workspace across problems of every size and density, as the tracker uses it: stale
+  // buffers must not leak from one solve into the next.
+  std::mt19937 rng(777);
+  std::uniform_int_distribution<int> size(0, 40);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  AssignmentWorkspace ws;
+  Assignment reused;
+  for (int trial = 0; trial < 500; ++trial) {
+    const int rows = size(rng), cols = size(rng);
+    const double density = unit(rng) * 0.3, limit = 0.2 + 0.8 * unit(rng);
+    std::vector<AssignmentEdge> edges;
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < cols; ++j)
+        if (unit(rng) < density) edges.push_back({i, j, unit(rng)});
+    const Assignment fresh = SolveAssignmentSparse(edges, rows, cols, limit);
+    SolveAssignmentSparse(edges.data(), edges.size(), rows, cols, limit, ws, reused);
+    ASSERT_EQ(reused.row_to_col, fresh.row_to_col) << "trial " << trial;
+    ASSERT_EQ(reused.col_to_row, fresh.col_to_row) << "trial " << trial;
+    // The sparse form agrees with the dense one on the objective.
+    std::vector<double> dense(static_cast<size_t>(rows) * cols, 1.0 + limit);
+    for (const AssignmentEdge& e : edges) dense[static_cast<size_t>(e.row) * cols + e.col] = e.cost;
+    const Assignment d = SolveAssignment(dense, rows, cols, limit);
+    ASSERT_NEAR(Objective(dense, rows, cols, limit, d.row_to_col),
+                Objective(dense, rows, cols, limit, fresh.row_to_col), 1e-9);
+  }
 }
 
 TEST(Assignment, PrefersGlobalOptimumOverGreedy) {
@@ -366,6 +493,109 @@ TEST(Tracker, TrajectoryKeepsTheLastPointsWithTimestamps) {
   for (int k = 0; k < 3; ++k) u.Update(Dets({Box(100, 200, 40, 80)}));
   ASSERT_EQ(u.Trajectory(1).size(), 3u);
   EXPECT_DOUBLE_EQ(u.Trajectory(1)[2].t, 2 / 10.0);
+}
+
+// A crowded scene, deterministic on every platform (own generator, no <random> distributions):
+// 80 objects at constant velocity over 1280 x 720 (wrapping), jitter, 5 % misses, 15 % low
+// scores, a few false boxes, three classes; 200 frames.
+struct SceneSummary {
+  size_t rows = 0;                            // output rows over the whole run
+  uint64_t id_hash = 1469598103934665603ull;  // FNV-1a over (frame, id, class, state) per row
+  int64_t max_id = 0;
+  double box_sum = 0;  // sum of every output coordinate
+  double score_sum = 0;
+  size_t lost_at_end = 0, active_at_end = 0;
+};
+
+SceneSummary RunScene(const TrackerConfig& config) {
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  auto next = [&]() {  // splitmix64 -> [0, 1)
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return static_cast<double>((z ^ (z >> 31)) >> 11) / 9007199254740992.0;
+  };
+  auto uniform = [&](double lo, double hi) { return lo + (hi - lo) * next(); };
+  const int n = 80;
+  std::vector<double> px(n), py(n), vx(n), vy(n), w(n), h(n);
+  std::vector<int32_t> cls(n);
+  for (int i = 0; i < n; ++i) {
+    px[i] = uniform(0, 1280);
+    py[i] = uniform(0, 720);
+    vx[i] = uniform(-12, 12);
+    vy[i] = uniform(-12, 12);
+    w[i] = uniform(20, 120);
+    h[i] = uniform(40, 160);
+    cls[i] = static_cast<int32_t>(next() * 3);
+  }
+  ByteTracker t(config);
+  SceneSummary s;
+  auto mix = [&](uint64_t v) {
+    s.id_hash ^= v;
+    s.id_hash *= 1099511628211ull;
+  };
+  for (int f = 0; f < 200; ++f) {
+    Detections d;
+    for (int i = 0; i < n; ++i) {
+      px[i] = std::fmod(px[i] + vx[i] + 1280, 1280);
+      py[i] = std::fmod(py[i] + vy[i] + 720, 720);
+      if (next() < 0.05) continue;
+      const double cx = px[i] + uniform(-2, 2), cy = py[i] + uniform(-2, 2);
+      d.xyxy.insert(d.xyxy.end(), {static_cast<float>(cx - w[i] / 2), static_cast<float>(cy - h[i] / 2),
+                                   static_cast<float>(cx + w[i] / 2), static_cast<float>(cy + h[i] / 2)});
+      d.score.push_back(static_cast<float>((next() < 0.15 ? 0.3 : 0.9) + uniform(-0.05, 0.05)));
+      d.class_id.push_back(next() < 0.1 ? (cls[i] + 1) % 3 : cls[i]);
+    }
+    for (int k = 0; k < 3; ++k) {
+      const double x = uniform(0, 1230), y = uniform(0, 670);
+      d.xyxy.insert(d.xyxy.end(), {static_cast<float>(x), static_cast<float>(y), static_cast<float>(x + 40),
+                                   static_cast<float>(y + 40)});
+      d.score.push_back(static_cast<float>(uniform(0.2, 0.7)));
+      d.class_id.push_back(0);
+    }
+    const Tracks out = t.Update(d);
+    s.rows += out.size();
+    for (size_t r = 0; r < out.size(); ++r) {
+      mix(static_cast<uint64_t>(f));
+      mix(static_cast<uint64_t>(out.track_id[r]));
+      mix(static_cast<uint64_t>(out.class_id[r]));
+      mix(static_cast<uint64_t>(out.state[r]));
+      s.max_id = std::max(s.max_id, out.track_id[r]);
+      for (int k = 0; k < 4; ++k) s.box_sum += out.xyxy[4 * r + k];
+      s.score_sum += out.score[r];
+    }
+  }
+  s.lost_at_end = t.lost_tracks().size();
+  s.active_at_end = t.active_tracks().size();
+  return s;
+}
+
+TEST(Tracker, CrowdedSceneGivesTheRecordedTracks) {
+  // Recorded from the tracker before its speed work (dense Kalman filter, every IoU pair, deque
+  // trajectories); any change in an id, class, state, box or score over 200 frames of a crowded
+  // scene changes these. Boxes and scores are compared to rounding, ids exactly.
+  TrackerConfig bytetrack;
+  const SceneSummary a = RunScene(bytetrack);
+  EXPECT_EQ(a.rows, 14876u);
+  EXPECT_EQ(a.id_hash, 0xbe18119eec7323ebull);
+  EXPECT_EQ(a.max_id, 293);
+  EXPECT_NEAR(a.box_sum, 29036458.761369, 0.01);
+  EXPECT_NEAR(a.score_sum, 12110.160993, 1e-3);
+  EXPECT_EQ(a.lost_at_end, 13u);
+  EXPECT_EQ(a.active_at_end, 77u);
+  // The accuracy comparison's settings: one IoU limit in every stage, no score fusion.
+  TrackerConfig plain;
+  plain.fuse_score = false;
+  plain.match_thresh = plain.second_match_thresh = plain.unconfirmed_match_thresh = 0.2f;
+  plain.track_buffer = 60;
+  const SceneSummary b = RunScene(plain);
+  EXPECT_EQ(b.rows, 5200u);
+  EXPECT_EQ(b.id_hash, 0x5a605745e8d983f3ull);
+  EXPECT_EQ(b.max_id, 599);
+  EXPECT_NEAR(b.box_sum, 9682916.632747, 0.01);
+  EXPECT_NEAR(b.score_sum, 4217.683429, 1e-3);
+  EXPECT_EQ(b.lost_at_end, 46u);
+  EXPECT_EQ(b.active_at_end, 66u);
 }
 
 TEST(Tracker, RefusesBadConfigAndInput) {

@@ -26,10 +26,10 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <utility>
 #include <vector>
 
+#include "smartcity/assignment.hpp"
 #include "smartcity/detections.hpp"
 #include "smartcity/kalman.hpp"
 
@@ -62,17 +62,52 @@ struct TrajectoryPoint {
   float gy;
 };
 
+// The newest points of a track, oldest first: a ring of fixed capacity (no allocation once full).
+class TrajectoryRing {
+ public:
+  explicit TrajectoryRing(size_t capacity = 1) : capacity_(capacity < 1 ? 1 : capacity) {}
+  void push_back(const TrajectoryPoint& p) {
+    if (points_.size() < capacity_) {
+      points_.push_back(p);
+      return;
+    }
+    points_[head_] = p;
+    head_ = head_ + 1 == capacity_ ? 0 : head_ + 1;
+  }
+  size_t size() const { return points_.size(); }
+  bool empty() const { return points_.empty(); }
+  size_t capacity() const { return capacity_; }
+  void reserve(size_t n) { points_.reserve(n < capacity_ ? n : capacity_); }
+  // 0: the oldest point.
+  const TrajectoryPoint& operator[](size_t i) const {
+    const size_t k = head_ + i;
+    return points_[k < points_.size() ? k : k - points_.size()];
+  }
+  const TrajectoryPoint& back() const { return (*this)[points_.size() - 1]; }
+  std::vector<TrajectoryPoint> ToVector() const {
+    std::vector<TrajectoryPoint> out(points_.begin() + head_, points_.end());
+    out.insert(out.end(), points_.begin(), points_.begin() + head_);
+    return out;
+  }
+
+ private:
+  std::vector<TrajectoryPoint> points_;
+  size_t head_ = 0;  // the oldest point once full
+  size_t capacity_;
+};
+
 struct Track {
   int64_t id = -1;  // -1 while tentative
   TrackState state = TrackState::kTentative;
   KalmanState kalman;
-  float score = 0.f;  // of the last matched detection
+  std::array<float, 4> box{};  // Xyxy() of the current Kalman state, kept by the tracker
+  float score = 0.f;           // of the last matched detection
   int32_t class_id = -1;
   std::vector<std::pair<int32_t, int32_t>> class_votes;  // (class id, detections)
   int64_t start_frame = 0;
   int64_t last_frame = 0;  // last frame matched
   int64_t hits = 0;        // detections matched over the track's life
-  std::deque<TrajectoryPoint> trajectory;
+  TrajectoryRing trajectory;
 
   std::array<float, 4> Xyxy() const { return XyahToXyxy(kalman.Xyah()); }
 };
@@ -116,6 +151,27 @@ class ByteTracker {
   std::vector<TrajectoryPoint> Trajectory(int64_t track_id) const;
 
  private:
+  // A detection taking part in this frame's association.
+  struct Candidate {
+    std::array<float, 4> box;
+    float score;
+    int32_t class_id;
+  };
+  // Columns of an association sorted by x1 (struct of arrays), with the running maximum of x2:
+  // the columns that can overlap a given box lie in a range that starts at a binary search and
+  // ends at the first x1 past the box, and a branch-free pass over that range keeps those whose
+  // box intersects it (most boxes do not).
+  struct OverlapIndex {
+    std::vector<uint64_t> keys;                 // x1 and column, for the sort
+    std::vector<float> x1, y1, x2, y2, max_x2;  // in sorted order; max_x2[k] = max x2 over 0..k
+    std::vector<int> col;
+    std::vector<int> hits;
+    void Build(const std::vector<std::array<float, 4>>& boxes);
+    // Fills `hits` with the columns (ascending) whose box may intersect `a`: every column with
+    // IoU > 0 is among them. Returns their number.
+    size_t Candidates(const std::array<float, 4>& a);
+  };
+
   const TrackerConfig config_;
   const int max_frames_lost_;
   const float new_track_thresh_;
@@ -127,6 +183,22 @@ class ByteTracker {
   bool calibrated_ = false;
   std::array<double, 9> h_{};  // image -> ground
 
+  // Scratch of Update, kept so that a frame allocates (almost) nothing once they have grown.
+  std::vector<Candidate> high_, low_;
+  std::vector<Track*> pool_, tentative_, remaining_;
+  std::vector<const Candidate*> high_ptr_, high_left_, low_ptr_;
+  std::vector<std::array<float, 4>> col_boxes_;
+  OverlapIndex index_;
+  std::vector<AssignmentEdge> edges_;
+  AssignmentWorkspace workspace_;
+  Assignment a1_, a2_, a3_;
+  std::vector<Track> next_lost_;
+  std::vector<char> drop_tracked_, drop_lost_;
+
+  // Optimal assignment of `tracks` (rows) to `dets` (columns) on 1 - IoU (times the detection
+  // score when fuse), pairs at or above `limit` never matched.
+  void Match(const std::vector<Track*>& tracks, const std::vector<const Candidate*>& dets, bool fuse, double limit,
+             Assignment& out);
   TrajectoryPoint Point(double t, const std::array<float, 4>& box) const;
   float SpeedKmh(const Track& tr) const;
 };
