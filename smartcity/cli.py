@@ -205,11 +205,17 @@ def _cmd_engine(args: argparse.Namespace) -> int:
     broker = Broker(args.run_dir).start() if args.with_broker else None
     try:
         try:
+            evidence: str | None = "auto"
+            if args.evidence_name is not None:
+                from smartcity.bus.evidence import named_evidence_endpoint
+
+                evidence = named_evidence_endpoint(args.run_dir, args.evidence_name)
             engine = Engine(
                 settings,
                 publisher_endpoint(args.run_dir),
                 config_path=args.config,
                 requests=requests,
+                evidence_endpoint=evidence,
             )
         except (EngineConfigError, ValueError, OSError) as e:
             print(f"smartcity engine: {e}", file=sys.stderr)
@@ -374,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--seconds", type=float, default=None, help="stop after this long")
     engine.add_argument(
         "--with-broker", action="store_true", help="also run the bus broker in this process"
+    )
+    engine.add_argument(
+        "--evidence-name",
+        default=None,
+        help="a second engine in the same run dir: its evidence server binds "
+        "ipc://<run dir>/evidence.NAME (the API and the incidents service ask every engine)",
     )
     engine.set_defaults(func=_cmd_engine)
 

@@ -9,9 +9,9 @@ directory (default ./demo-data, the data directory inside it), then starts:
 - `smartcity run --config appliance.yaml`: the broker, the traffic engine (the 4 rendered
   scenes, models/synthetic-traffic), the incidents service and the api;
 - a second engine on the same bus, run by the demo (the engine takes one model per process):
-  4 looping copies of tests/media/vtest-h264.mp4 with models/person-ssdlite. It serves no
-  evidence: ipc://<run dir>/evidence is the supervised engine's (one evidence server per run
-  dir), so the vtest cameras' incidents come without snapshot and clip.
+  4 looping copies of tests/media/vtest-h264.mp4 with models/person-ssdlite. Its evidence
+  server binds ipc://<run dir>/evidence.people (`--evidence-name people`) beside the supervised
+  engine's ipc://<run dir>/evidence; the API and the incidents service ask both.
 
 It prints the console's URL and the admin's one-time password and runs until Ctrl-C (or
 `--seconds`), then stops everything.
@@ -216,7 +216,7 @@ def write_configs(
     calibration = VTEST_GEOMETRY["calibration"]
     _dump(
         files.engine_person,
-        header + "# Run beside the appliance by the demo, without an evidence server.\n",
+        header + "# Run beside the appliance by the demo (its evidence server: evidence.people).\n",
         {
             "model": PERSON_MODEL,
             "models_root": str(MODELS),
@@ -471,14 +471,15 @@ class Demo:
         py = sys.executable
         run = [py, "-m", "smartcity", "run", "--config", str(self.files.appliance)]
         self._procs.append(_Proc("run", run, self._on_run_line))
-        # The person engine joins once the broker has made the run dir; it serves no evidence
-        # (the supervised engine's evidence server holds ipc://<run dir>/evidence).
+        # The person engine joins once the broker has made the run dir; its evidence server
+        # binds ipc://<run dir>/evidence.people (the supervised engine's holds .../evidence;
+        # the API and the incidents service ask both).
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not self._broker_ready.wait(0.2):
             if not self._procs[-1].running or time.monotonic() > deadline:
                 raise DemoError("`smartcity run` did not start its broker (see above)")
-        eng = [py, "-m", "smartcity.demo_appliance", "engine", "--config",
-               str(self.files.engine_person), "--run-dir", str(self.files.run_dir)]  # fmt: skip
+        eng = [py, "-m", "smartcity", "engine", "--config", str(self.files.engine_person),
+               "--run-dir", str(self.files.run_dir), "--evidence-name", "people"]  # fmt: skip
         self._procs.append(_Proc(PERSON_ENGINE, eng, self._on_child_line))
 
     def banner(self) -> None:
@@ -575,22 +576,3 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGTERM, on_stop)
     return Demo(files, scenes).run(stop, args.seconds)
-
-
-def _engine_without_evidence(argv: Sequence[str]) -> int:
-    """`python -m smartcity.demo_appliance engine ARGS`: `smartcity engine ARGS` with no
-    evidence server (a second engine in a run dir whose evidence socket is another's)."""
-    from smartcity import cli
-    from smartcity.engine import process
-
-    def no_evidence(publisher_endpoint: str) -> str | None:
-        return None
-
-    process.evidence_endpoint_for = no_evidence
-    return cli.main(["engine", *argv])
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] != ["engine"]:
-        sys.exit("usage: python -m smartcity.demo_appliance engine --config FILE --run-dir DIR")
-    sys.exit(_engine_without_evidence(sys.argv[2:]))

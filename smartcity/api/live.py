@@ -17,7 +17,7 @@ from typing import Any
 from smartcity.api.hub import Hub, LiveEvent
 from smartcity.api.metrics import Metrics
 from smartcity.bus import HealthEvent, IncidentEvent, TracksEvent
-from smartcity.bus.evidence import EvidenceClient, Snapshot
+from smartcity.bus.evidence import EvidenceClient, EvidenceRouter, Snapshot
 from smartcity.bus.sockets import subscriber_endpoint
 from smartcity.bus.subscriber import Subscriber
 
@@ -162,7 +162,7 @@ class BusBridge:
         """The engine's latest analysed frame of `cam` (EvidenceError when it cannot)."""
         with self._evidence_lock:
             if self._evidence is None:
-                self._evidence = EvidenceClient(self.run_dir)
+                self._evidence = EvidenceRouter(self.run_dir)
             return self._evidence.snapshot(cam, timeout_s=timeout_s)
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import re
+import stat
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import msgpack
 import zmq
@@ -207,6 +209,48 @@ def evidence_endpoint(run_dir: str | os.PathLike[str] | None = None) -> str:
     return "ipc://" + path
 
 
+#: `smartcity engine --evidence-name NAME`: ipc://<run dir>/evidence.NAME, for a second engine
+#: in the same run dir (the first binds ipc://<run dir>/evidence).
+EVIDENCE_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def named_evidence_endpoint(run_dir: str | os.PathLike[str] | None, name: str) -> str:
+    """ipc://<run dir>/evidence.<name>; ValueError for a name that is not 1-32 letters, digits,
+    '_' or '-'."""
+    if not EVIDENCE_NAME_RE.fullmatch(name):
+        raise ValueError(f"evidence name must be 1 to 32 letters, digits, '_' or '-', got {name!r}")
+    base = evidence_endpoint(run_dir)
+    path = base + "." + name
+    if len(path[len("ipc://") :].encode()) > d.MAX_IPC_PATH:
+        raise ValueError(f"ipc path {path} is longer than {d.MAX_IPC_PATH} bytes")
+    return path
+
+
+def evidence_endpoints(run_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """The evidence servers of a run dir: ipc://<run dir>/evidence first, then each
+    evidence.<name> socket, by name."""
+    p = Path(run_dir) if run_dir is not None else d.default_run_dir()
+    found = []
+    try:
+        entries = list(os.scandir(p))
+    except OSError:
+        entries = []
+    for e in entries:
+        name = e.name
+        if name != d.EVIDENCE_NAME and not (
+            name.startswith(d.EVIDENCE_NAME + ".")
+            and EVIDENCE_NAME_RE.fullmatch(name[len(d.EVIDENCE_NAME) + 1 :])
+        ):
+            continue
+        try:
+            if stat.S_ISSOCK(e.stat(follow_symlinks=False).st_mode):
+                found.append(name)
+        except OSError:
+            continue
+    found.sort(key=lambda n: (n != d.EVIDENCE_NAME, n))
+    return ["ipc://" + str(p / n) for n in found] or [evidence_endpoint(run_dir)]
+
+
 def _field(m: Mapping[str, Any], key: str, types: tuple[type, ...]) -> Any:
     v = m.get(key)
     if type(v) not in types:
@@ -329,7 +373,7 @@ class EvidenceClient:
             if self._own_context:
                 self._context.term()
 
-    def __enter__(self) -> EvidenceClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -339,3 +383,85 @@ class EvidenceClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+#: How the engine words a refusal for a camera it does not run (smartcity/engine/evidence.py).
+NO_CAMERA = "cam: no camera "
+#: An engine whose evidence server did not answer is not asked again for this long.
+DOWN_FOR_S = 30.0
+
+
+class EvidenceRouter(EvidenceClient):
+    """Snapshots and clips from every engine of a run dir (evidence_endpoints): the camera's
+    engine is found by asking (an engine refuses a camera it does not run at once), then
+    remembered; an engine that does not answer is skipped for DOWN_FOR_S. Same calls as
+    EvidenceClient; serialised by a lock."""
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str] | None = None,
+        *,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        self.endpoint = evidence_endpoint(run_dir)
+        self._own_context = context is None
+        self._context = context or zmq.Context()
+        self._clients: dict[str, EvidenceClient] = {}
+        self._home: dict[str, str] = {}  # camera -> endpoint that served it
+        self._down: dict[str, float] = {}  # endpoint -> monotonic time it stops being skipped
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def _client(self, endpoint: str) -> EvidenceClient:
+        c = self._clients.get(endpoint)
+        if c is None:
+            c = self._clients[endpoint] = EvidenceClient(endpoint, context=self._context)
+        return c
+
+    def request(self, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        with self._lock:
+            if self.closed:
+                raise EvidenceError("the evidence client is closed")
+            cam = body.get("cam")
+            now = time.monotonic()
+            endpoints = evidence_endpoints(self.run_dir)
+            home = self._home.get(cam) if isinstance(cam, str) else None
+            order = ([home] if home in endpoints else []) + [e for e in endpoints if e != home]
+            refused: list[str] = []
+            for ep in order:
+                if self._down.get(ep, 0.0) > now and ep != home and len(order) > 1:
+                    continue
+                try:
+                    reply = self._client(ep).request(body, timeout_s)
+                except EvidenceError as e:
+                    msg = str(e)
+                    if msg.startswith(NO_CAMERA):
+                        refused.append(ep)
+                        continue
+                    if msg.startswith("no reply from") and len(order) > 1:
+                        self._down[ep] = time.monotonic() + DOWN_FOR_S
+                        refused.append(ep)
+                        continue
+                    raise
+                self._down.pop(ep, None)
+                if isinstance(cam, str):
+                    self._home[cam] = ep
+                return reply
+            if isinstance(cam, str):
+                self._home.pop(cam, None)
+            raise EvidenceError(
+                f"{NO_CAMERA}{cam!r} in any engine of this run dir "
+                f"({len(refused)} asked: {', '.join(refused) or 'none'})"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            for c in self._clients.values():
+                c.close()
+            self._clients.clear()
+            if self._own_context:
+                self._context.term()

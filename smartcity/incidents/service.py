@@ -42,7 +42,7 @@ from smartcity.bus.events import (
     StatsEvent,
     TracksEvent,
 )
-from smartcity.bus.evidence import EvidenceClient, EvidenceError
+from smartcity.bus.evidence import EvidenceError, EvidenceRouter
 from smartcity.engine.reload import ReloadRequests
 from smartcity.incidents.config import (
     CameraRules,
@@ -183,7 +183,7 @@ class IncidentsService:
         self.subscriber = Subscriber(
             subscriber_endpoint(run_dir), ["tracks.", "health.", CONFIG_CHANGED]
         )
-        factory = evidence_factory or (lambda: EvidenceClient(run_dir))
+        factory = evidence_factory or (lambda: EvidenceRouter(run_dir))
         self._evidence_factory = factory
         self._inbox: queue.Queue[Finding] = queue.Queue()  # findings made by other threads
         self.evidence = EvidenceCollector(

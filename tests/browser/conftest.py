@@ -45,8 +45,11 @@ def stack() -> Iterator[Stack]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """One Chromium for the browser tests, stopped when they are done: Playwright's sync API
+    keeps an asyncio loop running in the main thread while it is open, and every later test
+    that calls asyncio.run() would fail ("cannot be called from a running event loop")."""
     from playwright.sync_api import Error, sync_playwright
 
     exe = chromium()

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import IO
@@ -137,6 +138,22 @@ def test_demo_brings_up_cameras_incidents_and_counts(tmp_path: Path) -> None:
         assert wait_for(cameras_running, 60, interval=2), {
             c: v.get("state") for c, v in health.get("cameras", {}).items()
         }
+
+        def live_picture(cam: str) -> bool:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/v1/live/cameras/{cam}/snapshot.jpg",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status == 200 and r.read(2) == b"\xff\xd8"
+            except urllib.error.HTTPError:
+                return False
+
+        # Both engines' cameras have live pictures: the person engine serves its evidence
+        # socket evidence.people beside the traffic engine's, and the API asks both.
+        assert wait_for(lambda: live_picture("vtest-1"), 30, interval=1)
+        assert wait_for(lambda: live_picture(demo_cameras[-1]), 30, interval=1)
         proc.wait(timeout=120)
         drain.join(10)
     finally:

@@ -326,3 +326,71 @@ def test_client_times_out_without_a_server(tmp):
     with EvidenceClient(tmp) as ev:
         with pytest.raises(EvidenceError, match="no reply .* within 0.2 s"):
             ev.snapshot("gate-1", timeout_s=0.2)
+
+
+# ---------------------------------------------------------------- several engines: EvidenceRouter
+
+
+class _FakePipeline:
+    """What EvidenceServer needs for snapshots: one camera with a frame."""
+
+    def __init__(self, cams: dict[str, int]) -> None:
+        self.cams = cams  # camera -> grey level of its picture
+
+    def snapshot(self, cam: str):
+        if cam not in self.cams:
+            raise _core.UnknownCameraError(cam)
+        bgr = np.full((48, 64, 3), self.cams[cam], np.uint8)
+        return {"image": bgr, "frame": 7, "pts": 1.5, "t_ns": 123}
+
+
+def test_router_finds_each_camera_in_its_engine(tmp):
+    from smartcity.bus.evidence import (
+        EvidenceRouter,
+        evidence_endpoints,
+        named_evidence_endpoint,
+    )
+
+    a = EvidenceServer(_FakePipeline({"a1": 40}), evidence_endpoint(tmp)).start()
+    b = EvidenceServer(_FakePipeline({"b1": 200}), named_evidence_endpoint(tmp, "people")).start()
+    try:
+        eps = evidence_endpoints(tmp)
+        assert eps == [evidence_endpoint(tmp), evidence_endpoint(tmp) + ".people"]
+        with EvidenceRouter(tmp) as ev:
+            for cam, grey in (("b1", 200), ("a1", 40), ("b1", 200)):
+                snap = ev.snapshot(cam, timeout_s=5)
+                img = cv2.imdecode(np.frombuffer(snap.jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+                assert snap.cam == cam and abs(int(img.mean()) - grey) < 5
+            assert ev._home == {"b1": eps[1], "a1": eps[0]}
+            with pytest.raises(EvidenceError, match="no camera 'zz' in any engine"):
+                ev.snapshot("zz", timeout_s=5)
+    finally:
+        a.stop()
+        b.stop()
+    with pytest.raises(ValueError, match="evidence name"):
+        named_evidence_endpoint(tmp, "../x")
+
+
+def test_router_skips_an_engine_that_does_not_answer(tmp):
+    from smartcity.bus.evidence import EvidenceRouter, named_evidence_endpoint
+
+    # A socket file nobody serves (an engine that died): bound, then the context goes away
+    # without unlinking it.
+    ctx = zmq.Context()
+    dead = ctx.socket(zmq.ROUTER)
+    dead.bind(evidence_endpoint(tmp))
+    live = EvidenceServer(_FakePipeline({"c": 90}), named_evidence_endpoint(tmp, "b")).start()
+    try:
+        with EvidenceRouter(tmp) as ev:
+            assert ev.snapshot("c", timeout_s=0.5).cam == "c"  # the silent one timed out
+            assert evidence_endpoint(tmp) in ev._down
+            assert ev.snapshot("c", timeout_s=0.5).cam == "c"  # remembered
+            assert ev._home["c"].endswith("evidence.b")
+            # A camera nobody runs: the silent engine is skipped while it is down, so the
+            # answer is the live engine's refusal, not a time-out.
+            with pytest.raises(EvidenceError, match="in any engine"):
+                ev.snapshot("nobody", timeout_s=0.5)
+    finally:
+        live.stop()
+        dead.close(linger=0)
+        ctx.term()
