@@ -135,3 +135,20 @@ def test_traffic_json_and_csv(api: Api) -> None:
     assert api.client.get("/api/v1/traffic/nope", headers=h).status_code == 404
     r = api.client.get("/api/v1/traffic/cam1", params={"period": "5m"}, headers=h)
     assert r.status_code == 400
+
+
+def test_the_system_camera_is_neither_deleted_nor_disabled(api: Api) -> None:
+    from smartcity.incidents.lifecycle import SYSTEM_CAMERA
+
+    h = api.auth("admin")
+    assert api.client.delete(f"/api/v1/cameras/{SYSTEM_CAMERA}", headers=h).status_code == 404
+    api.store.cameras.add(SYSTEM_CAMERA, "Appliance", "internal:appliance")
+    r = api.client.delete(f"/api/v1/cameras/{SYSTEM_CAMERA}", headers=h)
+    assert r.status_code == 409 and "appliance's own" in r.text
+    r = api.client.patch(f"/api/v1/cameras/{SYSTEM_CAMERA}", json={"enabled": False}, headers=h)
+    assert r.status_code == 409 and "disabled" in r.text
+    r = api.client.patch(f"/api/v1/cameras/{SYSTEM_CAMERA}", json={"url": "rtsp://h/s"}, headers=h)
+    assert r.status_code == 409
+    r = api.client.patch(f"/api/v1/cameras/{SYSTEM_CAMERA}", json={"name": "Box"}, headers=h)
+    assert r.status_code == 200 and r.json()["name"] == "Box"
+    assert api.store.cameras.get(SYSTEM_CAMERA).enabled

@@ -5,6 +5,7 @@ import { t, has } from "./i18n.js";
 
 const HEALTH_MS = 3000;
 const RESOURCES_MS = 5000;
+const SYSTEM_CAMERA = "appliance"; // smartcity.incidents.lifecycle.SYSTEM_CAMERA
 const me = await start({ roles: ["maintenance", "admin"] });
 let cameras = [];
 let editing = null; // camera id being edited in the form, or null to add
@@ -185,7 +186,8 @@ async function loadCameras() {
       el("td", { class: "c-decoder" }, "–"),
       el("td", { class: "c-reconnects" }, "–"),
       el("td", { class: "c-error small" }, ""),
-      el("td", {}, el("div", { class: "c-actions" },
+      // The appliance's own camera (system incidents) is neither disabled nor deleted: the API refuses.
+      el("td", {}, c.id === SYSTEM_CAMERA ? el("div", { class: "c-actions small" }, t("admin.system_camera")) : el("div", { class: "c-actions" },
         el("button", { class: "c-edit", type: "button", onclick: () => formMode(c) }, t("admin.edit")),
         act(c.enabled ? t("admin.disable") : t("admin.enable"), "c-toggle", () =>
           api(`/api/v1/cameras/${encodeURIComponent(c.id)}`, { method: "PATCH", body: { enabled: !c.enabled } })),

@@ -16,7 +16,9 @@ from smartcity.api.domain.cameras import schemas as s
 from smartcity.api.domain.common import AnyRequest, audit, principal, store, visible_camera
 from smartcity.engine.process import URL_SCHEMES
 from smartcity.incidents.geometry import GeometryError, parse_camera_geometry
+from smartcity.incidents.lifecycle import SYSTEM_CAMERA
 from smartcity.store import CameraRecord
+from smartcity.store.errors import ConflictError
 
 #: what the engine accepts (smartcity/engine/process.py URL_SCHEMES) and local files
 ALLOWED_SCHEMES = (*URL_SCHEMES, "file")
@@ -62,6 +64,13 @@ def _announce(request: AnyRequest, cams: list[str], reason: str) -> None:
         notifier(cams, reason)
 
 
+#: The appliance's own camera holds the system incidents (disk, crash loops, camera health).
+_SYSTEM_REFUSAL = (
+    f"camera '{SYSTEM_CAMERA}' is the appliance's own (it holds the system incidents): it "
+    "cannot be {what}"
+)
+
+
 class CamerasController(Controller):
     path = "/api/v1/cameras"
     tags = ["cameras"]
@@ -104,6 +113,8 @@ class CamerasController(Controller):
         visible_camera(request, camera_id)
         st = store(request)
         st.cameras.get(camera_id)  # 404 first
+        if camera_id == SYSTEM_CAMERA and (data.url is not None or data.enabled is False):
+            raise ConflictError(_SYSTEM_REFUSAL.format(what="disabled or given a stream URL"))
         if data.url is not None:
             _check_url(data.url)
         if data.geometry is not None:
@@ -121,6 +132,9 @@ class CamerasController(Controller):
     @delete("/{camera_id:str}", opt={"perm": "cameras.write"}, sync_to_thread=True, status_code=204)
     def delete_camera(self, request: AnyRequest, camera_id: FromPath[str]) -> None:
         visible_camera(request, camera_id)
+        if camera_id == SYSTEM_CAMERA:
+            store(request).cameras.get(camera_id)  # 404 when it is not there
+            raise ConflictError(_SYSTEM_REFUSAL.format(what="deleted"))
         store(request).cameras.delete(camera_id)
         audit(request, "camera.delete", target=f"camera:{camera_id}")
         _announce(request, [camera_id], "api: camera deleted")
