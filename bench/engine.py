@@ -47,7 +47,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "tests" / "media" / "vtest-h264.mp4"
 MODELS = ROOT / "models"
-MODEL = "person-ssdlite"
+#: The model of both contenders (--model; the environment carries it to spawned workers).
+MODEL = os.environ.get("SMARTCITY_BENCH_MODEL", "person-ssdlite")
 SOURCE_FPS = 10.0
 ANALYZE_FPS = 5.0
 GOAL_STREAMS = 24
@@ -307,7 +308,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-frames", type=int, default=400, help="frames of the peer's run")
     ap.add_argument("--quick", action="store_true", help="8,16 for 8 s each; peer 150 frames")
     ap.add_argument("--json-out", type=Path, help="also write the JSON figures to this file")
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="a stretched boxes_scores model of models/ for both (default person-ssdlite; "
+        "person-ssdlite-int8 is its int8 copy)",
+    )
     args = ap.parse_args(argv)
+    if args.model is not None:
+        global MODEL
+        MODEL = args.model
+        os.environ["SMARTCITY_BENCH_MODEL"] = args.model
     if args.quick:
         args.streams, args.seconds, args.warmup, args.peer_frames = "8,16", 8.0, 4.0, 150
     counts = [int(x) for x in args.streams.split(",") if x]

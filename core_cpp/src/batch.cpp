@@ -97,7 +97,15 @@ bool Batcher::Acquire(SlotTicket* ticket, bool block, const std::atomic<bool>* s
       ticket->meta = &filling_->meta[i];
       return true;
     }
-    if (filling_) consumer_.notify_one();  // a full buffer is waiting to be taken
+    if (filling_) {
+      // Full: it waits for the consumer in the ready queue, and the next free buffer (if
+      // any) takes this frame.
+      filling_->state = BatchBuffer::State::kClosing;
+      ready_.push_back(filling_);
+      filling_ = nullptr;
+      consumer_.notify_all();
+      continue;
+    }
     if (!block) return false;
     producers_.wait(lock);
   }
@@ -122,6 +130,11 @@ std::shared_ptr<BatchLease> Batcher::Next(int max_batch, int max_wait_ms) {
   BatchBuffer* taken = nullptr;
   for (;;) {
     if (closed_) return nullptr;
+    if (!ready_.empty()) {  // full buffers first, oldest first
+      taken = ready_.front();
+      ready_.pop_front();
+      break;
+    }
     BatchBuffer* f = filling_;
     if (f && f->committed >= fill_limit_) {
       taken = f;
@@ -134,7 +147,7 @@ std::shared_ptr<BatchLease> Batcher::Next(int max_batch, int max_wait_ms) {
     consumer_.wait_until(lock, deadline);
   }
   if (!taken) return nullptr;
-  filling_ = nullptr;
+  if (taken == filling_) filling_ = nullptr;
   taken->state = BatchBuffer::State::kClosing;
   // Slots acquired before the close are being written right now: wait for them.
   consumer_.wait(lock, [&] { return taken->committed == taken->acquired || closed_; });

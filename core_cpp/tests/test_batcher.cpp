@@ -66,6 +66,23 @@ TEST(Batcher, DropsWhenEveryBufferIsLeasedAndRecoversOnRelease) {
   b->Commit(t);
 }
 
+TEST(Batcher, EveryBufferAbsorbsABurstWhileTheConsumerIsBusy) {
+  // Before: only the buffer being filled took frames, so with the consumer busy a burst beyond
+  // one batch was dropped however many buffers the pool had.
+  auto b = std::make_shared<Batcher>(Small(), 2, 3);
+  for (int i = 0; i < 6; ++i) Write(*b, "a", i);
+  SlotTicket t;
+  EXPECT_FALSE(b->Acquire(&t, false, nullptr));  // 3 buffers x 2 slots: the 7th is dropped
+  for (int batch = 0; batch < 3; ++batch) {      // oldest first
+    auto l = b->Next(2, 0);
+    ASSERT_NE(l, nullptr);
+    ASSERT_EQ(l->size(), 2);
+    EXPECT_EQ(l->meta()[0].frame_number, 2 * batch);
+    EXPECT_EQ(l->meta()[1].frame_number, 2 * batch + 1);
+  }
+  EXPECT_EQ(b->Next(2, 0), nullptr);
+}
+
 TEST(Batcher, BlockingProducersDeliverEveryFrameExactlyOnce) {
   auto b = std::make_shared<Batcher>(Small(), 4, 3);
   constexpr int kProducers = 4, kFrames = 200;

@@ -76,8 +76,9 @@ def test_drops_are_counted_when_nobody_consumes(vtest, make_pipeline):
     assert wait_for(lambda: p.stream_stats("a")["state"] == "stopped", 60)
     s = p.stream_stats("a")
     assert s["frames_sampled"] == 795
-    # The filling buffer took two frames; nobody took it, so every later frame was dropped.
-    assert s["frames_dropped"] == 795 - 2
+    # Each of the 2 buffers took two frames (a full one waits for the consumer while the next
+    # fills); nobody took them, so every later frame was dropped.
+    assert s["frames_dropped"] == 795 - 4
 
 
 def test_streams_added_and_removed_while_running(vtest, make_pipeline):

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -131,6 +132,10 @@ class Batcher : public std::enable_shared_from_this<Batcher> {
   std::condition_variable producers_;
   std::condition_variable consumer_;
   BatchBuffer* filling_ = nullptr;
+  // Full buffers waiting for the consumer, oldest first (state kClosing: their last slots may
+  // still be being written). A full buffer moves here so that the streams go on filling the
+  // next free one while the consumer is busy: every buffer of the pool absorbs bursts.
+  std::deque<BatchBuffer*> ready_;
   int fill_limit_;
   bool closed_ = false;
 };
