@@ -49,6 +49,8 @@ CLIP = ROOT / "tests" / "media" / "vtest-h264.mp4"
 MODELS = ROOT / "models"
 #: The model of both contenders (--model; the environment carries it to spawned workers).
 MODEL = os.environ.get("SMARTCITY_BENCH_MODEL", "person-ssdlite")
+#: The engine's ONNX Runtime intra-op threads (--inference-threads; the peer keeps one).
+INFERENCE_THREADS = int(os.environ.get("SMARTCITY_BENCH_INFERENCE_THREADS", "1"))
 SOURCE_FPS = 10.0
 ANALYZE_FPS = 5.0
 GOAL_STREAMS = 24
@@ -164,7 +166,7 @@ def write_config(path: Path, n: int, clip: Path, max_batch: int) -> None:
         f"max_batch: {max_batch}",
         "max_wait_ms: 50",
         "health_interval_s: 1.0",
-        "inference_threads: 1",
+        f"inference_threads: {INFERENCE_THREADS}",
         "cameras:",
     ]
     for i in range(n):
@@ -309,12 +311,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="8,16 for 8 s each; peer 150 frames")
     ap.add_argument("--json-out", type=Path, help="also write the JSON figures to this file")
     ap.add_argument(
+        "--inference-threads",
+        type=int,
+        default=None,
+        help="the engine's inference_threads (default 1; the peer loop keeps one)",
+    )
+    ap.add_argument(
         "--model",
         default=None,
         help="a stretched boxes_scores model of models/ for both (default person-ssdlite; "
         "person-ssdlite-int8 is its int8 copy)",
     )
     args = ap.parse_args(argv)
+    if args.inference_threads is not None:
+        global INFERENCE_THREADS
+        INFERENCE_THREADS = args.inference_threads
+        os.environ["SMARTCITY_BENCH_INFERENCE_THREADS"] = str(args.inference_threads)
     if args.model is not None:
         global MODEL
         MODEL = args.model
