@@ -264,3 +264,36 @@ def test_machine_figures_gpus_and_decoders(
           "the decoders", every=report)  # fmt: skip
     assert row2.locator(".c-hwaccel-note").inner_text() == note
     shot(page, "admin-resources")
+
+
+def test_lane_drawn_with_its_direction_and_limit_then_deleted(page: Any, stack: Stack) -> None:
+    login(page, stack.url, "maintenance")
+    page.wait_for_selector('#cameras tr[data-camera="cam2"]')
+    page.select_option("#editor-camera", "cam2")
+    wait_js(page, "document.querySelector('#editor-svg').getAttribute('viewBox') === '0 0 640 360'")
+    page.select_option("#editor-mode", "lane")
+    assert page.is_visible("#editor-lane-rule") and not page.is_visible("#editor-zone-rule")
+    svg = page.locator("#editor-svg")
+    box = svg.bounding_box()
+    for fx, fy in [(0.4, 0.95), (0.6, 0.95), (0.55, 0.2), (0.45, 0.2)]:
+        svg.click(position={"x": box["width"] * fx, "y": box["height"] * fy})
+    page.fill("#editor-name", "north-0")
+    page.select_option("#editor-direction", "0,-1")
+    page.fill("#editor-limit", "50")
+    page.click("#editor-save")
+    wait_js(page, "document.querySelector('#editor-message').textContent.startsWith('Saved')")
+    lanes = {z["name"]: z for z in stack.store.cameras.get("cam2").geometry["lanes"]}
+    assert lanes["north-0"]["direction"] == [0, -1]
+    assert lanes["north-0"]["speed_limit_kmh"] == 50 and len(lanes["north-0"]["polygon"]) == 4
+    page.wait_for_selector("#editor-svg polygon.lanes")
+    # a name the camera does not have: said so, nothing changed
+    page.fill("#editor-name", "south-9")
+    page.click("#editor-delete")
+    wait_js(page, "document.querySelector('#editor-error').textContent.includes('south-9')")
+    assert "lanes" in stack.store.cameras.get("cam2").geometry
+    # the lane itself: removed from the stored geometry
+    page.fill("#editor-name", "north-0")
+    page.click("#editor-delete")
+    wait_js(page, "document.querySelector('#editor-message').textContent.startsWith('Deleted')")
+    assert "lanes" not in stack.store.cameras.get("cam2").geometry
+    assert page.locator("#editor-svg polygon.lanes").count() == 0

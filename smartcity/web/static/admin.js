@@ -253,7 +253,7 @@ function drawEditor() {
   }
   const cur = editor.points;
   if (cur.length > 1) {
-    items.push(mode() === "zone"
+    items.push(mode() === "zone" || mode() === "lane"
       ? svg("polygon", { class: "drawing", points: pts(cur) })
       : mode() === "line" ? svg("polyline", { class: "drawing", points: pts(cur) }) : null);
   }
@@ -324,6 +324,42 @@ function zoneRule() {
   return rule;
 }
 
+// the lane's allowed direction (an image vector, y down) and its speed limit, if any
+function laneRule() {
+  const rule = { direction: document.getElementById("editor-direction").value.split(",").map(Number) };
+  const limit = document.getElementById("editor-limit").value.trim();
+  if (limit !== "") rule.speed_limit_kmh = Number(limit);
+  return rule;
+}
+
+// Removes the item of the name in the name field from the current mode's list and saves.
+async function editorDelete() {
+  const err = document.getElementById("editor-error");
+  const msg = document.getElementById("editor-message");
+  err.textContent = "";
+  msg.textContent = "";
+  const kind = { zone: "zones", line: "lines", lane: "lanes" }[mode()];
+  const name = document.getElementById("editor-name").value.trim();
+  if (!kind || !editor.cam) return;
+  try {
+    const cam = await api(`/api/v1/cameras/${encodeURIComponent(editor.cam)}`);
+    const g = structuredClone(cam.geometry || {});
+    const before = g[kind] || [];
+    if (!before.some((z) => z.name === name)) {
+      err.textContent = t("admin.editor_no_item", { kind: mode(), name });
+      return;
+    }
+    g[kind] = before.filter((z) => z.name !== name);
+    if (!g[kind].length) delete g[kind];
+    const saved = await api(`/api/v1/cameras/${encodeURIComponent(editor.cam)}`, { method: "PATCH", body: { geometry: g } });
+    editor.geometry = saved.geometry || g;
+    msg.textContent = t("admin.editor_deleted", { name });
+    drawEditor();
+  } catch (e) {
+    err.textContent = t("app.error", { detail: e instanceof ApiError ? e.detail : String(e) });
+  }
+}
+
 async function editorSave() {
   const err = document.getElementById("editor-error");
   const msg = document.getElementById("editor-message");
@@ -331,7 +367,7 @@ async function editorSave() {
   msg.textContent = "";
   const name = document.getElementById("editor-name").value.trim() || `${mode()}-1`;
   const m = mode(), p = editor.points;
-  if ((m === "zone" && p.length < 3) || (m === "line" && p.length !== 2) || (m === "calibration" && p.length < 4)) {
+  if (((m === "zone" || m === "lane") && p.length < 3) || (m === "line" && p.length !== 2) || (m === "calibration" && p.length < 4)) {
     err.textContent = t("admin.editor_need");
     return;
   }
@@ -340,6 +376,7 @@ async function editorSave() {
     const g = structuredClone(cam.geometry || {});
     if (m === "zone") g.zones = [...(g.zones || []).filter((z) => z.name !== name), { name, polygon: p, ...zoneRule() }];
     if (m === "line") g.lines = [...(g.lines || []).filter((l) => l.name !== name), { name, a: p[0], b: p[1], in: "left" }];
+    if (m === "lane") g.lanes = [...(g.lanes || []).filter((l) => l.name !== name), { name, polygon: p, ...laneRule() }];
     let fit = null;
     if (m === "calibration") {
       g.calibration = { ...(g.calibration || {}), points: p.map((q, i) => ({ image: q, ground: editor.ground[i] })) };
@@ -381,11 +418,14 @@ function setupEditor() {
     const name = document.getElementById("editor-name");
     name.value = `${mode()}-1`;
     document.getElementById("editor-zone-rule").hidden = mode() !== "zone";
+    document.getElementById("editor-lane-rule").hidden = mode() !== "lane";
+    document.getElementById("editor-delete").hidden = mode() === "calibration";
     drawEditor();
   });
   document.getElementById("editor-undo").addEventListener("click", () => { editor.points.pop(); editor.ground.length = Math.min(editor.ground.length, editor.points.length); drawEditor(); });
   document.getElementById("editor-clear").addEventListener("click", () => { editor.points = []; editor.ground = []; drawEditor(); });
   document.getElementById("editor-save").addEventListener("click", editorSave);
+  document.getElementById("editor-delete").addEventListener("click", editorDelete);
 }
 
 // ---- models and backends ----
