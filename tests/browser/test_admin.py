@@ -257,12 +257,16 @@ def test_machine_figures_gpus_and_decoders(
     row2 = page.locator('#cameras tr[data-camera="cam2"] .c-decoder')
 
     def report() -> None:
-        stack.health("cam1", decoder="nvdec")
+        stack.health("cam1", decoder="nvdec", last_frame_age_s=0.4)
         stack.health("cam2", decoder="cpu", hwaccel_note=note)
 
     until(lambda: row1.inner_text() == "GPU (NVDEC)" and row2.inner_text().startswith("CPU"),
           "the decoders", every=report)  # fmt: skip
     assert row2.locator(".c-hwaccel-note").inner_text() == note
+    # the frame rate and how old cam1's newest frame is
+    fps1 = page.locator('#cameras tr[data-camera="cam1"] .c-fps')
+    assert fps1.inner_text().startswith("10.0")
+    assert fps1.locator(".c-age").inner_text() == "newest frame 0.4 s old"
     shot(page, "admin-resources")
 
 

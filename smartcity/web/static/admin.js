@@ -57,7 +57,9 @@ async function refreshHealth() {
     const row = document.querySelector(`#cameras tr[data-camera="${CSS.escape(cam)}"]`);
     if (!row) continue;
     row.querySelector(".c-state").replaceChildren(badge(c.state));
-    row.querySelector(".c-fps").textContent = c.source_fps != null ? Number(c.source_fps).toFixed(1) : "–";
+    // frame rate, and how old the newest decoded frame is (the camera's lag as the engine sees it)
+    const age = c.last_frame_age_s != null ? [el("div", { class: "small muted c-age" }, t("admin.frame_age", { s: Number(c.last_frame_age_s).toFixed(1) }))] : [];
+    row.querySelector(".c-fps").replaceChildren(c.source_fps != null ? Number(c.source_fps).toFixed(1) : "–", ...age);
     // where the stream is decoded (cpu, nvdec) and, when the GPU was asked for but is not
     // decoding, the engine's reason
     const dec = c.decoder ? (has(`decoder.${c.decoder}`) ? t(`decoder.${c.decoder}`) : c.decoder) : "–";
