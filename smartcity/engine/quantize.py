@@ -218,47 +218,71 @@ def quantize(
     with tempfile.TemporaryDirectory(prefix="smartcity-quantize-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(card.onnx_path), str(pre), skip_symbolic_shape=True)
-        staged = Path(tmp) / name
-        staged.mkdir()
-        quantize_static(
-            str(pre),
-            str(staged / onnx_name),
-            _Reader(card.input_name, inputs),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
-        data = yaml.safe_load((card.directory / CARD_FILE).read_text())
-        data["name"] = name
-        data["file"] = onnx_name
-        data["sha256"] = sha256_of(staged / onnx_name)
-        data["description"] = (
-            f"{card.name} quantized to int8 (ONNX Runtime static quantization, QDQ, int8 "
-            f"weights per channel, uint8 activations, min/max calibration on {len(inputs)} "
-            f"frames of {Path(calibration).name}) by `smartcity models quantize`. "
-            + str(data.get("description", "")).strip()
-        )
-        data["source"] = (
-            f"{str(data.get('source', '')).strip()} Quantized from {card.name} (onnx sha256 "
-            f"{card.sha256[:16]}...) by smartcity {_version()}."
-        ).strip()
-        (staged / CARD_FILE).write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-        for f in card.directory.iterdir():
-            if f.is_file() and f.name.upper().startswith(("LICENSE", "LICENCE", "NOTICE")):
-                shutil.copy2(f, staged / f.name)
-        quantized = load_card(staged)
-        agreement = compare(card, quantized, held_out)
-        if agreement.recall < min_agreement:
+        tried: list[str] = []
+        for ops, what in _STRATEGIES:
+            staged = Path(tmp) / what / name
+            staged.mkdir(parents=True)
+            quantize_static(
+                str(pre),
+                str(staged / onnx_name),
+                _Reader(card.input_name, inputs),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                op_types_to_quantize=ops,
+            )
+            _write_card(card, staged, onnx_name, len(inputs), Path(calibration).name, what)
+            agreement = compare(card, load_card(staged), held_out)
+            if agreement.recall >= min_agreement:
+                break
+            tried.append(
+                f"{what}: {agreement.matched} of {agreement.float_detections} "
+                f"({agreement.recall:.1%})"
+            )
+        else:
             raise QuantizeError(
-                f"the int8 model finds {agreement.matched} of the original's "
-                f"{agreement.float_detections} detections ({agreement.recall:.1%} < "
-                f"{min_agreement:.0%}): not written. This model does not quantize well here; "
-                "keep the original"
+                f"the int8 model does not find enough of the original's detections (below "
+                f"{min_agreement:.0%}; {'; '.join(tried)}): not written. This model does not "
+                "quantize well here; keep the original"
             )
         shutil.copytree(staged, out)
     return load_card(out), agreement
+
+
+#: What is quantized, tried in order until the copy agrees with the original: every operator
+#: ONNX Runtime can (fastest where it works), then the compute-heavy ones only, so that heads
+#: that concatenate boxes (hundreds of pixels) with scores (0..1) into one tensor stay in float
+#: (one int8 scale for both rounds the scores to nothing: YOLO-style outputs).
+_STRATEGIES: tuple[tuple[list[str] | None, str], ...] = (
+    (None, "every operator"),
+    (["Conv", "MatMul", "Gemm"], "Conv, MatMul and Gemm only"),
+)
+
+
+def _write_card(
+    card: ModelCard, folder: Path, onnx_name: str, frames: int, video: str, what: str
+) -> None:
+    data = yaml.safe_load((card.directory / CARD_FILE).read_text())
+    data["name"] = folder.name
+    data["file"] = onnx_name
+    data["sha256"] = sha256_of(folder / onnx_name)
+    scope = "" if what == "every operator" else f" ({what})"
+    data["description"] = (
+        f"{card.name} quantized to int8{scope} (ONNX Runtime static quantization, QDQ, int8 "
+        f"weights per channel, uint8 activations, min/max calibration on {frames} "
+        f"frames of {video}) by `smartcity models quantize`. "
+        + str(data.get("description", "")).strip()
+    )
+    data["source"] = (
+        f"{str(data.get('source', '')).strip()} Quantized from {card.name} (onnx sha256 "
+        f"{card.sha256[:16]}...) by smartcity {_version()}."
+    ).strip()
+    (folder / CARD_FILE).write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    for f in card.directory.iterdir():
+        if f.is_file() and f.name.upper().startswith(("LICENSE", "LICENCE", "NOTICE")):
+            shutil.copy2(f, folder / f.name)
 
 
 def cmd_quantize(args: Any) -> int:
