@@ -1,10 +1,12 @@
-// Tracks rows of a decoded bus message (Python lists) -> numpy arrays in one pass.
+// Tracks rows of a bus message -> numpy arrays in one pass, from a decoded `tracks` list
+// (track_rows_to_arrays) or straight from the msgpack payload (decode_tracks_payload); both
+// fill the arrays with one row parser (TrackArrays::Row).
 //
-// This is conversion, the bindings' job: smartcity.bus.codec unpacks the msgpack payload, hands
-// the `tracks` list here, and falls back to its own row-by-row checks (which name the faulty
-// field) whenever this returns None. Accepted exactly as the Python checks accept: id an int in
-// [0, 2^63), cls an int in the int32 range (bools are not ints here), score and x1..y2 finite
-// numbers, gx, gy, kmh numbers or NaN (not infinite); columns beyond those are ignored.
+// This is conversion, the bindings' job: smartcity.bus.codec falls back to its own row-by-row
+// checks (which name the faulty field) whenever these return None. Accepted exactly as the
+// Python checks accept: id an int in [0, 2^63), cls an int in the int32 range (bools are not
+// ints here), score and x1..y2 finite numbers, gx, gy, kmh numbers or NaN (not infinite);
+// columns beyond those are ignored.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -54,51 +56,7 @@ bool NumberOf(PyObject* o, double* out) {
   return true;
 }
 
-py::object TrackRowsToArrays(py::handle rows) {
-  if (!PyList_CheckExact(rows.ptr())) return py::none();
-  const Py_ssize_t n = PyList_GET_SIZE(rows.ptr());
-  py::array_t<int64_t> ids(n);
-  py::array_t<int32_t> cls(n);
-  py::array_t<float> score(n);
-  py::array_t<float> xyxy({n, static_cast<Py_ssize_t>(4)});
-  py::array_t<float> extra({n, static_cast<Py_ssize_t>(3)});
-  int64_t* id_p = ids.mutable_data();
-  int32_t* cls_p = cls.mutable_data();
-  float* score_p = score.mutable_data();
-  float* box_p = xyxy.mutable_data();
-  float* extra_p = extra.mutable_data();
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* row = PyList_GET_ITEM(rows.ptr(), i);
-    if (!PyList_CheckExact(row) || PyList_GET_SIZE(row) < kMinColumns) return py::none();
-    int64_t v = 0;
-    if (!IntOf(PyList_GET_ITEM(row, 0), 0, std::numeric_limits<int64_t>::max(), &v)) return py::none();
-    id_p[i] = v;
-    if (!IntOf(PyList_GET_ITEM(row, 1), std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max(), &v))
-      return py::none();
-    cls_p[i] = static_cast<int32_t>(v);
-    double f = 0;
-    if (!NumberOf(PyList_GET_ITEM(row, 2), &f) || !std::isfinite(f)) return py::none();
-    score_p[i] = static_cast<float>(f);
-    for (Py_ssize_t k = 0; k < 4; ++k) {
-      if (!NumberOf(PyList_GET_ITEM(row, 3 + k), &f) || !std::isfinite(f)) return py::none();
-      box_p[4 * i + k] = static_cast<float>(f);
-    }
-    const Py_ssize_t cols = std::min(PyList_GET_SIZE(row), kColumns);
-    for (Py_ssize_t k = 0; k < 3; ++k) {
-      if (kMinColumns + k >= cols) {
-        extra_p[3 * i + k] = std::numeric_limits<float>::quiet_NaN();
-        continue;
-      }
-      if (!NumberOf(PyList_GET_ITEM(row, kMinColumns + k), &f) || std::isinf(f)) return py::none();
-      extra_p[3 * i + k] = static_cast<float>(f);
-    }
-  }
-  return py::make_tuple(ids, cls, score, xyxy, extra);
-}
-
-// ---- whole tracks payloads, straight from the msgpack bytes (no Python objects per value)
-
-bool MsgInt(const msgpack::object& o, int64_t lo, int64_t hi, int64_t* out) {
+bool IntOf(const msgpack::object& o, int64_t lo, int64_t hi, int64_t* out) {
   if (o.type == msgpack::type::POSITIVE_INTEGER) {
     if (o.via.u64 > static_cast<uint64_t>(hi)) return false;
     *out = static_cast<int64_t>(o.via.u64);
@@ -110,7 +68,7 @@ bool MsgInt(const msgpack::object& o, int64_t lo, int64_t hi, int64_t* out) {
   return *out >= lo && *out <= hi;
 }
 
-bool MsgNumber(const msgpack::object& o, double* out) {
+bool NumberOf(const msgpack::object& o, double* out) {
   switch (o.type) {
     case msgpack::type::POSITIVE_INTEGER: *out = static_cast<double>(o.via.u64); return true;
     case msgpack::type::NEGATIVE_INTEGER: *out = static_cast<double>(o.via.i64); return true;
@@ -119,6 +77,62 @@ bool MsgNumber(const msgpack::object& o, double* out) {
     default: return false;
   }
 }
+
+// The five arrays of N rows, filled row by row from either source (Python lists, or msgpack
+// arrays straight from the payload) with the same checks.
+struct TrackArrays {
+  explicit TrackArrays(Py_ssize_t n)
+      : ids(n), cls(n), score(n), xyxy({n, static_cast<Py_ssize_t>(4)}), extra({n, static_cast<Py_ssize_t>(3)}) {}
+
+  // Row i from its cells (`count` of them); false when a value is not what the schema allows.
+  template <typename Cell>
+  bool Row(Py_ssize_t i, const Cell* c, Py_ssize_t count) {
+    if (count < kMinColumns) return false;
+    int64_t v = 0;
+    if (!IntOf(c[0], 0, std::numeric_limits<int64_t>::max(), &v)) return false;
+    ids.mutable_data()[i] = v;
+    if (!IntOf(c[1], std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max(), &v)) return false;
+    cls.mutable_data()[i] = static_cast<int32_t>(v);
+    double f = 0;
+    if (!NumberOf(c[2], &f) || !std::isfinite(f)) return false;
+    score.mutable_data()[i] = static_cast<float>(f);
+    float* box = xyxy.mutable_data() + 4 * i;
+    for (int k = 0; k < 4; ++k) {
+      if (!NumberOf(c[3 + k], &f) || !std::isfinite(f)) return false;
+      box[k] = static_cast<float>(f);
+    }
+    float* ex = extra.mutable_data() + 3 * i;
+    const Py_ssize_t cols = std::min(count, kColumns);
+    for (Py_ssize_t k = 0; k < 3; ++k) {
+      if (kMinColumns + k >= cols) {
+        ex[k] = std::numeric_limits<float>::quiet_NaN();
+        continue;
+      }
+      if (!NumberOf(c[kMinColumns + k], &f) || std::isinf(f)) return false;
+      ex[k] = static_cast<float>(f);
+    }
+    return true;
+  }
+
+  py::array_t<int64_t> ids;
+  py::array_t<int32_t> cls;
+  py::array_t<float> score;
+  py::array_t<float> xyxy;
+  py::array_t<float> extra;
+};
+
+py::object TrackRowsToArrays(py::handle rows) {
+  if (!PyList_CheckExact(rows.ptr())) return py::none();
+  const Py_ssize_t n = PyList_GET_SIZE(rows.ptr());
+  TrackArrays a(n);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* row = PyList_GET_ITEM(rows.ptr(), i);
+    if (!PyList_CheckExact(row) || !a.Row(i, PySequence_Fast_ITEMS(row), PyList_GET_SIZE(row))) return py::none();
+  }
+  return py::make_tuple(a.ids, a.cls, a.score, a.xyxy, a.extra);
+}
+
+// ---- whole tracks payloads, straight from the msgpack bytes (no Python objects per value)
 
 // A scalar as msgpack.unpackb(raw=False) gives it; false for anything else (the caller falls
 // back to the Python decoder, which names the problem).
@@ -184,43 +198,12 @@ py::object DecodeTracksPayload(py::bytes payload, size_t max_array_len, size_t m
   }
   if (!rows || rows->type != msgpack::type::ARRAY) return py::none();
   const auto n = static_cast<Py_ssize_t>(rows->via.array.size);
-  py::array_t<int64_t> ids(n);
-  py::array_t<int32_t> cls(n);
-  py::array_t<float> score(n);
-  py::array_t<float> xyxy({n, static_cast<Py_ssize_t>(4)});
-  py::array_t<float> extra({n, static_cast<Py_ssize_t>(3)});
-  int64_t* id_p = ids.mutable_data();
-  int32_t* cls_p = cls.mutable_data();
-  float* score_p = score.mutable_data();
-  float* box_p = xyxy.mutable_data();
-  float* extra_p = extra.mutable_data();
+  TrackArrays a(n);
   for (Py_ssize_t i = 0; i < n; ++i) {
     const msgpack::object& row = rows->via.array.ptr[i];
-    if (row.type != msgpack::type::ARRAY || row.via.array.size < kMinColumns) return py::none();
-    const msgpack::object* c = row.via.array.ptr;
-    int64_t v = 0;
-    if (!MsgInt(c[0], 0, std::numeric_limits<int64_t>::max(), &v)) return py::none();
-    id_p[i] = v;
-    if (!MsgInt(c[1], std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max(), &v)) return py::none();
-    cls_p[i] = static_cast<int32_t>(v);
-    double f = 0;
-    if (!MsgNumber(c[2], &f) || !std::isfinite(f)) return py::none();
-    score_p[i] = static_cast<float>(f);
-    for (int k = 0; k < 4; ++k) {
-      if (!MsgNumber(c[3 + k], &f) || !std::isfinite(f)) return py::none();
-      box_p[4 * i + k] = static_cast<float>(f);
-    }
-    const Py_ssize_t cols = std::min(static_cast<Py_ssize_t>(row.via.array.size), kColumns);
-    for (Py_ssize_t k = 0; k < 3; ++k) {
-      if (kMinColumns + k >= cols) {
-        extra_p[3 * i + k] = std::numeric_limits<float>::quiet_NaN();
-        continue;
-      }
-      if (!MsgNumber(c[kMinColumns + k], &f) || std::isinf(f)) return py::none();
-      extra_p[3 * i + k] = static_cast<float>(f);
-    }
+    if (row.type != msgpack::type::ARRAY || !a.Row(i, row.via.array.ptr, row.via.array.size)) return py::none();
   }
-  return py::make_tuple(header, ids, cls, score, xyxy, extra);
+  return py::make_tuple(header, a.ids, a.cls, a.score, a.xyxy, a.extra);
 }
 
 }  // namespace

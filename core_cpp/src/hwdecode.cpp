@@ -20,17 +20,12 @@ extern "C" {
 #endif
 }
 
+#include "av_error.hpp"
 #include "smartcity/nv12.hpp"
 
 namespace smartcity {
 
 namespace {
-
-std::string AvError(int err) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(err, buf, sizeof(buf));
-  return buf;
-}
 
 // Takes CUDA frames when FFmpeg offers them. FFmpeg leaves AV_PIX_FMT_CUDA out of the list when
 // the hwaccel could not start for this stream (profile, size, no decoder session left), and then

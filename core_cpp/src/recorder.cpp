@@ -15,15 +15,11 @@ extern "C" {
 #include <memory>
 #include <system_error>
 
+#include "av_error.hpp"
+
 namespace smartcity {
 
 namespace {
-
-std::string AvError(int err) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(err, buf, sizeof(buf));
-  return buf;
-}
 
 std::string Seconds(double s) {
   char buf[64];

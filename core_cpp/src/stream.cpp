@@ -17,17 +17,12 @@ extern "C" {
 #include <libavutil/error.h>
 }
 
+#include "av_error.hpp"
 #include "smartcity/frame.hpp"
 
 namespace smartcity {
 
 namespace {
-
-std::string AvError(int err) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(err, buf, sizeof(buf));
-  return buf;
-}
 
 bool StartsWith(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
@@ -131,6 +126,7 @@ Stream::Stream(StreamConfig config, std::shared_ptr<Batcher> batcher)
       ring_(config_.pre_event_s),
       started_ns_(SteadyNowNs()) {
   config_.Validate();
+  hwaccel_ = ParseHwAccel(config_.hwaccel);
   if (batcher_) converter_ = std::make_unique<FrameConverter>(batcher_->layout());
 }
 
@@ -282,18 +278,22 @@ Stream::End Stream::RunSession(Session& s) {
   const double source_fps = rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0;
   if (source_fps > 0 && source_fps < 1000) s.frame_duration = 1.0 / source_fps;
 
-  s.dec = avcodec_alloc_context3(codec);
-  if (!s.dec) return Fail(End::kRetry, "out of memory");
-  avcodec_parameters_to_context(s.dec, st->codecpar);
-  s.dec->thread_count = config_.decoder_threads;
-  s.dec->pkt_timebase = st->time_base;
-  // Far below the source rate, frames nobody references are not worth decoding.
-  if (!config_.decode_only && config_.analyze_fps > 0 && source_fps > 0 && config_.analyze_fps * 4 <= source_fps) {
-    s.dec->skip_frame = AVDISCARD_NONREF;
-  }
-  const HwAccel hwaccel = ParseHwAccel(config_.hwaccel);
+  // The decoder context, set up for this stream (false: out of memory).
+  const auto new_decoder = [&]() {
+    s.dec = avcodec_alloc_context3(codec);
+    if (!s.dec) return false;
+    avcodec_parameters_to_context(s.dec, st->codecpar);
+    s.dec->thread_count = config_.decoder_threads;
+    s.dec->pkt_timebase = st->time_base;
+    // Far below the source rate, frames nobody references are not worth decoding.
+    if (!config_.decode_only && config_.analyze_fps > 0 && source_fps > 0 && config_.analyze_fps * 4 <= source_fps) {
+      s.dec->skip_frame = AVDISCARD_NONREF;
+    }
+    return true;
+  };
+  if (!new_decoder()) return Fail(End::kRetry, "out of memory");
   std::string hw_note;
-  if (hwaccel != HwAccel::kNone) {
+  if (hwaccel_ != HwAccel::kNone) {
     hw_note = AttachCudaDecoder(codec, s.dec, config_.hw_device, &s.hw_device, &s.hw_refused);
   }
   ret = avcodec_open2(s.dec, codec, nullptr);
@@ -302,20 +302,13 @@ Stream::End Stream::RunSession(Session& s) {
     hw_note = std::string("the GPU decoder did not open: ") + AvError(ret);
     avcodec_free_context(&s.dec);
     av_buffer_unref(&s.hw_device);
-    s.dec = avcodec_alloc_context3(codec);
-    if (!s.dec) return Fail(End::kRetry, "out of memory");
-    avcodec_parameters_to_context(s.dec, st->codecpar);
-    s.dec->thread_count = config_.decoder_threads;
-    s.dec->pkt_timebase = st->time_base;
-    if (!config_.decode_only && config_.analyze_fps > 0 && source_fps > 0 && config_.analyze_fps * 4 <= source_fps) {
-      s.dec->skip_frame = AVDISCARD_NONREF;
-    }
+    if (!new_decoder()) return Fail(End::kRetry, "out of memory");
     ret = avcodec_open2(s.dec, codec, nullptr);
   }
   if (ret < 0) return Fail(End::kFatal, std::string("cannot open the ") + codec->name + " decoder: " + AvError(ret));
-  if (hwaccel != HwAccel::kNone) {
+  if (hwaccel_ != HwAccel::kNone) {
     SetDecoder("cpu", hw_note);  // until the first GPU frame says otherwise
-    if (hwaccel == HwAccel::kCuda && !hw_note.empty()) last_error_.Set("decoding on the CPU: " + hw_note);
+    if (hwaccel_ == HwAccel::kCuda && !hw_note.empty()) last_error_.Set("decoding on the CPU: " + hw_note);
   }
   {
     std::lock_guard<std::mutex> lock(info_mu_);
@@ -455,7 +448,7 @@ void Stream::HandleFrame(Session& s, AVFrame* frame) {
                                      "FFmpeg's log says which)"
                                    : "the decoder gave software frames";
       SetDecoder("cpu", note);
-      if (ParseHwAccel(config_.hwaccel) == HwAccel::kCuda) last_error_.Set("decoding on the CPU: " + note);
+      if (hwaccel_ == HwAccel::kCuda) last_error_.Set("decoding on the CPU: " + note);
     }
   }
   s.got_frame = true;

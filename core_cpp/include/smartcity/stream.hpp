@@ -86,6 +86,7 @@ class Stream {
   void SetState(StreamState st) { counters_.state.store(static_cast<int>(st), std::memory_order_relaxed); }
 
   const StreamConfig config_;
+  HwAccel hwaccel_ = HwAccel::kNone;  // config_.hwaccel, parsed once
   const std::string display_url_;
   std::shared_ptr<Batcher> batcher_;
   std::unique_ptr<FrameConverter> converter_;
