@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -278,34 +278,22 @@ class Detections:
     @property
     def class_id(self) -> npt.NDArray[np.int32]: ...
 
+#: (id int64, cls int32, score float32, xyxy float32 (N,4), gx/gy/kmh float32 (N,3))
+TrackArrays: TypeAlias = tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+]
+
 def decode_tracks_payload(
     payload: bytes, max_array_len: int, max_map_len: int, max_str_len: int
-) -> (
-    tuple[
-        dict[str, Any],
-        npt.NDArray[np.int64],
-        npt.NDArray[np.int32],
-        npt.NDArray[np.float32],
-        npt.NDArray[np.float32],
-        npt.NDArray[np.float32],
-    ]
-    | None
-):
+) -> tuple[dict[str, Any], *TrackArrays] | None:
     """A whole tracks.<cam> payload parsed in C++: (header without 'tracks', id, cls, score,
     xyxy, gx/gy/kmh), or None when anything is off the fast path (decode in Python then)."""
 
-def track_rows_to_arrays(
-    rows: object,
-) -> (
-    tuple[
-        npt.NDArray[np.int64],
-        npt.NDArray[np.int32],
-        npt.NDArray[np.float32],
-        npt.NDArray[np.float32],
-        npt.NDArray[np.float32],
-    ]
-    | None
-):
+def track_rows_to_arrays(rows: object) -> TrackArrays | None:
     """Rows of a tracks message (list of lists) -> (id, cls, score, xyxy (N,4), gx/gy/kmh (N,3)),
     or None when a value is not what the schema allows (the codec then names the field)."""
 

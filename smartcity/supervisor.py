@@ -1058,14 +1058,7 @@ class Supervisor:
             time.sleep(0.02)
             running = [c for c in running if c.proc is not None and c.proc.poll() is None]
         for c in running:
-            assert c.proc is not None
-            self.log.emit(
-                SUPERVISOR,
-                "warning",
-                f"{c.service.name} (pid {c.proc.pid}) did not stop within "
-                f"{self.stop_grace_s:g} s: killed",
-            )
-            _killpg(c.proc.pid, signal.SIGKILL)
+            self._kill_stuck(c)
         for c in self._children:
             if c.proc is None:
                 continue
@@ -1129,6 +1122,17 @@ class Supervisor:
                     c.restart_requested = False
                 self._spawn(c, now)
 
+    def _kill_stuck(self, c: _Child) -> None:
+        """SIGKILL for a child still running stop_grace_s after its SIGTERM."""
+        assert c.proc is not None
+        self.log.emit(
+            SUPERVISOR,
+            "warning",
+            f"{c.service.name} (pid {c.proc.pid}) did not stop within "
+            f"{self.stop_grace_s:g} s: killed",
+        )
+        _killpg(c.proc.pid, signal.SIGKILL)
+
     def _requested_stop(self, c: _Child, now: float) -> None:
         """A running child whose restart was asked for: SIGTERM, then SIGKILL after the grace."""
         assert c.proc is not None
@@ -1141,13 +1145,7 @@ class Supervisor:
             _killpg(c.proc.pid, signal.SIGTERM)
             c.stop_sent_at = now
         elif not c.killed and now - c.stop_sent_at >= self.stop_grace_s:
-            self.log.emit(
-                SUPERVISOR,
-                "warning",
-                f"{c.service.name} (pid {c.proc.pid}) did not stop within "
-                f"{self.stop_grace_s:g} s: killed",
-            )
-            _killpg(c.proc.pid, signal.SIGKILL)
+            self._kill_stuck(c)
             c.killed = True
 
     def _stopped_on_request(self, c: _Child, rc: int | None, now: float) -> None:

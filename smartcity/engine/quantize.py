@@ -66,13 +66,22 @@ def model_inputs(
     """`count` model inputs (1, 3, H, W) from `video`, one every `every_s` seconds (phase 1:
     the frames half-way between those of phase 0), preprocessed by the core exactly as the
     engine does for this card."""
+    counts = (count, 0) if phase == 0 else (0, count)
+    return _both_phases(card, video, counts, every_s=every_s)[phase]
+
+
+def _both_phases(
+    card: ModelCard, video: str | Path, counts: tuple[int, int], *, every_s: float
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """model_inputs of phase 0 and phase 1 (counts[0] and counts[1] of them) in one pass over
+    the video."""
     from smartcity.engine.detectors.base import prepare_input
 
     path = Path(video)
     if not path.is_file():
         raise QuantizeError(f"no such video {path}")
     pipeline = _core.Pipeline(**card.pipeline_options(), max_batch=1)
-    out: list[np.ndarray] = []
+    out: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     seen = 0
     try:
         pipeline.add_stream(
@@ -85,7 +94,7 @@ def model_inputs(
             )
         )
         idle = 0
-        while len(out) < count and idle < 50:
+        while any(len(o) < c for o, c in zip(out, counts, strict=True)) and idle < 50:
             batch = pipeline.next_batch(1, 100)
             if batch is None:
                 idle += 1
@@ -95,14 +104,15 @@ def model_inputs(
                 continue
             idle = 0
             if batch.valid[0]:
-                if seen % 2 == phase:
-                    out.append(prepare_input(card, np.array(batch.tensor[:1])))
+                bucket = out[seen % 2]
+                if len(bucket) < counts[seen % 2]:
+                    bucket.append(prepare_input(card, np.array(batch.tensor[:1])))
                 seen += 1
             batch.release()
         err = pipeline.stream_stats("calibration")["last_error"]
     finally:
         pipeline.close()
-    if not out:
+    if any(c > 0 and not o for o, c in zip(out, counts, strict=True)):
         raise QuantizeError(f"no frames could be read from {path}: {err or 'the video is empty'}")
     return out
 
@@ -130,20 +140,11 @@ def _session(path: Path) -> Any:
     return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def compare(original: ModelCard, quantized: ModelCard, inputs: list[np.ndarray]) -> Agreement:
     """The quantized model's detections against the original's on the same inputs (the card's
     post-processing, boxes in model pixels), and the time per frame of each."""
+    from smartcity.incidents.rules.oracle import iou_matrix
+
     sessions = {"f": _session(original.onnx_path), "q": _session(quantized.onnx_path)}
     dets: dict[str, list[Any]] = {"f": [], "q": []}
     times = {"f": 0.0, "q": 0.0}
@@ -173,7 +174,7 @@ def compare(original: ModelCard, quantized: ModelCard, inputs: list[np.ndarray])
         n_f, n_q = n_f + len(f), n_q + len(q)
         if len(f) and len(q):
             same = f.class_id[:, None] == q.class_id[None, :]
-            matched += int(((_iou(f.xyxy, q.xyxy) >= 0.5) & same).any(axis=1).sum())
+            matched += int(((iou_matrix(f.xyxy, q.xyxy) >= 0.5) & same).any(axis=1).sum())
     n = len(inputs)
     return Agreement(n, n_f, n_q, matched, 1e3 * times["f"] / n, 1e3 * times["q"] / n)
 
@@ -206,13 +207,13 @@ def quantize(
     out = Path(out_dir)
     if out.exists():
         raise QuantizeError(f"{out} exists already: remove it or name another --out")
-    inputs = model_inputs(card, calibration, frames, every_s=every_s)
     # Checked on frames the calibration did not see: the check video, or the calibration
-    # video's frames half a step later.
+    # video's frames half a step later (taken in the same pass).
     if check is not None:
+        inputs = model_inputs(card, calibration, frames, every_s=every_s)
         held_out = model_inputs(card, check, check_frames, every_s=every_s)
     else:
-        held_out = model_inputs(card, calibration, check_frames, every_s=every_s, phase=1)
+        inputs, held_out = _both_phases(card, calibration, (frames, check_frames), every_s=every_s)
     name = out.name
     onnx_name = f"{name}.onnx"
     with tempfile.TemporaryDirectory(prefix="smartcity-quantize-") as tmp:
