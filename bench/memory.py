@@ -17,8 +17,13 @@ plain loop keeps no evidence), so the difference includes ours' ring (its bytes 
 
 Growth: a fresh engine worker with 16 streams of the 768x576 clip for --growth-seconds (default
 120 s; the issue's figure is 600 s, run once and recorded in bench/README.md); RSS sampled every
-5 s. Growth = (last RSS - RSS after --growth-warmup s) / that RSS, and the slope of a
-least-squares line through the samples after the warm-up.
+5 s, with the heap malloc holds in use and free (glibc's mallinfo2, asked of the worker). The
+engine hands free heap pages back every heap_trim_interval_s (10 s), so RSS saw-tooths by a few
+MB between trims: growth = (median RSS over the last --growth-window s - median RSS over the
+first --growth-window s after --growth-warmup) / the latter, which no trim phase can tilt; also
+printed: the last sample against the first after the warm-up (the old figure), the slope of a
+least-squares line through the samples after the warm-up, and the heap in use at both ends (a
+leak grows it; free pages kept resident do not).
 
 The 1080p clip is made once with PyAV (bench/out/vtest-1080p10.mp4, git-ignored): the real clip
 scaled to 1920x1080, libx264 veryfast, 10 fps, GOP 20, no B-frames, 4 Mbit/s, 400 frames.
@@ -98,6 +103,32 @@ def ensure_1080p(quiet: bool = False) -> Path:
 # --------------------------------------------------------------------------- workers
 
 
+def _mallinfo() -> dict[str, float] | None:
+    """glibc's heap figures of this process in MB (None elsewhere): in use, free inside the
+    arenas, and mmapped blocks."""
+    import ctypes
+    import ctypes.util
+
+    if platform.libc_ver()[0] != "glibc":
+        return None
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (n, ctypes.c_size_t)
+            for n in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                "uordblks", "fordblks", "keepcost",
+            )
+        ]  # fmt: skip
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    if not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = MallInfo2
+    mi = libc.mallinfo2()
+    return {"in_use": mi.uordblks / MB, "free": mi.fordblks / MB, "mmapped": mi.hblkhd / MB}
+
+
 def engine_worker(conn: Connection, endpoint: str) -> None:
     """Ours: an Engine with no camera, its loop in a thread; cameras added on command."""
     from smartcity import _core
@@ -145,8 +176,12 @@ def engine_worker(conn: Connection, endpoint: str) -> None:
                         if rings
                         else 0.0,
                         "frames": engine.counters.frames,
+                        "heap_trims": engine.counters.heap_trims,
+                        "heap_trim_ms": engine.counters.heap_trim_ms,
                     }
                 )
+            elif cmd[0] == "heap":
+                conn.send(_mallinfo())
     finally:
         stop.set()
         loop.join(10)
@@ -277,35 +312,53 @@ def per_stream(
     }
 
 
-def growth(endpoint: str, streams: int, seconds: float, warmup_s: float) -> dict[str, Any]:
+def growth(
+    endpoint: str, streams: int, seconds: float, warmup_s: float, window_s: float
+) -> dict[str, Any]:
     w = Worker("ours", endpoint)
     try:
         w.ask("add", str(CLIP_768), streams)
         t0 = time.monotonic()
         samples: list[tuple[float, float]] = []
-        while (t := time.monotonic() - t0) < seconds:
+        heap: list[tuple[float, dict[str, float] | None]] = []
+        while True:
+            t = time.monotonic() - t0
             samples.append((t, float(w.ps.memory_info().rss)))
-            time.sleep(5.0)
-        samples.append((time.monotonic() - t0, float(w.ps.memory_info().rss)))
+            heap.append((t, w.ask("heap")))
+            if t >= seconds:
+                break
+            time.sleep(min(5.0, seconds - t))
         stats = w.ask("stats")
     finally:
         w.close()
     after = [(t, r) for t, r in samples if t >= warmup_s]
     base = after[0][1]
     last = after[-1][1]
+    t_end = after[-1][0]
+    first_win = [r for t, r in after if t <= warmup_s + window_s]
+    last_win = [r for t, r in after if t >= t_end - window_s]
+    med_first, med_last = float(np.median(first_win)), float(np.median(last_win))
     tt = np.array([t for t, _ in after])
     rr = np.array([r for _, r in after])
     slope = float(np.polyfit(tt, rr, 1)[0]) if len(after) > 2 else float("nan")
+    heap_after = [(t, h) for t, h in heap if t >= warmup_s and h]
     return {
         "streams": streams,
         "seconds": seconds,
         "warmup_s": warmup_s,
+        "window_s": window_s,
         "samples": samples,
+        "heap": heap,
         "rss_at_warmup_mb": base / MB,
         "rss_last_mb": last / MB,
         "rss_max_mb": max(r for _, r in after) / MB,
-        "growth": (last - base) / base,
+        "rss_median_first_mb": med_first / MB,
+        "rss_median_last_mb": med_last / MB,
+        "growth": (med_last - med_first) / med_first,
+        "growth_last_sample": (last - base) / base,
         "slope_mb_per_min": slope * 60 / MB,
+        "heap_in_use_first_mb": heap_after[0][1]["in_use"] if heap_after else None,
+        "heap_in_use_last_mb": heap_after[-1][1]["in_use"] if heap_after else None,
         "stats": stats,
     }
 
@@ -319,13 +372,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--growth-streams", type=int, default=16)
     ap.add_argument("--growth-seconds", type=float, default=120.0)
     ap.add_argument("--growth-warmup", type=float, default=30.0)
+    ap.add_argument(
+        "--growth-window", type=float, default=60.0, help="seconds of RSS medians at both ends"
+    )
     ap.add_argument("--only", choices=["per-stream", "growth"], default=None)
     ap.add_argument("--quick", action="store_true", help="steps 4,8 / 2,4; growth 60 s")
     ap.add_argument("--json-out", type=Path, help="also write the JSON figures to this file")
     args = ap.parse_args(argv)
     if args.quick:
         args.steps_768, args.steps_1080, args.growth_seconds = "4,8", "2,4", 60.0
-        args.growth_warmup = 20.0
+        args.growth_warmup, args.growth_window = 20.0, 15.0
 
     from smartcity.bus import Broker
 
@@ -370,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.growth_streams,
                     args.growth_seconds,
                     args.growth_warmup,
+                    args.growth_window,
                 )
         finally:
             broker.stop()
@@ -417,13 +474,26 @@ def main(argv: list[str] | None = None) -> int:
         g = grow
         ok = g["growth"] < GOAL_GROWTH
         goals["growth"] = {"value": g["growth"], "goal": GOAL_GROWTH, "met": ok}
+        w = g["window_s"]
+        t_end = g["samples"][-1][0]
         print(
-            f"   growth over {g['seconds']:g} s of {g['streams']} streams: RSS "
-            f"{g['rss_at_warmup_mb']:.0f} MB at {g['warmup_s']:g} s -> {g['rss_last_mb']:.0f} "
-            f"MB at the end (max {g['rss_max_mb']:.0f}): {g['growth']:+.2%}, slope "
-            f"{g['slope_mb_per_min']:+.2f} MB/min (goal < 1 %: {'met' if ok else 'MISSED'}); "
-            f"{g['stats']['frames']} frames analysed, {g['stats']['frames_dropped']} dropped"
+            f"   growth over {g['seconds']:g} s of {g['streams']} streams: median RSS "
+            f"{g['rss_median_first_mb']:.1f} MB over {g['warmup_s']:g}-{g['warmup_s'] + w:g} s -> "
+            f"{g['rss_median_last_mb']:.1f} MB over {t_end - w:.0f}-{t_end:.0f} s: "
+            f"{g['growth']:+.2%} (goal < 1 %: {'met' if ok else 'MISSED'})"
         )
+        print(
+            f"   last sample against the first after the warm-up: {g['rss_at_warmup_mb']:.1f} -> "
+            f"{g['rss_last_mb']:.1f} MB ({g['growth_last_sample']:+.2%}), max "
+            f"{g['rss_max_mb']:.1f}; slope {g['slope_mb_per_min']:+.2f} MB/min"
+        )
+        if g["heap_in_use_first_mb"] is not None:
+            print(
+                f"   heap in use (mallinfo2): {g['heap_in_use_first_mb']:.1f} MB at "
+                f"{g['warmup_s']:g} s -> {g['heap_in_use_last_mb']:.1f} MB at the end; "
+                f"{g['stats']['heap_trims']} trims took {g['stats']['heap_trim_ms']:.0f} ms in all"
+            )
+        print(f"   {g['stats']['frames']} frames analysed, {g['stats']['frames_dropped']} dropped")
     report.update({"per_stream": results, "growth": grow, "goals": goals})
     text = json.dumps(report)
     if args.json_out:

@@ -19,7 +19,7 @@ namespace {
 // The Python-side batch: a lease that release() can give up before garbage collection.
 struct PyBatch {
   std::shared_ptr<BatchLease> lease;
-  const BatchLease& Get() const {
+  BatchLease& Get() const {
     if (!lease) throw std::runtime_error("this batch was released");
     return *lease;
   }
@@ -49,7 +49,12 @@ void ExportBatch(py::module_& m) {
       .def_property_readonly(
           "tensor",
           [](const PyBatch& b) {
-            const BatchLease& l = b.Get();
+            BatchLease& l = b.Get();
+            uint8_t* data;
+            {
+              py::gil_scoped_release nogil;
+              data = l.HostData();  // slots written on the GPU come down first (device batches)
+            }
             const TensorLayout& t = l.layout();
             const auto keep = new std::shared_ptr<BatchLease>(b.lease);
             py::capsule owner(keep, [](void* p) { delete static_cast<std::shared_ptr<BatchLease>*>(p); });
@@ -58,13 +63,46 @@ void ExportBatch(py::module_& m) {
             const std::vector<py::ssize_t> strides = {3 * t.height * t.width * es, t.height * t.width * es,
                                                       t.width * es, es};
             py::array view = t.dtype == DType::kFloat32
-                                 ? py::array(py::dtype::of<float>(), shape, strides, l.data(), owner)
-                                 : py::array(py::dtype::of<uint8_t>(), shape, strides, l.data(), owner);
+                                 ? py::array(py::dtype::of<float>(), shape, strides, data, owner)
+                                 : py::array(py::dtype::of<uint8_t>(), shape, strides, data, owner);
             // Read-only: the core reuses what a slot holds (its padding) for the next frame.
             view.attr("setflags")(py::arg("write") = false);
             return view;
           },
-          "The (N, 3, H, W) input tensor (read-only view), RGB planes, float32 in [0,1] or uint8.")
+          "The (N, 3, H, W) input tensor (read-only view), RGB planes, float32 in [0,1] or uint8. In a device "
+          "batch, slots written on the GPU are copied to the host first.")
+      .def_property_readonly(
+          "shape",
+          [](const PyBatch& b) {
+            const TensorLayout& t = b.Get().layout();
+            return py::make_tuple(b.Get().size(), 3, t.height, t.width);
+          },
+          "(N, 3, H, W) of the tensor, without touching it.")
+      .def_property_readonly(
+          "dtype", [](const PyBatch& b) { return std::string(DTypeName(b.Get().layout().dtype)); },
+          "'float32' or 'uint8'.")
+      .def_property_readonly(
+          "on_device", [](const PyBatch& b) { return b.Get().DeviceDataAvailable(); },
+          "True in a device batch (the pipeline was made with batch_device >= 0).")
+      .def(
+          "device_ptr",
+          [](const PyBatch& b) {
+            BatchLease& l = b.Get();
+            if (!l.DeviceDataAvailable()) {
+              throw std::runtime_error("not a device batch: make the Pipeline with batch_device set to a CUDA device");
+            }
+            uint8_t* d;
+            {
+              py::gil_scoped_release nogil;
+              d = l.DeviceData();
+            }
+            return reinterpret_cast<uintptr_t>(d);
+          },
+          "Address of the (N, 3, H, W) tensor in device memory (device batches only), slots written on the CPU "
+          "copied up first. Valid while the batch is held.")
+      .def_property_readonly(
+          "slots_on_device", [](const PyBatch& b) { return b.Get().SlotsOn(SlotPlace::kDevice); },
+          "Slots whose content is in device memory now (device batches).")
       .def_property_readonly("camera_ids",
                              [](const PyBatch& b) {
                                std::vector<std::string> ids;

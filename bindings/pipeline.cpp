@@ -51,7 +51,7 @@ py::dict StatsDict(const StreamStatsSnapshot& s) {
 void ExportPipeline(py::module_& m) {
   py::class_<Pipeline>(m, "Pipeline", "Streams decoded in C++ threads, sampled frames batched into one tensor.")
       .def(py::init([](int width, int height, ResizeMode resize, DType dtype, int pad_value, int max_batch, int buffers,
-                       ResizeFilter resize_filter) {
+                       ResizeFilter resize_filter, int batch_device) {
              PipelineConfig c;
              c.layout.width = width;
              c.layout.height = height;
@@ -61,17 +61,21 @@ void ExportPipeline(py::module_& m) {
              c.layout.filter = resize_filter;
              c.max_batch = max_batch;
              c.buffers = buffers;
+             c.device = batch_device;
              return std::make_unique<Pipeline>(c);
            }),
            py::kw_only(), py::arg("width") = 640, py::arg("height") = 640, py::arg("resize") = ResizeMode::kLetterbox,
            py::arg("dtype") = DType::kFloat32, py::arg("pad_value") = 114, py::arg("max_batch") = 8,
-           py::arg("buffers") = 3, py::arg("resize_filter") = ResizeFilter::kAuto)
+           py::arg("buffers") = 3, py::arg("resize_filter") = ResizeFilter::kAuto, py::arg("batch_device") = -1)
       .def_property_readonly("width", [](const Pipeline& p) { return p.config().layout.width; })
       .def_property_readonly("height", [](const Pipeline& p) { return p.config().layout.height; })
       .def_property_readonly("resize", [](const Pipeline& p) { return p.config().layout.resize; })
       .def_property_readonly("dtype", [](const Pipeline& p) { return p.config().layout.dtype; })
       .def_property_readonly("resize_filter", [](const Pipeline& p) { return p.config().layout.filter; })
       .def_property_readonly("max_batch", [](const Pipeline& p) { return p.config().max_batch; })
+      .def_property_readonly(
+          "batch_device", [](const Pipeline& p) { return p.config().device; },
+          "CUDA device holding a copy of every batch (-1: batches live in host memory only).")
       .def("add_stream", &Pipeline::AddStream, py::arg("config"), py::call_guard<py::gil_scoped_release>(),
            "Start a stream. ValueError for a bad config or a camera_id already present.")
       .def("remove_stream", &Pipeline::RemoveStream, py::arg("camera_id"), py::call_guard<py::gil_scoped_release>(),

@@ -2,6 +2,7 @@
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <stdexcept>
 #include <string>
@@ -78,7 +79,7 @@ void ExportPostprocess(py::module_& m) {
       "postprocess",
       [](const py::sequence& outputs, const std::string& format, const F32Array& scale, const F32Array& pad,
          const I32Array& frame_size, int input_w, int input_h, const I32Array& class_map, float score_threshold,
-         float iou_threshold, int max_detections) {
+         float iou_threshold, int max_detections, const std::optional<F32Array>& class_score_thresholds) {
         PostprocessConfig c;
         c.format = ParseOutputFormat(format);
         c.input_w = input_w;
@@ -88,6 +89,11 @@ void ExportPostprocess(py::module_& m) {
         c.max_detections = max_detections;
         if (class_map.ndim() != 1) throw std::invalid_argument("class_map must be 1-D");
         c.class_map.assign(class_map.data(), class_map.data() + class_map.shape(0));
+        if (class_score_thresholds) {
+          const F32Array& t = *class_score_thresholds;
+          if (t.ndim() != 1) throw std::invalid_argument("class_score_thresholds must be 1-D");
+          c.class_score_thresholds.assign(t.data(), t.data() + t.shape(0));
+        }
 
         const py::ssize_t n = scale.ndim() == 2 ? scale.shape(0) : -1;
         if (n < 0) throw std::invalid_argument("scale must have shape (N, 2)");
@@ -126,10 +132,11 @@ void ExportPostprocess(py::module_& m) {
       },
       py::arg("outputs"), py::kw_only(), py::arg("format"), py::arg("scale"), py::arg("pad"), py::arg("frame_size"),
       py::arg("input_w"), py::arg("input_h"), py::arg("class_map"), py::arg("score_threshold") = 0.25f,
-      py::arg("iou_threshold") = 0.45f, py::arg("max_detections") = 300,
+      py::arg("iou_threshold") = 0.45f, py::arg("max_detections") = 300, py::arg("class_score_thresholds") = py::none(),
       "Raw model outputs -> one Detections per slot in frame pixels (see docs/detection.md). scale, pad and "
       "frame_size are the (N, 2) arrays of a Batch; class_map maps model class ids to appliance class ids (-1 "
-      "drops). ValueError with the reason for a wrong shape or setting.");
+      "drops); class_score_thresholds, indexed by appliance class id, overrides score_threshold per class. "
+      "ValueError with the reason for a wrong shape or setting.");
 }
 
 }  // namespace smartcity::bindings

@@ -66,6 +66,9 @@ def build_info() -> dict[str, str]:
 def set_ffmpeg_log_level(level: int) -> None:
     """FFmpeg's log level (-8 quiet ... 48 debug); the module starts at 8 (fatal only)."""
 
+def trim_heap() -> bool:
+    """Returns free heap pages to the OS (glibc's malloc_trim); True when some were released."""
+
 def redact_url(url: str) -> str:
     """The URL with any user:password@ replaced by ***@."""
 
@@ -161,7 +164,23 @@ class Batch:
     def __len__(self) -> int: ...
     @property
     def tensor(self) -> npt.NDArray[Any]:
-        """The (N, 3, H, W) input tensor (read-only view), RGB planes, float32 [0, 1] or uint8."""
+        """The (N, 3, H, W) input tensor (read-only view), RGB planes, float32 [0, 1] or uint8.
+        In a device batch, slots written on the GPU are copied to the host first."""
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(N, 3, H, W) of the tensor, without touching it."""
+    @property
+    def dtype(self) -> str:
+        """'float32' or 'uint8'."""
+    @property
+    def on_device(self) -> bool:
+        """True in a device batch (the pipeline was made with batch_device >= 0)."""
+    def device_ptr(self) -> int:
+        """Address of the tensor in device memory (device batches only; RuntimeError otherwise),
+        slots written on the CPU copied up first. Valid while the batch is held."""
+    @property
+    def slots_on_device(self) -> int:
+        """Slots whose content is in device memory now (device batches)."""
     @property
     def camera_ids(self) -> list[str]: ...
     @property
@@ -203,7 +222,11 @@ class Pipeline:
         max_batch: int = 8,
         buffers: int = 3,
         resize_filter: ResizeFilter = ...,
+        batch_device: int = -1,
     ) -> None: ...
+    @property
+    def batch_device(self) -> int:
+        """CUDA device holding a copy of every batch (-1: host memory only)."""
     @property
     def width(self) -> int: ...
     @property
@@ -310,6 +333,7 @@ def postprocess(
     score_threshold: float = 0.25,
     iou_threshold: float = 0.45,
     max_detections: int = 300,
+    class_score_thresholds: npt.ArrayLike | None = None,
 ) -> list[Detections]:
     """Raw model outputs (format yolo, yolov5, boxes_scores or end2end) to Detections per slot.
 

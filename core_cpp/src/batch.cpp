@@ -28,10 +28,32 @@ BatchLease::BatchLease(std::shared_ptr<Batcher> owner, BatchBuffer* buffer, int 
 
 BatchLease::~BatchLease() { owner_->Release(buffer_); }
 
+uint8_t* BatchLease::HostData() {
+  std::lock_guard<std::mutex> lock(sync_mu_);
+  if (buffer_->d_data) owner_->SyncSlots(buffer_, size_, SlotPlace::kHost);
+  return buffer_->data;
+}
+
+uint8_t* BatchLease::DeviceData() {
+  std::lock_guard<std::mutex> lock(sync_mu_);
+  if (!buffer_->d_data) return nullptr;
+  owner_->SyncSlots(buffer_, size_, SlotPlace::kDevice);
+  return buffer_->d_data;
+}
+
+int BatchLease::SlotsOn(SlotPlace side) const {
+  int n = 0;
+  for (int i = 0; i < size_; ++i) {
+    const SlotPlace p = buffer_->place[i];
+    n += p == side || p == SlotPlace::kBoth;
+  }
+  return n;
+}
+
 const TensorLayout& BatchLease::layout() const { return owner_->layout(); }
 
-Batcher::Batcher(TensorLayout layout, int capacity, int buffers)
-    : layout_(layout), capacity_(capacity), fill_limit_(capacity) {
+Batcher::Batcher(TensorLayout layout, int capacity, int buffers, int device)
+    : layout_(layout), capacity_(capacity), device_(device < 0 ? -1 : device), fill_limit_(capacity) {
   layout_.Validate();
   if (capacity < 1 || capacity > 256)
     throw std::invalid_argument("max_batch must be in 1..256, got " + std::to_string(capacity));
@@ -39,6 +61,9 @@ Batcher::Batcher(TensorLayout layout, int capacity, int buffers)
     throw std::invalid_argument("buffers must be in 2..16, got " + std::to_string(buffers));
   const size_t bytes = layout_.SlotBytes() * static_cast<size_t>(capacity);
   const size_t aligned = (bytes + 63) / 64 * 64;
+#ifndef SMARTCITY_WITH_CUDA
+  if (device_ >= 0) throw std::runtime_error("a device batch needs a build with CUDA (this one has none)");
+#endif
 #ifdef SMARTCITY_WITH_CUDA
   // Where a GPU is visible, page-locked buffers: GPU-decoded frames reach their slots (and
   // inference on the GPU reads them) by DMA at full speed.
@@ -58,13 +83,44 @@ Batcher::Batcher(TensorLayout layout, int capacity, int buffers)
     if (!b->data) throw std::bad_alloc();
     std::memset(b->data, 0, aligned);  // fault the pages in now, not in the video path
     b->meta.resize(capacity);
+    b->place.assign(capacity, SlotPlace::kHost);
     buffers_.push_back(std::move(b));
   }
+#ifdef SMARTCITY_WITH_CUDA
+  if (device_ >= 0 && device_ >= cuda::DeviceCount()) {
+    FreeBuffers();
+    throw std::runtime_error("a device batch on CUDA device " + std::to_string(device_) + " needs that device, and " +
+                             std::to_string(cuda::DeviceCount()) + " CUDA device(s) are visible here");
+  }
+  if (device_ >= 0) {
+    try {
+      for (auto& b : buffers_) {
+        b->d_data = static_cast<uint8_t*>(cuda::AllocDevice(aligned, device_));
+        if (!b->d_data) {
+          throw std::runtime_error("cannot allocate " + std::to_string(aligned) +
+                                   " bytes of device memory for a batch on CUDA device " + std::to_string(device_));
+        }
+      }
+      copier_ = new cuda::DeviceCopier(device_);
+    } catch (...) {
+      FreeBuffers();
+      throw;
+    }
+  }
+#endif
 }
 
-Batcher::~Batcher() {
+Batcher::~Batcher() { FreeBuffers(); }
+
+void Batcher::FreeBuffers() {
+#ifdef SMARTCITY_WITH_CUDA
+  delete static_cast<cuda::DeviceCopier*>(copier_);
+  copier_ = nullptr;
+#endif
   for (auto& b : buffers_) {
 #ifdef SMARTCITY_WITH_CUDA
+    cuda::FreeDevice(b->d_data);
+    b->d_data = nullptr;
     if (b->pinned) {
       cuda::FreePinnedHost(b->data);
       continue;
@@ -93,7 +149,10 @@ bool Batcher::Acquire(SlotTicket* ticket, bool block, const std::atomic<bool>* s
       const int i = filling_->acquired++;
       ticket->buffer = filling_;
       ticket->index = i;
-      ticket->data = filling_->data + layout_.SlotBytes() * static_cast<size_t>(i);
+      const size_t offset = layout_.SlotBytes() * static_cast<size_t>(i);
+      ticket->data = filling_->data + offset;
+      ticket->device_data = filling_->d_data ? filling_->d_data + offset : nullptr;
+      ticket->place = &filling_->place[i];
       ticket->meta = &filling_->meta[i];
       return true;
     }
@@ -156,6 +215,36 @@ std::shared_ptr<BatchLease> Batcher::Next(int max_batch, int max_wait_ms) {
   producers_.notify_all();  // a free buffer may be picked up as the next filling one
   lock.unlock();
   return std::make_shared<BatchLease>(shared_from_this(), taken, n);
+}
+
+void Batcher::SyncSlots(BatchBuffer* b, int n, SlotPlace to) {
+#ifdef SMARTCITY_WITH_CUDA
+  if (!b->d_data) return;
+  const SlotPlace from = to == SlotPlace::kHost ? SlotPlace::kDevice : SlotPlace::kHost;
+  const size_t slot = layout_.SlotBytes();
+  std::lock_guard<std::mutex> lock(copier_mu_);  // one copier stream for every lease
+  auto* copier = static_cast<cuda::DeviceCopier*>(copier_);
+  bool any = false;
+  for (int i = 0; i < n; ++i) {
+    if (b->place[i] != from) continue;
+    const size_t off = slot * static_cast<size_t>(i);
+    if (to == SlotPlace::kDevice) {
+      copier->ToDevice(b->d_data + off, b->data + off, slot);
+    } else {
+      copier->ToHost(b->data + off, b->d_data + off, slot);
+    }
+    any = true;
+  }
+  if (!any) return;
+  copier->Wait();
+  for (int i = 0; i < n; ++i) {
+    if (b->place[i] == from) b->place[i] = SlotPlace::kBoth;
+  }
+#else
+  (void)b;
+  (void)n;
+  (void)to;
+#endif
 }
 
 void Batcher::Release(BatchBuffer* buffer) {

@@ -174,7 +174,7 @@ CudaSlotConverter::CudaSlotConverter(TensorLayout layout, int device)
 
 CudaSlotConverter::~CudaSlotConverter() { delete writer_; }
 
-SlotGeometry CudaSlotConverter::ToSlot(const AVFrame* frame, uint8_t* slot) {
+Nv12Params CudaSlotConverter::Params(const AVFrame* frame) const {
   if (CudaFrameSwFormat(frame) != AV_PIX_FMT_NV12) {
     throw std::runtime_error("CudaSlotConverter takes NV12 GPU frames only");
   }
@@ -190,7 +190,18 @@ SlotGeometry CudaSlotConverter::ToSlot(const AVFrame* frame, uint8_t* slot) {
   p.matrix = frame->colorspace == AVCOL_SPC_BT709 ? ColorMatrix::kBt709 : ColorMatrix::kBt601;
   p.full_range = frame->color_range == AVCOL_RANGE_JPEG;
   p.bgr = false;
+  return p;
+}
+
+SlotGeometry CudaSlotConverter::ToSlot(const AVFrame* frame, uint8_t* slot) {
+  const Nv12Params p = Params(frame);
   writer_->Write(frame->data[0], frame->data[1], p, layout_.dtype == DType::kUint8, slot);
+  return ComputeGeometry(p.src_w, p.src_h, layout_.width, layout_.height, layout_.resize);
+}
+
+SlotGeometry CudaSlotConverter::ToDeviceSlot(const AVFrame* frame, uint8_t* device_slot) {
+  const Nv12Params p = Params(frame);
+  writer_->WriteDevice(frame->data[0], frame->data[1], p, layout_.dtype == DType::kUint8, device_slot);
   return ComputeGeometry(p.src_w, p.src_h, layout_.width, layout_.height, layout_.resize);
 }
 
@@ -203,6 +214,14 @@ CudaSlotConverter::CudaSlotConverter(TensorLayout layout, int) : layout_(layout)
 CudaSlotConverter::~CudaSlotConverter() = default;
 
 SlotGeometry CudaSlotConverter::ToSlot(const AVFrame*, uint8_t*) {
+  throw std::runtime_error("this build has no CUDA (built without a CUDA toolkit)");
+}
+
+SlotGeometry CudaSlotConverter::ToDeviceSlot(const AVFrame*, uint8_t*) {
+  throw std::runtime_error("this build has no CUDA (built without a CUDA toolkit)");
+}
+
+Nv12Params CudaSlotConverter::Params(const AVFrame*) const {
   throw std::runtime_error("this build has no CUDA (built without a CUDA toolkit)");
 }
 

@@ -183,17 +183,21 @@ DeviceSlotWriter::~DeviceSlotWriter() {
   if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
 }
 
-void DeviceSlotWriter::Write(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, bool u8,
-                             void* host_slot) {
-  ValidateNv12Params(params);
-  if (host_slot == nullptr) throw std::invalid_argument("DeviceSlotWriter::Write: null host slot");
+void* DeviceSlotWriter::Stream() {
   ThrowOnError(cudaSetDevice(device_), "cudaSetDevice");
   if (!stream_) {
     cudaStream_t s = nullptr;
     ThrowOnError(cudaStreamCreate(&s), "cudaStreamCreate");
     stream_ = s;
   }
-  const auto stream = static_cast<cudaStream_t>(stream_);
+  return stream_;
+}
+
+void DeviceSlotWriter::Write(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, bool u8,
+                             void* host_slot) {
+  ValidateNv12Params(params);
+  if (host_slot == nullptr) throw std::invalid_argument("DeviceSlotWriter::Write: null host slot");
+  const auto stream = static_cast<cudaStream_t>(Stream());
   const size_t bytes = 3 * static_cast<size_t>(params.dst_w) * params.dst_h * (u8 ? 1 : sizeof(float));
   if (bytes > bytes_) {
     if (d_buf_) cudaFree(d_buf_);
@@ -210,6 +214,59 @@ void DeviceSlotWriter::Write(const uint8_t* d_y, const uint8_t* d_uv, const Nv12
   ThrowOnError(cudaMemcpyAsync(host_slot, d_buf_, bytes, cudaMemcpyDeviceToHost, stream),
                "cudaMemcpyAsync (slot to host)");
   ThrowOnError(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+}
+
+void DeviceSlotWriter::WriteDevice(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, bool u8,
+                                   void* device_slot) {
+  ValidateNv12Params(params);
+  if (device_slot == nullptr) throw std::invalid_argument("DeviceSlotWriter::WriteDevice: null device slot");
+  const auto stream = static_cast<cudaStream_t>(Stream());
+  if (u8) {
+    Nv12ToTensorU8(d_y, d_uv, params, static_cast<uint8_t*>(device_slot), stream);
+  } else {
+    Nv12ToTensor(d_y, d_uv, params, static_cast<float*>(device_slot), stream);
+  }
+  ThrowOnError(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+}
+
+void* AllocDevice(size_t bytes, int device) {
+  void* p = nullptr;
+  if (cudaSetDevice(device) != cudaSuccess || cudaMalloc(&p, bytes) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return nullptr;
+  }
+  return p;
+}
+
+void FreeDevice(void* p) {
+  if (p) cudaFree(p);
+}
+
+DeviceCopier::DeviceCopier(int device) : device_(device) {
+  ThrowOnError(cudaSetDevice(device_), "cudaSetDevice");
+  cudaStream_t s = nullptr;
+  ThrowOnError(cudaStreamCreate(&s), "cudaStreamCreate");
+  stream_ = s;
+}
+
+DeviceCopier::~DeviceCopier() {
+  if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+void DeviceCopier::ToDevice(void* d_dst, const void* h_src, size_t bytes) {
+  ThrowOnError(cudaSetDevice(device_), "cudaSetDevice");
+  ThrowOnError(cudaMemcpyAsync(d_dst, h_src, bytes, cudaMemcpyHostToDevice, static_cast<cudaStream_t>(stream_)),
+               "cudaMemcpyAsync (slot to the device)");
+}
+
+void DeviceCopier::ToHost(void* h_dst, const void* d_src, size_t bytes) {
+  ThrowOnError(cudaSetDevice(device_), "cudaSetDevice");
+  ThrowOnError(cudaMemcpyAsync(h_dst, d_src, bytes, cudaMemcpyDeviceToHost, static_cast<cudaStream_t>(stream_)),
+               "cudaMemcpyAsync (slot to the host)");
+}
+
+void DeviceCopier::Wait() {
+  ThrowOnError(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)), "cudaStreamSynchronize (batch copies)");
 }
 
 void Nv12ToTensorFromHost(const uint8_t* y, const uint8_t* uv, const Nv12Params& params, float* dst_slot) {

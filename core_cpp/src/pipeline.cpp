@@ -3,7 +3,8 @@
 namespace smartcity {
 
 Pipeline::Pipeline(PipelineConfig config)
-    : config_(config), batcher_(std::make_shared<Batcher>(config.layout, config.max_batch, config.buffers)) {}
+    : config_(config),
+      batcher_(std::make_shared<Batcher>(config.layout, config.max_batch, config.buffers, config.device)) {}
 
 Pipeline::~Pipeline() { Close(); }
 

@@ -37,14 +37,14 @@ bool ToFrame(const SlotGeometry& g, float x1, float y1, float x2, float y2, floa
 
 class SlotDecoder {
  public:
-  SlotDecoder(const PostprocessConfig& c, const SlotGeometry& g) : c_(c), g_(g) {}
+  SlotDecoder(const PostprocessConfig& c, const SlotGeometry& g) : c_(c), g_(g), floor_(c.MinScoreThreshold()) {}
 
   // A candidate with its best model class and score; boxes in model pixels.
   void Add(int32_t index, int model_class, float score, float x1, float y1, float x2, float y2) {
-    if (!(score >= c_.score_threshold) || !std::isfinite(score)) return;  // NaN fails the comparison
+    if (!(score >= floor_) || !std::isfinite(score)) return;  // NaN fails the comparison
     if (model_class < 0 || model_class >= static_cast<int>(c_.class_map.size())) return;
     const int32_t cls = c_.class_map[static_cast<size_t>(model_class)];
-    if (cls < 0) return;
+    if (cls < 0 || !(score >= c_.ThresholdFor(cls))) return;
     Candidate cand;
     if (!ToFrame(g_, x1, y1, x2, y2, cand.box)) return;
     cand.score = score;
@@ -94,6 +94,7 @@ class SlotDecoder {
  private:
   const PostprocessConfig& c_;
   const SlotGeometry& g_;
+  const float floor_;
   std::vector<Candidate> cands_;
 };
 
@@ -166,6 +167,19 @@ void PostprocessConfig::Validate() const {
   if (max_detections < 1) throw std::invalid_argument("max_detections must be >= 1");
   if (max_candidates < 1) throw std::invalid_argument("max_candidates must be >= 1");
   if (class_map.empty()) throw std::invalid_argument("class_map is empty");
+  for (size_t i = 0; i < class_score_thresholds.size(); ++i) {
+    const float t = class_score_thresholds[i];
+    if (!(t >= 0.f && t <= 1.f)) {
+      throw std::invalid_argument("class_score_thresholds[" + std::to_string(i) + "] must be in [0, 1], got " +
+                                  std::to_string(t));
+    }
+  }
+}
+
+float PostprocessConfig::MinScoreThreshold() const {
+  float m = score_threshold;
+  for (const float t : class_score_thresholds) m = std::min(m, t);
+  return m;
 }
 
 float BoxIou(const float* a, const float* b) {
@@ -180,6 +194,7 @@ float BoxIou(const float* a, const float* b) {
 std::vector<Detections> Postprocess(const std::vector<TensorView>& outputs, const std::vector<SlotGeometry>& slots,
                                     const PostprocessConfig& c) {
   c.Validate();
+  const float floor = c.MinScoreThreshold();
   const int want = OutputTensorCount(c.format);
   if (static_cast<int>(outputs.size()) != want) {
     throw std::invalid_argument(std::string(OutputFormatName(c.format)) + " takes " + std::to_string(want) +
@@ -226,7 +241,7 @@ std::vector<Detections> Postprocess(const std::vector<TensorView>& outputs, cons
         }
         SlotDecoder dec(c, slots[static_cast<size_t>(b)]);
         for (int64_t i = 0; i < n; ++i) {
-          if (!(best[static_cast<size_t>(i)] >= c.score_threshold)) continue;
+          if (!(best[static_cast<size_t>(i)] >= floor)) continue;
           const float cx = p[i], cy = p[n + i], w = p[2 * n + i], h = p[3 * n + i];
           dec.Add(static_cast<int32_t>(i), best_c[static_cast<size_t>(i)], best[static_cast<size_t>(i)], cx - w / 2,
                   cy - h / 2, cx + w / 2, cy + h / 2);
@@ -247,7 +262,7 @@ std::vector<Detections> Postprocess(const std::vector<TensorView>& outputs, cons
         SlotDecoder dec(c, slots[static_cast<size_t>(b)]);
         for (int64_t i = 0; i < n; ++i) {
           const float* r = t.data + (b * n + i) * row;
-          if (!(r[4] >= c.score_threshold)) continue;  // obj * cls <= obj when cls <= 1
+          if (!(r[4] >= floor)) continue;  // obj * cls <= obj when cls <= 1
           int k;
           float best;
           BestClass(r + 5, classes, 1, &k, &best);
@@ -279,7 +294,7 @@ std::vector<Detections> Postprocess(const std::vector<TensorView>& outputs, cons
           int k;
           float best;
           BestClass(scores.data + (b * n + i) * classes, classes, 1, &k, &best);
-          if (!(best >= c.score_threshold)) continue;
+          if (!(best >= floor)) continue;
           const float* r = boxes.data + (b * n + i) * 4;
           dec.Add(static_cast<int32_t>(i), k, best, r[0] * in_w, r[1] * in_h, r[2] * in_w, r[3] * in_h);
         }

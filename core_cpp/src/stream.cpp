@@ -488,10 +488,11 @@ void Stream::HandleFrame(Session& s, AVFrame* frame) {
   m.pts_s = t;
   m.capture_wall_ns = capture_ns;
   try {
-    ToSlot(frame, ticket.data, &m);
+    ToSlot(frame, ticket, &m);
     m.valid = true;
   } catch (const std::exception& e) {
     converter_->FillPad(ticket.data);
+    *ticket.place = SlotPlace::kHost;
     m.geometry = SlotGeometry{};
     m.valid = false;
     last_error_.Set(std::string("conversion failed: ") + e.what());
@@ -500,12 +501,18 @@ void Stream::HandleFrame(Session& s, AVFrame* frame) {
   batcher_->Commit(ticket);
 }
 
-void Stream::ToSlot(AVFrame* frame, uint8_t* slot, SlotMeta* m) {
+void Stream::ToSlot(AVFrame* frame, const SlotTicket& ticket, SlotMeta* m) {
   if (IsCudaFrame(frame)) {
     if (CudaFrameSwFormat(frame) == AV_PIX_FMT_NV12) {
       if (!cuda_converter_)
         cuda_converter_ = std::make_unique<CudaSlotConverter>(batcher_->layout(), config_.hw_device);
-      m->geometry = cuda_converter_->ToSlot(frame, slot);
+      if (ticket.device_data) {  // a device batch: the slot stays on the GPU
+        m->geometry = cuda_converter_->ToDeviceSlot(frame, ticket.device_data);
+        *ticket.place = SlotPlace::kDevice;
+      } else {
+        m->geometry = cuda_converter_->ToSlot(frame, ticket.data);
+        *ticket.place = SlotPlace::kHost;
+      }
       return;
     }
     // 10-bit and other layouts the kernel does not take: through host memory.
@@ -514,8 +521,11 @@ void Stream::ToSlot(AVFrame* frame, uint8_t* slot, SlotMeta* m) {
     DownloadFrame(frame, host_frame_);
     frame = host_frame_;
   }
-  // The slot still holds the frame written there before, and so its padding, when that one was valid.
-  m->geometry = converter_->ToSlot(frame, slot, m->valid ? &m->geometry : nullptr);
+  // The slot still holds the frame written there before, and so its padding, when that one was
+  // valid and its host copy is current (not a slot written on the GPU only).
+  const bool host_current = *ticket.place != SlotPlace::kDevice;
+  m->geometry = converter_->ToSlot(frame, ticket.data, m->valid && host_current ? &m->geometry : nullptr);
+  *ticket.place = SlotPlace::kHost;
 }
 
 bool Stream::LatestFrameBgr(std::vector<uint8_t>* bgr, int* width, int* height, int64_t* frame_number, double* pts_s,

@@ -172,13 +172,21 @@ TensorLayout Layout640() {
   return l;
 }
 
-// 2. The stream path against the CPU reference of the CPU-decoded frames.
-void CheckStreamPath(const std::string& clip, const std::vector<Planes>& reference) {
-  std::printf("stream path (hwaccel=cuda, 640x640 float32 letterbox slots) on %s\n", clip.c_str());
+// 2. The stream path against the CPU reference of the CPU-decoded frames. With device_batch the
+// batches also live in device memory: the GPU stream's slots must be written there only, the CPU
+// stream's copied up by DeviceData(), and what is read back from the device must be the same.
+void CheckStreamPath(const std::string& clip, const std::vector<Planes>& reference, bool device_batch) {
+  std::printf("stream path (hwaccel=cuda, 640x640 float32 letterbox slots%s) on %s\n",
+              device_batch ? ", device batches" : "", clip.c_str());
   PipelineConfig pc;
   pc.layout = Layout640();
   pc.max_batch = 4;
+  pc.device = device_batch ? 0 : -1;
   Pipeline pipeline(pc);
+  std::unique_ptr<cuda::DeviceCopier> copier;
+  if (device_batch) copier = std::make_unique<cuda::DeviceCopier>(0);
+  std::vector<float> from_device(3 * pc.layout.PlaneElements());
+  size_t misplaced = 0, host_mismatch = 0, device_slots = 0;
   pipeline.AddStream(Camera("gpu", clip, "cuda", false));
   pipeline.AddStream(Camera("cpu", clip, "none", false));
   const size_t plane = pc.layout.PlaneElements();
@@ -190,11 +198,35 @@ void CheckStreamPath(const std::string& clip, const std::vector<Planes>& referen
       ++idle;
       continue;
     }
+    const size_t slot_bytes = pc.layout.SlotBytes();
+    uint8_t* d = nullptr;
+    if (device_batch) {
+      for (int i = 0; i < lease->size(); ++i) {
+        const SlotMeta& m = lease->meta()[i];
+        const SlotPlace want_place = m.camera_id == "gpu" && m.valid ? SlotPlace::kDevice : SlotPlace::kHost;
+        misplaced += lease->place(i) != want_place;
+      }
+      d = lease->DeviceData();
+    }
     for (int i = 0; i < lease->size(); ++i) {
       const SlotMeta& m = lease->meta()[i];
       if (m.frame_number >= static_cast<int64_t>(want) || !m.valid) continue;
-      const float* p = reinterpret_cast<const float*>(lease->data() + i * pc.layout.SlotBytes());
+      const float* p = reinterpret_cast<const float*>(lease->data() + i * slot_bytes);
+      if (device_batch) {
+        copier->ToHost(from_device.data(), d + i * slot_bytes, slot_bytes);
+        copier->Wait();
+        p = from_device.data();
+        ++device_slots;
+      }
       (m.camera_id == "gpu" ? gpu_slots : cpu_slots)[m.frame_number].assign(p, p + 3 * plane);
+    }
+    if (device_batch) {  // and the host copy, brought down, equals the device one
+      const uint8_t* h = lease->HostData();
+      for (int i = 0; i < lease->size(); ++i) {
+        copier->ToHost(from_device.data(), d + i * slot_bytes, slot_bytes);
+        copier->Wait();
+        host_mismatch += std::memcmp(h + i * slot_bytes, from_device.data(), slot_bytes) != 0;
+      }
     }
   }
   const StreamStatsSnapshot gs = pipeline.StreamStats("gpu");
@@ -202,6 +234,15 @@ void CheckStreamPath(const std::string& clip, const std::vector<Planes>& referen
   Check(gs.decoder == "nvdec", "the hwaccel=cuda stream decodes on the GPU (decoder '" + gs.decoder + "', note '" +
                                    gs.hwaccel_note + "', last_error '" + gs.last_error + "')");
   Check(cs.decoder == "cpu", "the hwaccel=none stream decodes on the CPU");
+  if (device_batch) {
+    Check(misplaced == 0,
+          "device batches: GPU-decoded slots written in device memory only, CPU-decoded ones on the host (" +
+              std::to_string(misplaced) + " misplaced)");
+    Check(host_mismatch == 0, "device batches: HostData() brings the GPU-written slots down unchanged (" +
+                                  std::to_string(host_mismatch) + " differ)");
+    Check(device_slots > 0,
+          "device batches: slots read back from device memory (" + std::to_string(device_slots) + ")");
+  }
   Check(gpu_slots.size() == want && cpu_slots.size() == want,
         "slots of the first " + std::to_string(want) + " frames arrived (gpu " + std::to_string(gpu_slots.size()) +
             ", cpu " + std::to_string(cpu_slots.size()) + ")");
@@ -385,7 +426,8 @@ int main(int argc, char** argv) {
 
   // 2. The stream path on the first 60 frames.
   cpu_frames.resize(std::min<size_t>(cpu_frames.size(), 60));
-  CheckStreamPath(clip, cpu_frames);
+  CheckStreamPath(clip, cpu_frames, false);
+  CheckStreamPath(clip, cpu_frames, true);
   cpu_frames.clear();
 
   // 3. Fallback.

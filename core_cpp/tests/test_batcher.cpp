@@ -6,6 +6,9 @@
 #include <vector>
 
 #include "smartcity/batch.hpp"
+#ifdef SMARTCITY_WITH_CUDA
+#include "smartcity/nv12.hpp"
+#endif
 
 namespace smartcity {
 namespace {
@@ -132,6 +135,34 @@ TEST(Batcher, RejectsBadSizes) {
   TensorLayout bad = Small();
   bad.pad_value = 300;
   EXPECT_THROW(Batcher(bad, 4, 2), std::invalid_argument);
+}
+
+TEST(Batcher, HostBatchesHaveNoDeviceSideAndTicketsSayWhere) {
+  auto b = std::make_shared<Batcher>(Small(), 2, 2);
+  EXPECT_EQ(b->device(), -1);
+  SlotTicket t;
+  ASSERT_TRUE(b->Acquire(&t, false, nullptr));
+  EXPECT_EQ(t.device_data, nullptr);
+  ASSERT_NE(t.place, nullptr);
+  EXPECT_EQ(*t.place, SlotPlace::kHost);
+  t.meta->valid = true;
+  b->Commit(t);
+  auto lease = b->Next(2, 0);
+  ASSERT_NE(lease, nullptr);
+  EXPECT_FALSE(lease->DeviceDataAvailable());
+  EXPECT_EQ(lease->DeviceData(), nullptr);
+  EXPECT_EQ(lease->HostData(), lease->data());
+  EXPECT_EQ(lease->SlotsOn(SlotPlace::kHost), 1);
+  EXPECT_EQ(lease->SlotsOn(SlotPlace::kDevice), 0);
+}
+
+TEST(Batcher, DeviceBatchesNeedAVisibleDevice) {
+  // No GPU on the machines the tests run on: a device batcher is refused with the reason
+  // (the GPU side is checked by nvdec_check on a GPU machine, bench/gpu/device_check.sh).
+#ifdef SMARTCITY_WITH_CUDA
+  if (cuda::DeviceCount() > 0) GTEST_SKIP() << "a GPU is visible";
+#endif
+  EXPECT_THROW(Batcher(Small(), 2, 2, 0), std::runtime_error);
 }
 
 }  // namespace

@@ -172,6 +172,29 @@ TEST(Postprocess, ClassAwareNms) {
   EXPECT_FLOAT_EQ(merged[0].score[1], 0.6f);
 }
 
+TEST(Postprocess, ScoreThresholdPerApplianceClass) {
+  // Three boxes far apart: model class 0 (-> person, id 0) at 0.35 and 0.6, model class 1
+  // (-> car, id 2) at 0.35. Persons need 0.5, cars take the default 0.3.
+  const auto t = V5Rows({{0, 0, 10, 10, 0.35f, 0}, {100, 0, 110, 10, 0.6f, 0}, {200, 0, 210, 10, 0.35f, 1}}, 2);
+  const std::vector<SlotGeometry> slot = {Slot(1000, 1000, 1, 1, 0, 0)};
+  PostprocessConfig c = Config(OutputFormat::kYoloV5, {0, 2}, 0.3f);
+  EXPECT_EQ(Postprocess({{t.data(), {1, 3, 7}}}, slot, c)[0].size(), 3u);
+  c.class_score_thresholds = {0.5f, 0.3f, 0.3f};
+  const auto d = Postprocess({{t.data(), {1, 3, 7}}}, slot, c);
+  ASSERT_EQ(d[0].size(), 2u);
+  EXPECT_FLOAT_EQ(d[0].score[0], 0.6f);
+  EXPECT_EQ(d[0].class_id[0], 0);
+  EXPECT_EQ(d[0].class_id[1], 2);
+  // A class threshold below the default lets that class through where the default would not.
+  c.score_threshold = 0.5f;
+  c.class_score_thresholds = {0.5f, 0.5f, 0.2f};
+  const auto low_car = Postprocess({{t.data(), {1, 3, 7}}}, slot, c);
+  ASSERT_EQ(low_car[0].size(), 2u);  // the 0.6 person and the 0.35 car
+  EXPECT_EQ(low_car[0].class_id[1], 2);
+  c.class_score_thresholds = {0.5f, 1.5f};
+  EXPECT_THROW(Postprocess({{t.data(), {1, 3, 7}}}, slot, c), std::invalid_argument);
+}
+
 TEST(Postprocess, MaxDetectionsKeepsTheBest) {
   std::vector<std::vector<float>> rows;
   const float s[5] = {0.3f, 0.9f, 0.5f, 0.7f, 0.6f};

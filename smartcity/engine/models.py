@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,8 @@ class ModelCard:
     score_threshold: float
     iou_threshold: float
     max_detections: int
+    # appliance class name -> the score its detections need (classes not named: score_threshold)
+    class_score_thresholds: dict[str, float] = field(default_factory=dict)
 
     @property
     def onnx_path(self) -> Path:
@@ -84,6 +86,16 @@ class ModelCard:
                 for n in self.class_names
             ],
             dtype=np.int32,
+        )
+
+    def class_thresholds(self) -> np.ndarray | None:
+        """float32 per appliance class id: the score its detections need (score_threshold where
+        the card names no threshold of its own); None when it names none."""
+        if not self.class_score_thresholds:
+            return None
+        return np.array(
+            [self.class_score_thresholds.get(c, self.score_threshold) for c in APPLIANCE_CLASSES],
+            dtype=np.float32,
         )
 
     def pipeline_options(self) -> dict[str, Any]:
@@ -222,6 +234,18 @@ def load_card(directory: str | Path, *, check_file: bool = True) -> ModelCard:
             raise r.fail(
                 f"classes.map.{k}", f"must be one of {', '.join(APPLIANCE_CLASSES)}, got {v!r}"
             )
+    per_class = r.opt("postprocess.class_score_thresholds", {})
+    if not isinstance(per_class, dict):
+        raise r.fail(
+            "postprocess.class_score_thresholds", "must map appliance classes to scores in [0, 1]"
+        )
+    for k in per_class:
+        if k not in APPLIANCE_CLASSES:
+            raise r.fail(
+                f"postprocess.class_score_thresholds.{k}",
+                f"is not an appliance class ({', '.join(APPLIANCE_CLASSES)})",
+            )
+        r.float_(f"postprocess.class_score_thresholds.{k}", 0.0, 1.0)
     dtype = r.str_("input.dtype", ("float32", "uint8"))
     if dtype == "uint8" and rng != [0, 255]:
         raise r.fail("input.value_range", "a uint8 input takes values in [0, 255]")
@@ -252,6 +276,7 @@ def load_card(directory: str | Path, *, check_file: bool = True) -> ModelCard:
         score_threshold=r.float_("postprocess.score_threshold", 0.0, 1.0),
         iou_threshold=r.float_("postprocess.iou_threshold", 0.0, 1.0),
         max_detections=r.int_("postprocess.max_detections", 1, 100000, default=300),
+        class_score_thresholds={str(k): float(v) for k, v in per_class.items()},
     )
     if check_file:
         check_onnx(card)

@@ -167,6 +167,7 @@ def compare(original: ModelCard, quantized: ModelCard, inputs: list[np.ndarray])
                 score_threshold=original.score_threshold,
                 iou_threshold=original.iou_threshold,
                 max_detections=original.max_detections,
+                class_score_thresholds=original.class_thresholds(),
             )
             dets[k].append(d)
     matched = n_f = n_q = 0

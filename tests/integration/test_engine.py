@@ -55,7 +55,8 @@ def test_engine_publishes_tracks_and_health(vtest, run_dir):
     with Broker(run_dir) as _broker:
         with Subscriber(subscriber_endpoint(run_dir), ["tracks.", "health."]) as sub:
             time.sleep(0.2)  # let the subscription reach the broker
-            engine = Engine(parse_engine_config(_config(vtest)), publisher_endpoint(run_dir))
+            settings = parse_engine_config(_config(vtest, heap_trim_interval_s=1.0))
+            engine = Engine(settings, publisher_endpoint(run_dir))
             stop = threading.Event()
             runner = threading.Thread(target=engine.run, args=(stop, 6.0))
             runner.start()
@@ -95,6 +96,7 @@ def test_engine_publishes_tracks_and_health(vtest, run_dir):
     assert any(np.isfinite(e.speed_kmh).any() for e in cal)
     assert totals.gaps == 0
     assert engine.counters.tracks_dropped == 0
+    assert engine.counters.heap_trims >= 4  # every second of the 6 s run
     assert snapshot is not None and (snapshot.w, snapshot.h) == (768, 576)
     assert snapshot.jpeg[:2] == b"\xff\xd8"  # JPEG
 
@@ -113,6 +115,7 @@ def test_engine_publishes_tracks_and_health(vtest, run_dir):
         ({"colour": "red"}, "colour"),
         ({"hwaccel": "nvdec"}, "hwaccel"),
         ({"hw_device": -1}, "hw_device"),
+        ({"heap_trim_interval_s": -1}, "heap_trim_interval_s"),
         ({"cameras": [{"id": "a", "url": str(VTEST), "hwaccel": "gpu"}]}, "cameras[0].hwaccel"),
     ],
 )

@@ -19,8 +19,10 @@ from smartcity.engine.detectors import (
     DeviceDetector,
     OnnxRuntimeDetector,
     backends,
+    batch_device_of,
     choose_backend,
     create_detector,
+    detect,
     probe_backends,
     takes_core_tensor,
 )
@@ -273,6 +275,82 @@ def test_takes_core_tensor(ssd):
     assert not takes_core_tensor(dataclasses.replace(ssd, value_range=(0.0, 255.0)), np.float32)
     u8 = dataclasses.replace(ssd, dtype="uint8", value_range=(0.0, 255.0))
     assert takes_core_tensor(u8, np.uint8) and not takes_core_tensor(u8, np.float32)
+
+
+# -- device batches: which detector gets them, and how detect() hands them over -----------------
+
+
+class _GpuDetector:
+    """A DeviceDetector on 'CUDA device 1' that records what it was given (the real one wraps
+    ONNX Runtime on the CPU: the calls are the same, the pointer here is host memory)."""
+
+    def __init__(self, card, on_cuda: bool = True) -> None:
+        self._inner = OnnxRuntimeDetector(card, device="cpu")
+        self.on_cuda, self.device_id = on_cuda, 1
+        self.calls: list[tuple] = []
+
+    @property
+    def card(self):
+        return self._inner.card
+
+    def infer(self, tensor):
+        self.calls.append(("infer", tensor.shape))
+        return self._inner.infer(tensor)
+
+    def infer_device(self, ptr, shape, dtype=np.float32):
+        self.calls.append(("infer_device", ptr, tuple(shape), np.dtype(dtype)))
+        return self._inner.infer_device(ptr, shape, dtype)
+
+
+class _DeviceBatch:
+    """What detect() reads of a smartcity Batch, with the tensor in host memory standing in for
+    device memory (on_device says which path the batch asks for)."""
+
+    def __init__(self, tensor: np.ndarray, on_device: bool) -> None:
+        self._t, self.on_device = tensor, on_device
+        n = len(tensor)
+        self.shape, self.dtype = tensor.shape, tensor.dtype.name
+        self.scale = np.ones((n, 2), np.float32)
+        self.pad = np.zeros((n, 2), np.float32)
+        self.frame_size = np.full((n, 2), tensor.shape[2], np.int32)
+        self.valid = np.ones(n, bool)
+        self.tensor_reads = 0
+
+    @property
+    def tensor(self):
+        self.tensor_reads += 1
+        return self._t
+
+    def device_ptr(self) -> int:
+        return self._t.ctypes.data
+
+
+def test_batch_device_of(ssd, traffic):
+    assert batch_device_of(OnnxRuntimeDetector(ssd, device="cpu")) == -1  # CPU session
+    assert isinstance(_GpuDetector(traffic), DeviceDetector)
+    assert batch_device_of(_GpuDetector(traffic)) == 1
+    assert batch_device_of(_GpuDetector(traffic, on_cuda=False)) == -1
+    bgr = dataclasses.replace(ssd, colour_order="bgr")  # needs a conversion: host tensor
+    det = _GpuDetector(ssd)
+    det._inner._card = bgr
+    assert batch_device_of(det) == -1
+    fp16 = _GpuDetector(traffic)
+    fp16.input_dtype = np.float16  # a TensorRT engine built with half inputs
+    assert batch_device_of(fp16) == -1
+
+
+def test_detect_hands_a_device_batch_over_as_a_pointer(traffic):
+    det = _GpuDetector(traffic)
+    x = _batch(traffic, 2, seed=3)
+    on_host = detect(det, _DeviceBatch(x, on_device=False))
+    dev_batch = _DeviceBatch(x, on_device=True)
+    on_dev = detect(det, dev_batch)
+    assert det.calls[0] == ("infer", x.shape)
+    assert det.calls[1] == ("infer_device", x.ctypes.data, x.shape, np.dtype(np.float32))
+    assert dev_batch.tensor_reads == 0  # the host tensor was never asked for
+    assert [len(d) for d in on_dev] == [len(d) for d in on_host]
+    for a, b in zip(on_dev, on_host, strict=True):
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
 
 
 # -- TensorRT: engine cache ---------------------------------------------------------------------

@@ -79,6 +79,17 @@ def test_class_map_drops_unmapped_classes(tmp_path: Path):
     assert loaded.class_map.tolist() == [-1, 2, 0, 5]
 
 
+def test_class_score_thresholds(tmp_path: Path):
+    card = _card_dict()
+    assert load_card(_write(tmp_path, "m", card), check_file=False).class_thresholds() is None
+    card["postprocess"]["class_score_thresholds"] = {"person": 0.6}
+    loaded = load_card(_write(tmp_path, "m2", card), check_file=False)
+    t = loaded.class_thresholds()
+    assert t is not None and t.dtype == np.float32
+    default = loaded.score_threshold
+    assert t.tolist() == pytest.approx([0.6] + [default] * 5)
+
+
 BROKEN = [
     ("input.width", _DELETE, "input.width", "missing"),
     ("output.format", _DELETE, "output.format", "missing"),
@@ -98,6 +109,24 @@ BROKEN = [
     ("classes.map", {"person": "pedestrian"}, "classes.map.person", "must be one of"),
     ("classes.map", {"cyclist": "bicycle"}, "classes.map.cyclist", "not one of classes.names"),
     ("postprocess.score_threshold", 1.5, "postprocess.score_threshold", "[0.0, 1.0]"),
+    (
+        "postprocess.class_score_thresholds",
+        {"lorry": 0.5},
+        "postprocess.class_score_thresholds.lorry",
+        "not an appliance class",
+    ),
+    (
+        "postprocess.class_score_thresholds",
+        {"person": 2},
+        "postprocess.class_score_thresholds.person",
+        "[0.0, 1.0]",
+    ),
+    (
+        "postprocess.class_score_thresholds",
+        [0.5],
+        "postprocess.class_score_thresholds",
+        "must map appliance classes",
+    ),
     ("sha256", "0" * 64, "sha256", "the card says"),
     ("sha256", "abc", "sha256", "64 hexadecimal"),
 ]

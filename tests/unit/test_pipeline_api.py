@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import smartcity as sc
+from smartcity import _core
 from tests.conftest import BackgroundConsumer, drain, wait_for
 
 
@@ -41,6 +42,10 @@ def test_batch_metadata_and_tensor_view(vtest, make_pipeline):
     assert batch.frame_size.tolist() == [[768, 576]] * 4
     assert batch.valid.all()
     assert 0.0 <= float(t.min()) and float(t.max()) <= 1.0
+    assert batch.shape == (4, 3, 640, 640) and batch.dtype == "float32"
+    assert p.batch_device == -1 and not batch.on_device and batch.slots_on_device == 0
+    with pytest.raises(RuntimeError, match="not a device batch"):
+        batch.device_ptr()
     batch.release()
     with pytest.raises(RuntimeError, match="released"):
         _ = batch.tensor
@@ -110,6 +115,16 @@ def test_latest_frame_is_bgr_of_the_last_sample(vtest, make_pipeline):
     assert img.shape == (576, 768, 3) and img.dtype == np.uint8
     assert number == 790  # samples at 0, 10, ..., 790 (1 fps of a 10 fps clip)
     assert 40 < float(img.mean()) < 220  # a real picture, not padding or black
+
+
+@pytest.mark.skipif(_core.cuda_device_count() > 0, reason="checks the refusal without a GPU")
+def test_device_batches_need_a_visible_gpu():
+    with pytest.raises(RuntimeError, match="device batch") as e:
+        sc.Pipeline(width=64, height=64, max_batch=2, batch_device=0)
+    if _core.build_info()["cuda"] == "yes":
+        assert "0 CUDA device(s) are visible here" in str(e.value)
+    else:
+        assert "build with CUDA" in str(e.value)
 
 
 def test_close_is_idempotent_and_next_batch_returns_none(vtest):

@@ -15,6 +15,7 @@
 
 #include "smartcity/batch.hpp"
 #include "smartcity/geometry.hpp"
+#include "smartcity/nv12.hpp"
 
 struct AVBufferRef;
 struct AVCodec;
@@ -65,8 +66,11 @@ class CudaSlotConverter {
 
   // frame: IsCudaFrame and CudaFrameSwFormat == NV12. Throws std::runtime_error on failure.
   SlotGeometry ToSlot(const AVFrame* frame, uint8_t* slot);
+  // The same into a slot in device memory (a device batch): no copy to the host.
+  SlotGeometry ToDeviceSlot(const AVFrame* frame, uint8_t* device_slot);
 
  private:
+  Nv12Params Params(const AVFrame* frame) const;
   TensorLayout layout_;
   cuda::DeviceSlotWriter* writer_ = nullptr;
 };

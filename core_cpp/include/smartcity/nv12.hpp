@@ -136,8 +136,12 @@ class DeviceSlotWriter {
   // u8: the slot holds uint8 values (Nv12ToTensorU8), else float32. Throws std::invalid_argument
   // on bad params, std::runtime_error with the CUDA error when a call fails.
   void Write(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, bool u8, void* host_slot);
+  // The same conversion written straight into a slot in device memory (a device batch,
+  // smartcity/batch.hpp): no staging buffer, no copy to the host. Synchronous.
+  void WriteDevice(const uint8_t* d_y, const uint8_t* d_uv, const Nv12Params& params, bool u8, void* device_slot);
 
  private:
+  void* Stream();  // created on first use
   int device_ = 0;
   void* stream_ = nullptr;  // cudaStream_t
   void* d_buf_ = nullptr;
@@ -153,6 +157,28 @@ void ActivateDevice(int device);
 // (no device, out of memory). Free with FreePinnedHost.
 void* AllocPinnedHost(size_t bytes);
 void FreePinnedHost(void* p);
+
+// Device memory (cudaMalloc on `device`); nullptr when it cannot be had. Free with FreeDevice.
+void* AllocDevice(size_t bytes, int device);
+void FreeDevice(void* p);
+
+// Copies between host and device memory on a CUDA stream of its own: the calls queue copies,
+// Wait() blocks until they are done (std::runtime_error with the CUDA error when one failed).
+class DeviceCopier {
+ public:
+  explicit DeviceCopier(int device);
+  ~DeviceCopier();
+  DeviceCopier(const DeviceCopier&) = delete;
+  DeviceCopier& operator=(const DeviceCopier&) = delete;
+
+  void ToDevice(void* d_dst, const void* h_src, size_t bytes);
+  void ToHost(void* h_dst, const void* d_src, size_t bytes);
+  void Wait();
+
+ private:
+  int device_ = 0;
+  void* stream_ = nullptr;  // cudaStream_t
+};
 
 // Test and tooling helper: copies host planes to the device, runs Nv12ToTensor, copies the slot
 // back to dst_slot (host). Synchronous.

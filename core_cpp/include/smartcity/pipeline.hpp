@@ -22,6 +22,7 @@ struct PipelineConfig {
   TensorLayout layout;
   int max_batch = 8;  // slots per batch buffer
   int buffers = 3;    // batch buffers in the pool
+  int device = -1;    // >= 0: device batches on this CUDA device (batch.hpp)
 };
 
 class UnknownCamera : public std::out_of_range {

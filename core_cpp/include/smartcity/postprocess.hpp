@@ -12,9 +12,11 @@
 //
 // For every slot b of the batch:
 //   1. each candidate takes its best model class (argmax over all C classes); candidates whose
-//      score is below score_threshold, not finite, or whose box is not finite are dropped;
+//      score is below every threshold (score_threshold and class_score_thresholds), not finite,
+//      or whose box is not finite are dropped;
 //   2. the model class goes through class_map (model class id -> appliance class id, -1 drops
-//      the candidate, so does a class id outside the table);
+//      the candidate, so does a class id outside the table); a candidate whose score is below
+//      its appliance class's threshold (class_score_thresholds, else score_threshold) is dropped;
 //   3. the box goes back to frame pixels with the slot geometry, x = (x' - pad_x) / scale_x,
 //      y = (y' - pad_y) / scale_y (normalized boxes are first multiplied by input_w, input_h),
 //      is clipped to [0, src_w] x [0, src_h] and dropped when nothing of it is left;
@@ -62,8 +64,17 @@ struct PostprocessConfig {
   // Model class id -> appliance class id (-1: dropped). For yolo, yolov5 and boxes_scores it
   // must have exactly C entries; for end2end, class ids outside it are dropped.
   std::vector<int32_t> class_map;
+  // Per appliance class id, the score a detection of that class needs (empty: score_threshold
+  // for every class). Each entry in [0, 1]; a class id beyond the table takes score_threshold.
+  std::vector<float> class_score_thresholds;
 
   void Validate() const;  // throws std::invalid_argument naming the bad field
+  // The lowest threshold of any class: what a candidate must reach before its class is known.
+  float MinScoreThreshold() const;
+  float ThresholdFor(int32_t appliance_class) const {
+    const auto i = static_cast<size_t>(appliance_class);
+    return appliance_class >= 0 && i < class_score_thresholds.size() ? class_score_thresholds[i] : score_threshold;
+  }
 };
 
 // Decodes `outputs` (OutputTensorCount(format) tensors) for slots.size() slots; the batch

@@ -79,7 +79,7 @@ class Stream {
   End RunSession(Session& s);
   End Fail(End kind, const std::string& message);
   void HandleFrame(Session& s, AVFrame* frame);
-  void ToSlot(AVFrame* frame, uint8_t* slot, SlotMeta* meta);
+  void ToSlot(AVFrame* frame, const SlotTicket& ticket, SlotMeta* meta);
   void SetDecoder(const char* decoder, const std::string& note);
   bool ShouldSample(double t);
   bool SleepFor(double seconds);  // false when stopped meanwhile

@@ -76,13 +76,36 @@ def prepare_input(card: ModelCard, tensor: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def batch_device_of(detector: Detector) -> int:
+    """The CUDA device whose memory the detector can read a batch from without a copy through
+    the host (a GPU backend with infer_device, given the core's tensor as it is), else -1.
+
+    The engine makes its Pipeline with batch_device set to this: frames decoded by NVDEC then
+    stay on the GPU from the decoder to the model (smartcity/_core Batch.device_ptr)."""
+    if not isinstance(detector, DeviceDetector) or not getattr(detector, "on_cuda", False):
+        return -1
+    card = detector.card
+    dtype = np.uint8 if card.dtype == "uint8" else np.float32
+    if not takes_core_tensor(card, dtype):
+        return -1
+    takes = getattr(detector, "input_dtype", None)  # TensorRT: the built engine's input type
+    if takes is not None and np.dtype(takes) != np.dtype(dtype):
+        return -1
+    return int(getattr(detector, "device_id", 0))
+
+
 def detect(detector: Detector, batch: _core.Batch) -> list[_core.Detections]:
     """Run the model on a batch and decode its outputs in C++: one Detections per slot.
 
-    Slots whose frame could not be converted (batch.valid False) get no detections.
+    A device batch (batch.on_device) goes to the detector's infer_device as a device pointer;
+    any other batch goes to infer as the host tensor. Slots whose frame could not be converted
+    (batch.valid False) get no detections.
     """
     card = detector.card
-    outputs = detector.infer(batch.tensor)
+    if batch.on_device and isinstance(detector, DeviceDetector):
+        outputs = detector.infer_device(batch.device_ptr(), batch.shape, np.dtype(batch.dtype))
+    else:
+        outputs = detector.infer(batch.tensor)
     scale, frame_size, valid = batch.scale, batch.frame_size, batch.valid
     bad = ~valid
     if bad.any():  # padding only: give them a harmless geometry, drop what comes out
@@ -101,5 +124,6 @@ def detect(detector: Detector, batch: _core.Batch) -> list[_core.Detections]:
         score_threshold=card.score_threshold,
         iou_threshold=card.iou_threshold,
         max_detections=card.max_detections,
+        class_score_thresholds=card.class_thresholds(),
     )
     return [d if ok else _core.Detections() for d, ok in zip(dets, valid, strict=True)]

@@ -503,6 +503,7 @@ class TensorRTDetector:
         trt = tensorrt_module()
         self._card = card
         self.device_id = device_id
+        self.on_cuda = True  # always: batch_device_of gives this detector the core's device batches
         self.max_batch = max_batch or card.max_batch
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
