@@ -2,9 +2,11 @@
 and its growth over a run of 16 streams; against the plain Python loop of bench/engine.py
 holding the same number of PyAV streams in one process, measured in the same run.
 
-Ours: a worker process builds smartcity.engine.process.Engine (the person-ssdlite card, one
-inference thread, the evidence server on, its publisher connected to a broker in this process)
-with no camera, runs its batch loop in a thread, and adds cameras on command through
+Ours: a worker process (with the environment `smartcity run` gives the engine,
+smartcity.supervisor.ENGINE_MALLOC_ENV: MALLOC_ARENA_MAX=4) builds
+smartcity.engine.process.Engine (the person-ssdlite card, one inference thread, the evidence
+server on, its publisher connected to a broker in this process) with no camera, runs its batch
+loop in a thread, and adds cameras on command through
 engine.pipeline.add_stream: looping, realtime, analyze_fps 5, the default pre_event_s of 10 s
 (the packet ring). This process reads the worker's RSS with psutil: at 0 streams, then at each
 step of --steps after the rings have filled (--settle seconds, more than pre_event_s). Per
@@ -19,7 +21,7 @@ Growth: a fresh engine worker with 16 streams of the 768x576 clip for --growth-s
 120 s; the issue's figure is 600 s, run once and recorded in bench/README.md); RSS sampled every
 5 s, with the heap malloc holds in use and free (glibc's mallinfo2, asked of the worker). The
 engine hands free heap pages back every heap_trim_interval_s (10 s), so RSS saw-tooths by a few
-MB between trims: growth = (median RSS over the last --growth-window s - median RSS over the
+MB between trims. Growth = (median RSS over the last --growth-window s - median RSS over the
 first --growth-window s after --growth-warmup) / the latter, which no trim phase can tilt; also
 printed: the last sample against the first after the warm-up (the old figure), the slope of a
 least-squares line through the samples after the warm-up, and the heap in use at both ends (a
@@ -240,13 +242,28 @@ class Worker:
     def __init__(self, kind: str, endpoint: str) -> None:
         import psutil
 
+        from smartcity.supervisor import ENGINE_MALLOC_ENV
+
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         if kind == "ours":
             self.proc = ctx.Process(target=engine_worker, args=(child, endpoint), daemon=True)
         else:
             self.proc = ctx.Process(target=peer_worker, args=(child,), daemon=True)
-        self.proc.start()
+        # Ours runs with the environment `smartcity run` gives the engine (its malloc settings);
+        # the child reads it at its start.
+        env = ENGINE_MALLOC_ENV if kind == "ours" else {}
+        saved = {k: os.environ.get(k) for k in env}
+        for k, v in env.items():
+            os.environ.setdefault(k, v)
+        try:
+            self.proc.start()
+        finally:
+            for k, was in saved.items():
+                if was is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = was
         if not self.conn.poll(120) or self.conn.recv() != "ready":
             raise RuntimeError(f"{kind} worker did not start")
         self.ps = psutil.Process(self.proc.pid)

@@ -10,6 +10,7 @@
 #include "batch_access.hpp"
 #include "exports.hpp"
 #include "homography.hpp"
+#include "postprocess_args.hpp"
 
 namespace py = pybind11;
 
@@ -241,6 +242,29 @@ void ExportPipeline(py::module_& m) {
           py::arg("batch"), py::arg("detections"),
           "Updates each camera's tracker with its slot's detections (one Detections or None per slot, in "
           "slot order) and returns one Tracks per slot.")
+      .def(
+          "submit",
+          [](Pipeline&, const py::handle& batch, const py::sequence& outputs, const std::string& format, int input_w,
+             int input_h, const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& class_map,
+             float score_threshold, float iou_threshold, int max_detections, const py::object& class_score_thresholds) {
+            const std::shared_ptr<BatchLease> lease = LeaseOf(batch);
+            const PostprocessConfig c = MakePostprocessConfig(format, input_w, input_h, class_map, score_threshold,
+                                                              iou_threshold, max_detections, class_score_thresholds);
+            std::vector<SlotGeometry> slots;
+            std::vector<bool> valid;
+            for (int i = 0; i < lease->size(); ++i) {
+              slots.push_back(lease->meta()[i].geometry);
+              valid.push_back(lease->meta()[i].valid);
+            }
+            return RunPostprocess(outputs, std::move(slots), valid, c);
+          },
+          py::arg("batch"), py::arg("outputs"), py::kw_only(), py::arg("format"), py::arg("input_w"),
+          py::arg("input_h"), py::arg("class_map"), py::arg("score_threshold") = 0.25f,
+          py::arg("iou_threshold") = 0.45f, py::arg("max_detections") = 300,
+          py::arg("class_score_thresholds") = py::none(),
+          "The model's raw outputs for a batch -> one Detections per slot in frame pixels, each slot's geometry "
+          "read in C++ from the batch (slots that failed conversion get none); the other arguments as "
+          "smartcity.postprocess, which ModelCard.postprocess_options() gives.")
       .def("close", &Pipeline::Close, py::call_guard<py::gil_scoped_release>(), "Stop every stream.")
       .def_property_readonly("closed", &Pipeline::closed)
       .def(

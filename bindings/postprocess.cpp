@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "exports.hpp"
+#include "postprocess_args.hpp"
 
 namespace py = pybind11;
 
@@ -38,6 +39,53 @@ void CheckRows(const py::array& a, const char* name, py::ssize_t rows, py::ssize
 }
 
 }  // namespace
+
+PostprocessConfig MakePostprocessConfig(const std::string& format, int input_w, int input_h, const I32Array& class_map,
+                                        float score_threshold, float iou_threshold, int max_detections,
+                                        const py::object& class_score_thresholds) {
+  PostprocessConfig c;
+  c.format = ParseOutputFormat(format);
+  c.input_w = input_w;
+  c.input_h = input_h;
+  c.score_threshold = score_threshold;
+  c.iou_threshold = iou_threshold;
+  c.max_detections = max_detections;
+  if (class_map.ndim() != 1) throw std::invalid_argument("class_map must be 1-D");
+  c.class_map.assign(class_map.data(), class_map.data() + class_map.shape(0));
+  if (!class_score_thresholds.is_none()) {
+    const auto t = F32Array::ensure(class_score_thresholds);
+    if (!t || t.ndim() != 1) throw std::invalid_argument("class_score_thresholds must be a 1-D array of numbers");
+    c.class_score_thresholds.assign(t.data(), t.data() + t.shape(0));
+  }
+  return c;
+}
+
+py::list RunPostprocess(const py::sequence& outputs, std::vector<SlotGeometry> slots, const std::vector<bool>& valid,
+                        const PostprocessConfig& c) {
+  std::vector<F32Array> keep;  // float32 C-contiguous copies where needed, alive during the work
+  std::vector<TensorView> views;
+  for (const py::handle h : outputs) {
+    keep.push_back(F32Array::ensure(h));
+    if (!keep.back()) throw std::invalid_argument("outputs must be numpy arrays of numbers");
+    TensorView v;
+    v.data = keep.back().data();
+    for (py::ssize_t d = 0; d < keep.back().ndim(); ++d) v.shape.push_back(keep.back().shape(d));
+    views.push_back(std::move(v));
+  }
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (valid[i]) continue;
+    slots[i] = SlotGeometry{};  // padding only: a harmless geometry (scale 1, a 1x1 frame)
+    slots[i].src_w = slots[i].src_h = 1;
+  }
+  std::vector<Detections> dets;
+  {
+    py::gil_scoped_release release;
+    dets = Postprocess(views, slots, c);
+  }
+  py::list out;
+  for (size_t i = 0; i < dets.size(); ++i) out.append(valid[i] ? py::cast(std::move(dets[i])) : py::cast(Detections{}));
+  return out;
+}
 
 void ExportPostprocess(py::module_& m) {
   py::class_<Detections>(m, "Detections",
@@ -79,22 +127,9 @@ void ExportPostprocess(py::module_& m) {
       "postprocess",
       [](const py::sequence& outputs, const std::string& format, const F32Array& scale, const F32Array& pad,
          const I32Array& frame_size, int input_w, int input_h, const I32Array& class_map, float score_threshold,
-         float iou_threshold, int max_detections, const std::optional<F32Array>& class_score_thresholds) {
-        PostprocessConfig c;
-        c.format = ParseOutputFormat(format);
-        c.input_w = input_w;
-        c.input_h = input_h;
-        c.score_threshold = score_threshold;
-        c.iou_threshold = iou_threshold;
-        c.max_detections = max_detections;
-        if (class_map.ndim() != 1) throw std::invalid_argument("class_map must be 1-D");
-        c.class_map.assign(class_map.data(), class_map.data() + class_map.shape(0));
-        if (class_score_thresholds) {
-          const F32Array& t = *class_score_thresholds;
-          if (t.ndim() != 1) throw std::invalid_argument("class_score_thresholds must be 1-D");
-          c.class_score_thresholds.assign(t.data(), t.data() + t.shape(0));
-        }
-
+         float iou_threshold, int max_detections, const py::object& class_score_thresholds) {
+        const PostprocessConfig c = MakePostprocessConfig(format, input_w, input_h, class_map, score_threshold,
+                                                          iou_threshold, max_detections, class_score_thresholds);
         const py::ssize_t n = scale.ndim() == 2 ? scale.shape(0) : -1;
         if (n < 0) throw std::invalid_argument("scale must have shape (N, 2)");
         CheckRows(scale, "scale", n, 2);
@@ -110,25 +145,7 @@ void ExportPostprocess(py::module_& m) {
           g.src_w = frame_size.at(i, 0);
           g.src_h = frame_size.at(i, 1);
         }
-
-        std::vector<F32Array> keep;  // float32 C-contiguous copies where needed, alive during the work
-        std::vector<TensorView> views;
-        for (const py::handle h : outputs) {
-          keep.push_back(F32Array::ensure(h));
-          if (!keep.back()) throw std::invalid_argument("outputs must be numpy arrays of numbers");
-          TensorView v;
-          v.data = keep.back().data();
-          for (py::ssize_t d = 0; d < keep.back().ndim(); ++d) v.shape.push_back(keep.back().shape(d));
-          views.push_back(std::move(v));
-        }
-        std::vector<Detections> dets;
-        {
-          py::gil_scoped_release release;
-          dets = Postprocess(views, slots, c);
-        }
-        py::list out;
-        for (Detections& d : dets) out.append(py::cast(std::move(d)));
-        return out;
+        return RunPostprocess(outputs, std::move(slots), std::vector<bool>(static_cast<size_t>(n), true), c);
       },
       py::arg("outputs"), py::kw_only(), py::arg("format"), py::arg("scale"), py::arg("pad"), py::arg("frame_size"),
       py::arg("input_w"), py::arg("input_h"), py::arg("class_map"), py::arg("score_threshold") = 0.25f,

@@ -275,6 +275,22 @@ class Pipeline:
         """A camera's image -> ground (metres) homography: its tracks get ground_xy, speed_kmh."""
     def track(self, batch: Batch, detections: Sequence[Detections | None]) -> list[Tracks]:
         """Update each camera's tracker with its slot's detections; one Tracks per slot."""
+    def submit(
+        self,
+        batch: Batch,
+        outputs: Sequence[npt.ArrayLike],
+        *,
+        format: str,
+        input_w: int,
+        input_h: int,
+        class_map: npt.ArrayLike,
+        score_threshold: float = 0.25,
+        iou_threshold: float = 0.45,
+        max_detections: int = 300,
+        class_score_thresholds: npt.ArrayLike | None = None,
+    ) -> list[Detections]:
+        """Raw outputs for a batch -> one Detections per slot in frame pixels, the slots'
+        geometry read in C++ (slots that failed conversion get none)."""
     def close(self) -> None:
         """Stop every stream; next_batch returns None from then on."""
     def __enter__(self) -> Pipeline: ...

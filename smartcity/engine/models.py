@@ -98,6 +98,20 @@ class ModelCard:
             dtype=np.float32,
         )
 
+    def postprocess_options(self) -> dict[str, Any]:
+        """Keyword arguments for smartcity.postprocess and Pipeline.submit (all but the
+        outputs and the geometry)."""
+        return {
+            "format": self.output_format,
+            "input_w": self.input_width,
+            "input_h": self.input_height,
+            "class_map": self.class_map,
+            "score_threshold": self.score_threshold,
+            "iou_threshold": self.iou_threshold,
+            "max_detections": self.max_detections,
+            "class_score_thresholds": self.class_thresholds(),
+        }
+
     def pipeline_options(self) -> dict[str, Any]:
         """Keyword arguments for smartcity.Pipeline that give this model its input tensor."""
         from smartcity import _core

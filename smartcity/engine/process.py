@@ -804,7 +804,7 @@ class Engine:
             return False
         with batch:
             t0 = time.perf_counter()
-            dets: list[_core.Detections | None] = list(detect(self.detector, batch))
+            dets: list[_core.Detections | None] = list(detect(self.detector, batch, self.pipeline))
             t1 = time.perf_counter()
             sizes, frames, pts, t_ns = (
                 batch.frame_size,

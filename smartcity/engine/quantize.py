@@ -157,17 +157,10 @@ def compare(original: ModelCard, quantized: ModelCard, inputs: list[np.ndarray])
             times[k] += time.perf_counter() - t0
             (d,) = _core.postprocess(
                 outputs,
-                format=original.output_format,
                 scale=one,
                 pad=np.zeros((1, 2), np.float32),
                 frame_size=size,
-                input_w=original.input_width,
-                input_h=original.input_height,
-                class_map=original.class_map,
-                score_threshold=original.score_threshold,
-                iou_threshold=original.iou_threshold,
-                max_detections=original.max_detections,
-                class_score_thresholds=original.class_thresholds(),
+                **original.postprocess_options(),
             )
             dets[k].append(d)
     matched = n_f = n_q = 0

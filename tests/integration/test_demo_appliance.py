@@ -21,7 +21,12 @@ import pytest
 import yaml
 
 from smartcity import demo_appliance as D
-from smartcity.supervisor import check_service_configs, load_appliance_config, services_for
+from smartcity.supervisor import (
+    ENGINE_MALLOC_ENV,
+    check_service_configs,
+    load_appliance_config,
+    services_for,
+)
 from tests.conftest import ROOT, wait_for
 from tests.support.media import free_port
 
@@ -52,13 +57,22 @@ def _drain(stream: IO[str], lines: list[str]) -> None:
         pass
 
 
-def test_configs_are_valid_and_name_both_models(tmp_path: Path) -> None:
+def test_configs_are_valid_and_name_both_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scenes = D.render_scenes(tmp_path / "cache", rtsp_port=9554, seconds=1.0)
     files = D.write_configs(tmp_path / "demo", scenes, port=9080)
     assert D.check_configs(files) == []
     cfg = load_appliance_config(files.appliance)
     assert check_service_configs(cfg) == ([], [])
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     assert [s.name for s in services_for(cfg)] == ["engine", "incidents", "api"]
+    # The engine gets the malloc settings measured by bench/memory.py, unless the environment
+    # has its own.
+    assert dict(services_for(cfg)[0].env) == ENGINE_MALLOC_ENV == {"MALLOC_ARENA_MAX": "4"}
+    assert not services_for(cfg)[1].env
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert not services_for(cfg)[0].env
     assert cfg.data_dir == tmp_path / "demo" / "data"
     assert cfg.api.port == 9080 and cfg.api.host == "127.0.0.1"
     assert len(str(cfg.run_dir / "bus-out")) < 100 and str(cfg.run_dir).startswith("/tmp/")

@@ -81,6 +81,14 @@ def test_readme_people_through_the_pipeline(detector, vtest: Path, make_pipeline
     with batch:
         assert batch.frame_numbers.tolist() == [0]
         (d,) = detect(detector, batch)
+        # Pipeline.submit: the same decode with the slot geometry read in C++.
+        (s,) = detect(detector, batch, p)
+        outputs = detector.infer(batch.tensor)
+        (raw,) = p.submit(batch, outputs, **card.postprocess_options())
+    for other in (s, raw):
+        np.testing.assert_array_equal(other.xyxy, d.xyxy)
+        np.testing.assert_array_equal(other.score, d.score)
+        np.testing.assert_array_equal(other.class_id, d.class_id)
     order = _match(d)
     np.testing.assert_allclose(d.xyxy[order], README_BOXES, atol=6)
     np.testing.assert_allclose(d.score[order][0], README_SCORES[0], atol=0.05)

@@ -23,6 +23,7 @@ from smartcity.engine.detectors.base import (
     DeviceDetector,
     batch_device_of,
     detect,
+    infer_batch,
     prepare_input,
     takes_core_tensor,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "choose_backend",
     "create_detector",
     "detect",
+    "infer_batch",
     "prepare_input",
     "probe_backends",
     "takes_core_tensor",

@@ -94,18 +94,27 @@ def batch_device_of(detector: Detector) -> int:
     return int(getattr(detector, "device_id", 0))
 
 
-def detect(detector: Detector, batch: _core.Batch) -> list[_core.Detections]:
+def infer_batch(detector: Detector, batch: _core.Batch) -> list[np.ndarray]:
+    """The model's raw outputs for a batch: a device batch (batch.on_device) goes to the
+    detector's infer_device as a device pointer, any other batch to infer as the host tensor."""
+    if batch.on_device and isinstance(detector, DeviceDetector):
+        return detector.infer_device(batch.device_ptr(), batch.shape, np.dtype(batch.dtype))
+    return detector.infer(batch.tensor)
+
+
+def detect(
+    detector: Detector, batch: _core.Batch, pipeline: _core.Pipeline | None = None
+) -> list[_core.Detections]:
     """Run the model on a batch and decode its outputs in C++: one Detections per slot.
 
-    A device batch (batch.on_device) goes to the detector's infer_device as a device pointer;
-    any other batch goes to infer as the host tensor. Slots whose frame could not be converted
-    (batch.valid False) get no detections.
+    With the batch's pipeline, Pipeline.submit decodes them with each slot's geometry read in
+    C++; without it, smartcity.postprocess with the batch's geometry arrays (same result).
+    Slots whose frame could not be converted (batch.valid False) get no detections.
     """
     card = detector.card
-    if batch.on_device and isinstance(detector, DeviceDetector):
-        outputs = detector.infer_device(batch.device_ptr(), batch.shape, np.dtype(batch.dtype))
-    else:
-        outputs = detector.infer(batch.tensor)
+    outputs = infer_batch(detector, batch)
+    if pipeline is not None:
+        return pipeline.submit(batch, outputs, **card.postprocess_options())
     scale, frame_size, valid = batch.scale, batch.frame_size, batch.valid
     bad = ~valid
     if bad.any():  # padding only: give them a harmless geometry, drop what comes out
@@ -113,17 +122,6 @@ def detect(detector: Detector, batch: _core.Batch) -> list[_core.Detections]:
         scale[bad] = 1.0
         frame_size[bad] = 1
     dets = _core.postprocess(
-        outputs,
-        format=card.output_format,
-        scale=scale,
-        pad=batch.pad,
-        frame_size=frame_size,
-        input_w=card.input_width,
-        input_h=card.input_height,
-        class_map=card.class_map,
-        score_threshold=card.score_threshold,
-        iou_threshold=card.iou_threshold,
-        max_detections=card.max_detections,
-        class_score_thresholds=card.class_thresholds(),
+        outputs, scale=scale, pad=batch.pad, frame_size=frame_size, **card.postprocess_options()
     )
     return [d if ok else _core.Detections() for d, ok in zip(dets, valid, strict=True)]
