@@ -17,7 +17,7 @@ from typing import Any
 from smartcity.api.hub import Hub, LiveEvent
 from smartcity.api.metrics import Metrics
 from smartcity.bus import HealthEvent, IncidentEvent, TracksEvent
-from smartcity.bus.evidence import EvidenceClient, EvidenceRouter, Snapshot
+from smartcity.bus.evidence import EvidenceRouter, EvidenceSource, Snapshot
 from smartcity.bus.sockets import subscriber_endpoint
 from smartcity.bus.subscriber import Subscriber
 
@@ -42,7 +42,7 @@ class BusBridge:
         self._gaps: dict[str, int] = {}
         self.received = 0
         self.last_error = ""
-        self._evidence: EvidenceClient | None = None
+        self._evidence: EvidenceSource | None = None
         self._evidence_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle

@@ -258,7 +258,73 @@ def _field(m: Mapping[str, Any], key: str, types: tuple[type, ...]) -> Any:
     return v
 
 
-class EvidenceClient:
+class EvidenceSource:
+    """What both evidence clients offer (EvidenceClient: one engine; EvidenceRouter: every
+    engine of a run dir): snapshot and clip over a `request(body, timeout_s)` of their own."""
+
+    closed: bool
+
+    def request(self, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def snapshot(self, cam: str, timeout_s: float = d.EVIDENCE_TIMEOUT_S) -> Snapshot:
+        """The latest analysed frame of cam as JPEG."""
+        r = self.request({"op": "snapshot", "cam": cam}, timeout_s)
+        return Snapshot(
+            cam=_field(r, "cam", (str,)),
+            frame=_field(r, "frame", (int,)),
+            pts=float(_field(r, "pts", (float, int))),
+            t_ns=_field(r, "t_ns", (int,)),
+            w=_field(r, "w", (int,)),
+            h=_field(r, "h", (int,)),
+            jpeg=_field(r, "jpeg", (bytes,)),
+        )
+
+    def clip(
+        self,
+        cam: str,
+        t0: float,
+        t1: float,
+        wait_s: float = 0.0,
+        timeout_s: float | None = None,
+    ) -> Clip:
+        """An MP4 of cam's stream time [t0, t1] (seconds, as tracks messages' pts), starting at
+        the keyframe at or before t0. The server waits up to wait_s (capped at
+        EVIDENCE_MAX_WAIT_S) for t1 to reach its packet ring. timeout_s defaults to wait_s plus
+        EVIDENCE_TIMEOUT_S."""
+        if timeout_s is None:
+            timeout_s = min(wait_s, d.EVIDENCE_MAX_WAIT_S) + d.EVIDENCE_TIMEOUT_S
+        r = self.request(
+            {"op": "clip", "cam": cam, "t0": float(t0), "t1": float(t1), "wait_s": float(wait_s)},
+            timeout_s,
+        )
+        return Clip(
+            cam=_field(r, "cam", (str,)),
+            t0=float(_field(r, "t0", (float, int))),
+            t1=float(_field(r, "t1", (float, int))),
+            packets=_field(r, "packets", (int,)),
+            keyframe=_field(r, "keyframe", (bool,)),
+            duration_s=float(_field(r, "duration_s", (float, int))),
+            partial=_field(r, "partial", (bool,)),
+            mp4=_field(r, "mp4", (bytes,)),
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class EvidenceClient(EvidenceSource):
     """DEALER client of the engine's evidence server. Not for use by several threads at once
     (calls are serialised by a lock). Every call gives up after its timeout: never hangs.
 
@@ -322,48 +388,6 @@ class EvidenceClient:
                     raise EvidenceError(err if isinstance(err, str) else "request refused")
                 return reply
 
-    def snapshot(self, cam: str, timeout_s: float = d.EVIDENCE_TIMEOUT_S) -> Snapshot:
-        """The latest analysed frame of cam as JPEG."""
-        r = self.request({"op": "snapshot", "cam": cam}, timeout_s)
-        return Snapshot(
-            cam=_field(r, "cam", (str,)),
-            frame=_field(r, "frame", (int,)),
-            pts=float(_field(r, "pts", (float, int))),
-            t_ns=_field(r, "t_ns", (int,)),
-            w=_field(r, "w", (int,)),
-            h=_field(r, "h", (int,)),
-            jpeg=_field(r, "jpeg", (bytes,)),
-        )
-
-    def clip(
-        self,
-        cam: str,
-        t0: float,
-        t1: float,
-        wait_s: float = 0.0,
-        timeout_s: float | None = None,
-    ) -> Clip:
-        """An MP4 of cam's stream time [t0, t1] (seconds, as tracks messages' pts), starting at
-        the keyframe at or before t0. The server waits up to wait_s (capped at
-        EVIDENCE_MAX_WAIT_S) for t1 to reach its packet ring. timeout_s defaults to wait_s plus
-        EVIDENCE_TIMEOUT_S."""
-        if timeout_s is None:
-            timeout_s = min(wait_s, d.EVIDENCE_MAX_WAIT_S) + d.EVIDENCE_TIMEOUT_S
-        r = self.request(
-            {"op": "clip", "cam": cam, "t0": float(t0), "t1": float(t1), "wait_s": float(wait_s)},
-            timeout_s,
-        )
-        return Clip(
-            cam=_field(r, "cam", (str,)),
-            t0=float(_field(r, "t0", (float, int))),
-            t1=float(_field(r, "t1", (float, int))),
-            packets=_field(r, "packets", (int,)),
-            keyframe=_field(r, "keyframe", (bool,)),
-            duration_s=float(_field(r, "duration_s", (float, int))),
-            partial=_field(r, "partial", (bool,)),
-            mp4=_field(r, "mp4", (bytes,)),
-        )
-
     def close(self) -> None:
         with self._lock:
             if self.closed:
@@ -373,17 +397,6 @@ class EvidenceClient:
             if self._own_context:
                 self._context.term()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 #: How the engine words a refusal for a camera it does not run (smartcity/engine/evidence.py).
 NO_CAMERA = "cam: no camera "
@@ -391,7 +404,7 @@ NO_CAMERA = "cam: no camera "
 DOWN_FOR_S = 30.0
 
 
-class EvidenceRouter(EvidenceClient):
+class EvidenceRouter(EvidenceSource):
     """Snapshots and clips from every engine of a run dir (evidence_endpoints): the camera's
     engine is found by asking (an engine refuses a camera it does not run at once), then
     remembered; an engine that does not answer is skipped for DOWN_FOR_S. Same calls as
