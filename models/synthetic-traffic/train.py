@@ -183,14 +183,19 @@ def make_batch(
     return x, out
 
 
-def image_weights(boxes: list[np.ndarray], power: float) -> np.ndarray:
-    """Sampling probability per image: the mean over its boxes of (freq_max / freq_class)^power,
-    so that images holding rare classes (motorcycles, bicycles) are drawn more often; images
-    without boxes get the weight of the most common class."""
+def image_weights(
+    boxes: list[np.ndarray], power: float, boost: dict[str, float] | None = None
+) -> np.ndarray:
+    """Sampling probability per image: the mean over its boxes of (freq_max / freq_class)^power
+    (times the class's --class-boost factor, 1 unless given), so that images holding rare or
+    weak classes (motorcycles, bicycles) are drawn more often; images without boxes get the
+    weight of the most common class."""
     counts = np.bincount(
         np.concatenate([b[:, 0].astype(int) for b in boxes] + [np.zeros(0, int)]), minlength=NC
     ).astype(np.float64)
     rare = (counts.max() / np.maximum(counts, 1.0)) ** power
+    for name, f in (boost or {}).items():
+        rare[CLASSES.index(name)] *= f
     w = np.array([rare[b[:, 0].astype(int)].mean() if len(b) else 1.0 for b in boxes])
     return w / w.sum()
 
@@ -321,6 +326,11 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="/tmp/synthetic-traffic.pt", help="state_dict")
     ap.add_argument("--init", help="start from this state_dict (a --checkpoint of a run)")
     ap.add_argument("--sample-power", type=float, default=0.5, help="0: uniform sampling")
+    ap.add_argument(
+        "--class-boost",
+        default="",
+        help="extra sampling factor per class, e.g. person=1.5,motorcycle=1.5 (default: none)",
+    )
     ap.add_argument("--no-iou-aware", action="store_true", help="class target 1, not the IoU")
     ap.add_argument("--ema", type=float, default=0.999, help="0: no weight averaging")
     ap.add_argument("--warmup", type=int, default=100)
@@ -353,7 +363,26 @@ def main() -> None:
     if a.init:
         net.load_state_dict(torch.load(a.init, map_location="cpu"))
     print(f"parameters: {sum(p.numel() for p in net.parameters())}", flush=True)
-    probs = image_weights(boxes, a.sample_power)
+    boost = {k: float(v) for k, v in (kv.split("=") for kv in a.class_boost.split(",") if kv)}
+    for k in boost:
+        if k not in CLASSES:
+            raise SystemExit(f"--class-boost: unknown class {k!r}")
+    probs = image_weights(boxes, a.sample_power, boost)
+    cls_n = np.bincount(np.concatenate([b[:, 0].astype(int) for b in boxes]), minlength=NC)
+    seen_n = np.bincount(
+        np.concatenate([b[:, 0].astype(int) for b in boxes]),
+        weights=np.concatenate(
+            [np.full(len(b), pr * len(boxes)) for b, pr in zip(boxes, probs, strict=True)]
+        ),
+        minlength=NC,
+    )
+    print(
+        "per-epoch exposure vs uniform: "
+        + ", ".join(
+            f"{c} {v / max(n, 1):.2f}" for c, v, n in zip(CLASSES, seen_n, cls_n, strict=True)
+        ),
+        flush=True,
+    )
     ema = Ema(net, a.ema) if a.ema > 0 else None
     iou_aware = not a.no_iou_aware
     pts, ss = grid(W, H)
