@@ -94,6 +94,28 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
     )
 
 
+def _set_wal(cur: Any) -> None:
+    """PRAGMA journal_mode=WAL, retried while another connection holds the lock. Switching a new
+    database to WAL takes an exclusive lock and SQLite answers "database is locked" at once,
+    without its busy handler, when services open the same new file together (seen 3 times in 60
+    three-way first opens). The mode is kept in the file: once one connection has set it, the
+    others' pragma needs no such lock."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
 def _sqlite_events(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -102,7 +124,7 @@ def _sqlite_events(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         try:
             cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            cur.execute("PRAGMA journal_mode=WAL")
+            _set_wal(cur)
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
         finally:

@@ -109,6 +109,8 @@ def test_concurrent_first_opens_migrate_once(empty_url):
         t.start()
     for t in threads:
         t.join()
+    # (SQLite: switching a new file to WAL answered "database is locked" at once about one time
+    # in 20 before the connect hook retried it.)
     assert errors == []
     with Store.open(empty_url, migrate_to_head=False) as s:
         assert s.integrity_check() == []
