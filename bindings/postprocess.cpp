@@ -127,7 +127,7 @@ void ExportPostprocess(py::module_& m) {
       "postprocess",
       [](const py::sequence& outputs, const std::string& format, const F32Array& scale, const F32Array& pad,
          const I32Array& frame_size, int input_w, int input_h, const I32Array& class_map, float score_threshold,
-         float iou_threshold, int max_detections, const py::object& class_score_thresholds) {
+         float iou_threshold, int max_detections, const py::object& class_score_thresholds, const py::object& valid) {
         const PostprocessConfig c = MakePostprocessConfig(format, input_w, input_h, class_map, score_threshold,
                                                           iou_threshold, max_detections, class_score_thresholds);
         const py::ssize_t n = scale.ndim() == 2 ? scale.shape(0) : -1;
@@ -135,6 +135,13 @@ void ExportPostprocess(py::module_& m) {
         CheckRows(scale, "scale", n, 2);
         CheckRows(pad, "pad", n, 2);
         CheckRows(frame_size, "frame_size", n, 2);
+        std::vector<bool> ok(static_cast<size_t>(n), true);
+        if (!valid.is_none()) {
+          const auto v = py::array_t<bool, py::array::c_style | py::array::forcecast>::ensure(valid);
+          if (!v) throw std::invalid_argument("valid must be an array of booleans");
+          CheckRows(v, "valid", n, 0);
+          for (py::ssize_t i = 0; i < n; ++i) ok[static_cast<size_t>(i)] = v.at(i);
+        }
         std::vector<SlotGeometry> slots(static_cast<size_t>(n));
         for (py::ssize_t i = 0; i < n; ++i) {
           SlotGeometry& g = slots[static_cast<size_t>(i)];
@@ -145,14 +152,16 @@ void ExportPostprocess(py::module_& m) {
           g.src_w = frame_size.at(i, 0);
           g.src_h = frame_size.at(i, 1);
         }
-        return RunPostprocess(outputs, std::move(slots), std::vector<bool>(static_cast<size_t>(n), true), c);
+        return RunPostprocess(outputs, std::move(slots), ok, c);
       },
       py::arg("outputs"), py::kw_only(), py::arg("format"), py::arg("scale"), py::arg("pad"), py::arg("frame_size"),
       py::arg("input_w"), py::arg("input_h"), py::arg("class_map"), py::arg("score_threshold") = 0.25f,
       py::arg("iou_threshold") = 0.45f, py::arg("max_detections") = 300, py::arg("class_score_thresholds") = py::none(),
+      py::arg("valid") = py::none(),
       "Raw model outputs -> one Detections per slot in frame pixels (see docs/detection.md). scale, pad and "
       "frame_size are the (N, 2) arrays of a Batch; class_map maps model class ids to appliance class ids (-1 "
-      "drops); class_score_thresholds, indexed by appliance class id, overrides score_threshold per class. "
+      "drops); class_score_thresholds, indexed by appliance class id, overrides score_threshold per class; "
+      "valid (N,) bool, a Batch's: slots marked False (conversion failed) get an empty Detections. "
       "ValueError with the reason for a wrong shape or setting.");
 }
 

@@ -350,11 +350,13 @@ def postprocess(
     iou_threshold: float = 0.45,
     max_detections: int = 300,
     class_score_thresholds: npt.ArrayLike | None = None,
+    valid: npt.ArrayLike | None = None,
 ) -> list[Detections]:
     """Raw model outputs (format yolo, yolov5, boxes_scores or end2end) to Detections per slot.
 
     scale, pad and frame_size are a Batch's (N, 2) arrays; class_map maps model class ids to
-    appliance class ids (-1 drops). ValueError with the reason for a wrong shape or setting.
+    appliance class ids (-1 drops); valid, a Batch's (N,) flags: False slots get no detections.
+    ValueError with the reason for a wrong shape or setting.
     """
 
 class TrackState(enum.IntEnum):

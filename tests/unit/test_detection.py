@@ -57,6 +57,23 @@ def test_yolo_tensor_by_hand():
     assert d.xyxy.dtype == np.float32 and d.class_id.dtype == np.int32
 
 
+def test_slots_marked_invalid_get_no_detections():
+    # The same yolo slot twice with the same geometry; the second marked invalid (its conversion
+    # failed) comes back empty, the first as without `valid`.
+    t = np.array([[320], [320], [100], [50], [0.9], [0.1]], dtype=np.float32)[None]
+    t = np.concatenate([t, t])
+    geo = _geometry([(0.5, 0.5, 0, 140, 1280, 720)] * 2)
+    opts = {"format": "yolo", "input_w": 640, "input_h": 640}
+    opts["class_map"] = np.array([2, 0], np.int32)
+    a, b = _core.postprocess([t], **geo, **opts, valid=np.array([True, False]))
+    (ref,) = _core.postprocess([t[:1]], **_geometry([(0.5, 0.5, 0, 140, 1280, 720)]), **opts)
+    assert [len(d) for d in _core.postprocess([t], **geo, **opts)] == [1, 1]
+    assert len(b) == 0 and len(a) == len(ref) == 1
+    np.testing.assert_array_equal(a.xyxy, ref.xyxy)
+    with pytest.raises(ValueError, match=r"valid must have shape \(2,\)"):
+        _core.postprocess([t], **geo, **opts, valid=np.array([True]))
+
+
 def test_detections_views_are_read_only_and_outlive_the_list():
     t = np.zeros((1, 5, 1), dtype=np.float32)
     t[0, :, 0] = [50, 50, 10, 10, 0.9]

@@ -115,13 +115,11 @@ def detect(
     outputs = infer_batch(detector, batch)
     if pipeline is not None:
         return pipeline.submit(batch, outputs, **card.postprocess_options())
-    scale, frame_size, valid = batch.scale, batch.frame_size, batch.valid
-    bad = ~valid
-    if bad.any():  # padding only: give them a harmless geometry, drop what comes out
-        scale, frame_size = scale.copy(), frame_size.copy()
-        scale[bad] = 1.0
-        frame_size[bad] = 1
-    dets = _core.postprocess(
-        outputs, scale=scale, pad=batch.pad, frame_size=frame_size, **card.postprocess_options()
+    return _core.postprocess(
+        outputs,
+        scale=batch.scale,
+        pad=batch.pad,
+        frame_size=batch.frame_size,
+        valid=batch.valid,
+        **card.postprocess_options(),
     )
-    return [d if ok else _core.Detections() for d, ok in zip(dets, valid, strict=True)]
