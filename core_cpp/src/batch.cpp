@@ -61,7 +61,12 @@ Batcher::Batcher(TensorLayout layout, int capacity, int buffers, int device)
     throw std::invalid_argument("buffers must be in 2..16, got " + std::to_string(buffers));
   const size_t bytes = layout_.SlotBytes() * static_cast<size_t>(capacity);
   const size_t aligned = (bytes + 63) / 64 * 64;
-#ifndef SMARTCITY_WITH_CUDA
+#ifdef SMARTCITY_WITH_CUDA
+  if (device_ >= 0 && device_ >= cuda::DeviceCount()) {
+    throw std::runtime_error("a device batch on CUDA device " + std::to_string(device_) + " needs that device, and " +
+                             std::to_string(cuda::DeviceCount()) + " CUDA device(s) are visible here");
+  }
+#else
   if (device_ >= 0) throw std::runtime_error("a device batch needs a build with CUDA (this one has none)");
 #endif
 #ifdef SMARTCITY_WITH_CUDA
@@ -87,11 +92,6 @@ Batcher::Batcher(TensorLayout layout, int capacity, int buffers, int device)
     buffers_.push_back(std::move(b));
   }
 #ifdef SMARTCITY_WITH_CUDA
-  if (device_ >= 0 && device_ >= cuda::DeviceCount()) {
-    FreeBuffers();
-    throw std::runtime_error("a device batch on CUDA device " + std::to_string(device_) + " needs that device, and " +
-                             std::to_string(cuda::DeviceCount()) + " CUDA device(s) are visible here");
-  }
   if (device_ >= 0) {
     try {
       for (auto& b : buffers_) {

@@ -37,7 +37,8 @@ bool ToFrame(const SlotGeometry& g, float x1, float y1, float x2, float y2, floa
 
 class SlotDecoder {
  public:
-  SlotDecoder(const PostprocessConfig& c, const SlotGeometry& g) : c_(c), g_(g), floor_(c.MinScoreThreshold()) {}
+  // floor: c.MinScoreThreshold(), worked out once by the caller for every slot.
+  SlotDecoder(const PostprocessConfig& c, const SlotGeometry& g, float floor) : c_(c), g_(g), floor_(floor) {}
 
   // A candidate with its best model class and score; boxes in model pixels.
   void Add(int32_t index, int model_class, float score, float x1, float y1, float x2, float y2) {
@@ -239,7 +240,7 @@ std::vector<Detections> Postprocess(const std::vector<TensorView>& outputs, cons
             }
           }
         }
-        SlotDecoder dec(c, slots[static_cast<size_t>(b)]);
+        SlotDecoder dec(c, slots[static_cast<size_t>(b)], floor);
         for (int64_t i = 0; i < n; ++i) {
           if (!(best[static_cast<size_t>(i)] >= floor)) continue;
           const float cx = p[i], cy = p[n + i], w = p[2 * n + i], h = p[3 * n + i];
@@ -259,7 +260,7 @@ std::vector<Detections> Postprocess(const std::vector<TensorView>& outputs, cons
       const int64_t classes = t.shape[2] - 5, n = t.shape[1], row = t.shape[2];
       CheckClasses(c, classes);
       for (int64_t b = 0; b < batch; ++b) {
-        SlotDecoder dec(c, slots[static_cast<size_t>(b)]);
+        SlotDecoder dec(c, slots[static_cast<size_t>(b)], floor);
         for (int64_t i = 0; i < n; ++i) {
           const float* r = t.data + (b * n + i) * row;
           if (!(r[4] >= floor)) continue;  // obj * cls <= obj when cls <= 1
@@ -289,7 +290,7 @@ std::vector<Detections> Postprocess(const std::vector<TensorView>& outputs, cons
       const int64_t classes = scores.shape[2], n = boxes.shape[1];
       CheckClasses(c, classes);
       for (int64_t b = 0; b < batch; ++b) {
-        SlotDecoder dec(c, slots[static_cast<size_t>(b)]);
+        SlotDecoder dec(c, slots[static_cast<size_t>(b)], floor);
         for (int64_t i = 0; i < n; ++i) {
           int k;
           float best;
@@ -309,7 +310,7 @@ std::vector<Detections> Postprocess(const std::vector<TensorView>& outputs, cons
       if (t.shape[0] != batch) break;
       const int64_t k = t.shape[1];
       for (int64_t b = 0; b < batch; ++b) {
-        SlotDecoder dec(c, slots[static_cast<size_t>(b)]);
+        SlotDecoder dec(c, slots[static_cast<size_t>(b)], floor);
         for (int64_t i = 0; i < k; ++i) {
           const float* r = t.data + (b * k + i) * 6;
           if (!std::isfinite(r[5])) continue;

@@ -14,6 +14,8 @@ locked" half-way when another process wrote meanwhile).
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +102,6 @@ def _set_wal(cur: Any) -> None:
     without its busy handler, when services open the same new file together (seen 3 times in 60
     three-way first opens). The mode is kept in the file: once one connection has set it, the
     others' pragma needs no such lock."""
-    import sqlite3
-    import time
-
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     delay = 0.005
     while True:
