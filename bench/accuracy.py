@@ -12,7 +12,9 @@ Two paths (``--detector``), the same rules and the same scoring (smartcity.incid
   inside the pipeline with the scene's calibration; the tracks go to the same RuleSet. Also runs
   tests/media/vtest-h264.mp4 (real footage, people only) with an assumed geometry
   (oracle.VTEST_GEOMETRY) through person-ssdlite and the model, and lists the vehicle-rule
-  findings there (--no-vtest leaves it out).
+  findings there (--no-vtest leaves it out). The pipeline's tracks are kept beside each
+  cached video (keyed by the model file, the card's post-processing, the analysis rate and the
+  core library's build), so that a rerun after a change to the rules takes seconds.
 - ``both``: both, and a table of the two side by side.
 
 Per path: per incident type, the scenes it is expected on, the expected and found incidents,

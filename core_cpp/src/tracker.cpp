@@ -191,19 +191,34 @@ TrajectoryPoint ByteTracker::Point(double t, const std::array<float, 4>& box) co
   return p;
 }
 
-// Displacement between the newest point and the oldest one inside the window, over their time.
+// Least-squares ground velocity over the points inside the window (x and y each a line in t),
+// as a speed. A box's bottom jitters by a pixel or two from frame to frame, which is metres far
+// away: the endpoints alone (newest minus oldest) put all of that noise of two frames into the
+// speed, the line through every frame of the window averages it out (about half the error for
+// 10 points or more, docs/tracking.md).
 float ByteTracker::SpeedKmh(const Track& tr) const {
   if (tr.trajectory.size() < 2) return NAN;
   const TrajectoryPoint& now = tr.trajectory.back();
   if (!std::isfinite(now.gx)) return NAN;
+  const double from = now.t - config_.speed_window_s - 1e-9;
+  double n = 0, st = 0, sx = 0, sy = 0, first = now.t;
   for (size_t k = 0; k < tr.trajectory.size(); ++k) {
     const TrajectoryPoint& p = tr.trajectory[k];
-    if (p.t < now.t - config_.speed_window_s - 1e-9 || !std::isfinite(p.gx)) continue;
-    const double dt = now.t - p.t;
-    if (dt < config_.speed_window_s / 2) return NAN;  // too short a history for a speed
-    return static_cast<float>(std::hypot(now.gx - p.gx, now.gy - p.gy) / dt * 3.6);
+    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
+    const double t = p.t - now.t;  // <= 0: centred on now for precision
+    n += 1, st += t, sx += p.gx, sy += p.gy, first = std::min(first, p.t);
   }
-  return NAN;
+  if (now.t - first < config_.speed_window_s / 2) return NAN;  // too short a history for a speed
+  const double mt = st / n, mx = sx / n, my = sy / n;
+  double stt = 0, stx = 0, sty = 0;
+  for (size_t k = 0; k < tr.trajectory.size(); ++k) {
+    const TrajectoryPoint& p = tr.trajectory[k];
+    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
+    const double t = p.t - now.t - mt;
+    stt += t * t, stx += t * (p.gx - mx), sty += t * (p.gy - my);
+  }
+  if (stt <= 0) return NAN;
+  return static_cast<float>(std::hypot(stx / stt, sty / stt) * 3.6);
 }
 
 ByteTracker::ByteTracker(const TrackerConfig& config)

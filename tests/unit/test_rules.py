@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pytest
 
-from smartcity.incidents.geometry import CameraGeometry, parse_camera_geometry
+from smartcity.incidents.geometry import CameraGeometry, GeometryError, parse_camera_geometry
 from smartcity.incidents.rules import (
     Congestion,
     CongestionSettings,
@@ -29,9 +29,11 @@ from smartcity.incidents.rules import (
     StoppedSettings,
     StoppedVehicle,
     WrongWay,
+    WrongWaySettings,
     ZoneIntrusion,
     level_of_service,
 )
+from smartcity.incidents.rules.base import parse_settings
 from smartcity.incidents.types import Finding, FrameTracks
 
 H_TOP = [[0.1, 0.0, 0.0], [0.0, -0.1, 100.0], [0.0, 0.0, 1.0]]
@@ -191,8 +193,13 @@ def test_wrong_way_fires_once_after_the_distance() -> None:
     rule = WrongWay(geo())
     fs = run(rule, merge(drive(1, CAR, 2.0, 90, -40, 0, 5), drive(2, CAR, 5.0, 0, 40, 0, 5)))
     assert [(f.key, f.severity) for f in opened(fs)] == [("track:1", "high")]
-    assert 15 / (40 / 3.6) <= fs[0].pts <= 15 / (40 / 3.6) + 0.2
+    # 15 m back takes 1.35 s at 40 km/h; the drive must also last sustain_s (2 s)
+    assert fs[0].pts == pytest.approx(2.0)
     assert fs[0].details["lane"] == "n0"
+    # Without the sustain check it fires as soon as the distance is reached.
+    rule = WrongWay(geo(), WrongWaySettings(sustain_s=0))
+    fs = run(rule, merge(drive(1, CAR, 2.0, 90, -40, 0, 5)))
+    assert 15 / (40 / 3.6) <= fs[0].pts <= 15 / (40 / 3.6) + 0.2
 
 
 def test_wrong_way_ignores_a_standing_vehicle_jittering() -> None:
@@ -220,6 +227,52 @@ def test_wrong_way_ignores_a_track_that_jumps_to_another_car() -> None:
     rule = WrongWay(geo())
     seq = [frame(t / 10, [(1, CAR, 2.0, 60 - 0.5 * t, 18.0)]) for t in range(60)]
     assert [f.key for f in opened(run(rule, seq))] == ["track:1"]
+
+
+def test_wrong_way_needs_the_drive_sustained() -> None:
+    """A far box that goes back 16 m within a second and then forth again (a track sliding
+    onto the next car of a queue, or box jitter where a pixel is metres) is no wrong-way drive;
+    the same 16 m driven steadily is."""
+    rule = WrongWay(geo())
+    ys = [40 + 1.0 * k for k in range(30)]  # north at 36 km/h for 3 s
+    ys += [69 - 2.0 * k for k in range(1, 9)]  # 16 m back in 0.8 s
+    ys += [53 + 0.5 * k for k in range(1, 30)]  # and on northwards
+    seq = [frame(k / 10, [(1, CAR, 2.0, y, 36.0)]) for k, y in enumerate(ys)]
+    assert opened(run(rule, seq)) == []
+    # A break in the drive (0.7 s forward) restarts the sustain clock, to within one step_s:
+    # 15 m back are reached at 2.6 s, the drive after the break began at 1.9 s.
+    rule = WrongWay(geo())
+    ys = [80 - 1.0 * k for k in range(12)] + [69 + 0.5 * k for k in range(1, 8)]
+    ys += [72.5 - 1.0 * k for k in range(1, 40)]
+    seq = [frame(k / 10, [(1, CAR, 2.0, y, 36.0)]) for k, y in enumerate(ys)]
+    fs = opened(run(rule, seq))
+    assert [f.key for f in fs] == ["track:1"] and 1.9 + 2.0 - 0.5 - 1e-6 <= fs[0].pts <= 4.0
+
+
+def test_wrong_way_same_vehicle_under_a_new_track_is_not_reported_again() -> None:
+    """The reported car's track is lost and a new id picks the car up where it was heading:
+    one incident. A second wrong-way car far from it is a second incident."""
+    rule = WrongWay(geo())
+    first = drive(1, CAR, 2.0, 90, -40, 0, 4)  # south on the northbound lane
+    again = drive(2, CAR, 2.0, 90 - 40 / 3.6 * 5.0, -40, 5.0, 9)  # hidden for a second
+    other = drive(3, CAR, 5.0, 99, -40, 5.0, 9)  # another car, 45 m behind
+    fs = run(rule, merge(first, again, other))
+    assert [f.key for f in opened(fs)] == ["track:1", "track:3"]
+    # Two tracks on one car at once (a doubled box): one incident.
+    rule = WrongWay(geo())
+    fs = run(rule, merge(drive(1, CAR, 2.0, 90, -40, 0, 4), drive(2, CAR, 2.6, 90.5, -40, 0, 4)))
+    assert len(opened(fs)) == 1
+    # Beyond rejoin_s the same place is a new incident.
+    rule = WrongWay(geo(), WrongWaySettings(rejoin_s=0.5))
+    fs = run(rule, merge(first, again))
+    assert [f.key for f in opened(fs)] == ["track:1", "track:2"]
+
+
+def test_wrong_way_settings_are_checked() -> None:
+    with pytest.raises(GeometryError, match="step_s"):
+        parse_settings(WrongWaySettings, {"step_s": 0}, "cameras.c1.rules.wrong_way")
+    with pytest.raises(GeometryError, match="sustain_s"):
+        parse_settings(WrongWaySettings, {"sustain_s": 0.2}, "cameras.c1.rules.wrong_way")
 
 
 # --------------------------------------------------------------------------- stopped vehicle

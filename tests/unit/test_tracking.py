@@ -228,6 +228,28 @@ def test_ground_position_and_speed_from_a_calibration():
     np.testing.assert_allclose(out.speed_kmh[0], 9.0, rtol=0.02)
 
 
+def test_speed_is_the_least_squares_line_over_the_window():
+    """A standing box jittering by a few pixels: the speed is the slope of the line through
+    every ground point of the last second (x and y against time), not the two end points'
+    difference, which puts all the jitter of two frames into the speed."""
+    rng = np.random.default_rng(7)
+    t = ByteTracker(frame_rate=10, speed_window_s=1.0)
+    t.set_calibration(np.diag([0.5, 0.5, 1.0]))  # 1 px = 0.5 m: a far camera
+    worse = 0
+    for k in range(60):
+        out = step(t, [box(300 + rng.normal(0, 1.5), 200 + rng.normal(0, 1.5))])
+        if k < 15:
+            continue
+        tr = t.trajectory(int(out.track_id[0]))
+        win = tr[tr[:, 0] >= tr[-1, 0] - 1.0 - 1e-9]
+        g = win[:, 1:] * 0.5
+        slope = [np.polyfit(win[:, 0], g[:, i], 1)[0] for i in (0, 1)]
+        np.testing.assert_allclose(out.speed_kmh[0], np.hypot(*slope) * 3.6, rtol=1e-3, atol=1e-3)
+        ends = np.hypot(*(g[-1] - g[0])) / (win[-1, 0] - win[0, 0]) * 3.6
+        worse += ends > out.speed_kmh[0]
+    assert worse > 30, worse  # of 45: the end points' speed is mostly the larger (noisier) one
+
+
 def test_perspective_calibration_maps_the_bottom_centre():
     h = np.array([[0.02, 0.001, -3.0], [0.0005, 0.05, -10.0], [0.0, 0.0004, 1.0]])
     t = ByteTracker()

@@ -344,9 +344,14 @@ def run_scene(
     det = load_detector(detector)
     with rendered_video(name, seconds, resolution, seed, cache_dir) as (video, st):
         head = st.head
-        tracks = pipeline_frames(
-            video, det, name, np.asarray(head["camera"]["image_to_ground"]), analyze_fps
-        )
+        kept = None if cache_dir is None else _tracks_file(video, det, analyze_fps)
+        tracks = _load_tracks(kept, name) if kept is not None else None
+        if tracks is None:
+            tracks = pipeline_frames(
+                video, det, name, np.asarray(head["camera"]["image_to_ground"]), analyze_fps
+            )
+            if kept is not None:
+                _save_tracks(kept, tracks)
     frames = []
     fps = float(head["fps"])
     for ft in tracks:
@@ -364,6 +369,55 @@ def run_scene(
     run = judge(name, head, frames, rules, seen=dict(seen), truth_frames=st.frames)
     run.frames = len(frames)
     return run
+
+
+_TRACK_FIELDS = ("track_id", "class_id", "score", "xyxy", "ground_xy", "speed_kmh")
+
+
+def _tracks_file(video: Path, det: Detector, analyze_fps: float | None) -> Path:
+    """Where the pipeline's tracks of a rendered video are kept: beside the video, keyed by the
+    model file, the analysis rate and the core library (decoder, letterbox, tracker), so that
+    the rules can be measured again without decoding and detecting again."""
+    from smartcity import _core
+
+    opts = sorted((k, repr(v)) for k, v in det.card.postprocess_options().items())
+    h = hashlib.sha256(repr((det.card.sha256, analyze_fps, opts)).encode())
+    h.update(Path(_core.__file__).read_bytes())
+    return video.with_name(f"tracks-{h.hexdigest()[:16]}.npz")
+
+
+def _save_tracks(path: Path, tracks: list[FrameTracks]) -> None:
+    head = {k: np.array([getattr(t, k) for t in tracks], dt) for k, dt in
+            (("frame", np.int64), ("pts", np.float64), ("t_ns", np.int64), ("w", np.int32),
+             ("h", np.int32))}  # fmt: skip
+    head["n"] = np.array([len(t) for t in tracks], np.int64)
+    for k in _TRACK_FIELDS:
+        parts = [getattr(t, k) for t in tracks]
+        head[k] = np.concatenate(parts) if parts else np.empty(0)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, **head)  # type: ignore[arg-type]  # (the stub types **kwds as allow_pickle)
+    tmp.replace(path)
+
+
+def _load_tracks(path: Path, cam: str) -> list[FrameTracks] | None:
+    """The kept tracks, or None when there are none (or the file is unreadable: run again)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (OSError, ValueError):
+        return None
+    ends = np.cumsum(d["n"])
+    out = []
+    for i, end in enumerate(ends):
+        sl = slice(int(end - d["n"][i]), int(end))
+        out.append(
+            FrameTracks(
+                cam=cam, frame=int(d["frame"][i]), pts=float(d["pts"][i]),
+                t_ns=int(d["t_ns"][i]), w=int(d["w"][i]), h=int(d["h"][i]),
+                **{k: d[k][sl] for k in _TRACK_FIELDS},
+            )
+        )  # fmt: skip
+    return out
 
 
 def _visible(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:

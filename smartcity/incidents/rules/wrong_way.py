@@ -3,20 +3,33 @@
 Each vehicle's progress along the lane's ground direction is followed; the distance it has gone
 back from the furthest point it reached (in the lane's direction) is the distance driven the
 wrong way, which jitter of a standing vehicle cannot build up. It must also be moving
-(``min_speed_kmh``). A vehicle that changes to a lane of another direction starts afresh, and so
-does a track whose ground point jumps faster than ``max_step_kmh`` between two frames (no
-vehicle does that: the tracker took over another object, typically the next car of a queue far
-away, where a pixel is metres). One Finding per track (severity high); closed when the track
-vanishes.
+(``min_speed_kmh``), and have been moving against the lane without a break for ``sustain_s``:
+over the last ``sustain_s`` every step of ``step_s`` (or more, at low analysis rates) went back
+by at least half of ``min_speed_kmh``. Far away a pixel of box is metres: a box that slides
+onto the next car of a queue, or grows and shrinks by a pixel, goes back for a moment and then
+forth, and does not build up a sustained drive. A vehicle that changes to a lane of another
+direction starts afresh, and so does a track whose ground point jumps faster than
+``max_step_kmh`` between two frames (no vehicle does that: the tracker took over another
+object).
+
+A vehicle already reported keeps its incident when its track is lost and found again under a
+new id (a far, small box; a vehicle hidden for a moment) or when it has two tracks at once: a
+candidate within ``rejoin_m`` (plus a quarter of the distance the reported vehicle could have
+driven since it was last seen) of where a reported vehicle of the same direction was heading,
+seen at most ``rejoin_s`` ago, is that vehicle and opens nothing new. One Finding per vehicle
+(severity high); closed when its first track vanishes. (Handing an unreported track's drive
+on to a new id was tried, for the night scene whose car the detector finds in a quarter of its
+frames: in queues it chained the boxes of standing cars into "drives", docs/incidents.md.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from smartcity.incidents.geometry import CameraGeometry
+from smartcity.incidents.geometry import CameraGeometry, GeometryError
 from smartcity.incidents.rules.base import Rule, Settings, TrackStates, frame_view
 from smartcity.incidents.types import Finding, FrameTracks
 
@@ -26,8 +39,18 @@ class WrongWaySettings(Settings):
     min_distance_m: float = 15.0
     min_speed_kmh: float = 5.0
     max_step_kmh: float = 250.0
+    sustain_s: float = 2.0
+    step_s: float = 0.5
+    rejoin_s: float = 10.0
+    rejoin_m: float = 15.0
     forget_s: float = 3.0
     severity: str = "high"
+
+    def check(self, path: str) -> None:
+        if self.step_s <= 0:
+            raise GeometryError(f"{path}.step_s", "must be > 0")
+        if self.sustain_s and self.sustain_s < self.step_s:
+            raise GeometryError(f"{path}.sustain_s", f"must be 0 or >= step_s ({self.step_s})")
 
 
 @dataclass
@@ -36,7 +59,19 @@ class _Progress:
     best: float = -np.inf  # furthest progress along the lane direction, metres
     lane: str = ""
     fired: bool = False
-    last: tuple[float, float] | None = None  # (progress s, pts) of the previous frame
+    key: str = ""  # the incident this track belongs to ("" until it fires or rejoins one)
+    # (pts, progress s, ground x, ground y) of the recent frames, oldest first
+    hist: deque[tuple[float, float, float, float]] = field(default_factory=deque)
+
+
+@dataclass
+class _Reported:
+    """A reported vehicle: where and when it was last seen, how it moved."""
+
+    direction: tuple[float, float]
+    pts: float
+    ground: np.ndarray
+    velocity: np.ndarray  # m/s on the ground
 
 
 class WrongWay(Rule):
@@ -48,11 +83,59 @@ class WrongWay(Rule):
         super().__init__(geometry)
         self.s = settings or WrongWaySettings()
         self.states: TrackStates[_Progress] = TrackStates(_Progress, self.s.forget_s)
+        self.reported: dict[str, _Reported] = {}
+
+    def _sustained(self, st: _Progress) -> bool:
+        """Whether the track went back at every step over the last sustain_s."""
+        if not self.s.sustain_s:
+            return True
+        h = st.hist
+        t, s = h[-1][0], h[-1][1]
+        need = self.s.min_speed_kmh / 3.6 * 0.5  # metres back per second, at least
+        for pts, prev, _, _ in reversed(h):
+            if t - pts < self.s.step_s:
+                continue
+            if prev - s < need * (t - pts):
+                return False
+            t, s = pts, prev
+            if h[-1][0] - t >= self.s.sustain_s - 1e-6:
+                return True
+        return False
+
+    @staticmethod
+    def _motion(h: deque[tuple[float, float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
+        """Last ground position and ground velocity (m/s, over up to the last second)."""
+        old = next((x for x in h if h[-1][0] - x[0] <= 1.0), h[0])
+        dt = h[-1][0] - old[0]
+        g = np.array(h[-1][2:], np.float64)
+        return g, (g - np.array(old[2:], np.float64)) / dt if dt > 0 else np.zeros(2)
+
+    def _reach(self, velocity: np.ndarray, dt: float) -> float:
+        return self.s.rejoin_m + 0.25 * float(np.hypot(*velocity)) * max(dt, 0.0)
+
+    def _rejoins(self, st: _Progress, pts: float, ground: np.ndarray) -> str:
+        """The key of a reported vehicle this track is, or ""."""
+        assert st.direction is not None
+        for key, r in self.reported.items():
+            dt = pts - r.pts
+            if dt > self.s.rejoin_s or np.dot(r.direction, st.direction) < 0.9:
+                continue
+            where = r.ground + r.velocity * max(dt, 0.0)
+            if float(np.hypot(*(ground - where))) <= self._reach(r.velocity, dt):
+                return key
+        return ""
+
+    def _seen(self, st: _Progress, pts: float) -> None:
+        """Keeps the reported vehicle of a fired or rejoined track up to date."""
+        g, v = self._motion(st.hist)
+        assert st.direction is not None
+        self.reported[st.key] = _Reported(st.direction, pts, g, v)
 
     def _update(self, frame: FrameTracks) -> list[Finding]:
         v = frame_view(frame, self.geometry)
         out: list[Finding] = []
         lanes = self.geometry.lanes
+        keep = max(self.s.sustain_s, 1.0) + self.s.step_s
         for i in np.nonzero(v.vehicle & (v.lane >= 0) & v.metric)[0]:
             lane = lanes[int(v.lane[i])]
             g = lane.ground_direction
@@ -61,29 +144,45 @@ class WrongWay(Rule):
             tid = int(v.ids[i])
             st = self.states.get(tid, frame.pts)
             d = (float(g[0]), float(g[1]))
+            gx, gy = float(v.ground[i][0]), float(v.ground[i][1])
             if st.direction is None or np.dot(st.direction, d) < 0.9:
                 st.direction, st.best, st.lane = d, -np.inf, lane.name
-            s = float(v.ground[i] @ np.asarray(d))
-            if st.last is not None and frame.pts > st.last[1]:
-                step_kmh = abs(s - st.last[0]) / (frame.pts - st.last[1]) * 3.6
-                if step_kmh > self.s.max_step_kmh:
+                st.hist.clear()
+            s = gx * d[0] + gy * d[1]
+            if st.hist and frame.pts > st.hist[-1][0]:
+                last_s, last_t = st.hist[-1][1], st.hist[-1][0]
+                if abs(s - last_s) / (frame.pts - last_t) * 3.6 > self.s.max_step_kmh:
                     st.best = -np.inf  # a jump, not a drive: start afresh
-            st.last = (s, frame.pts)
+                    st.hist.clear()
+            st.hist.append((frame.pts, s, gx, gy))
+            while frame.pts - st.hist[0][0] > keep:
+                st.hist.popleft()
             st.best = max(st.best, s)
+            if st.key:
+                self._seen(st, frame.pts)
+                continue
             back = st.best - s
             moving = not np.isfinite(v.speed[i]) or v.speed[i] >= self.s.min_speed_kmh
-            if not st.fired and back >= self.s.min_distance_m and moving:
-                st.fired = True
-                out.append(
-                    self.finding(
-                        frame, f"track:{tid}", (tid,), severity=self.s.severity,
-                        details={"lane": st.lane, "distance_m": round(back, 1),
-                                 "speed_kmh": round(float(v.speed[i]), 1)
-                                 if np.isfinite(v.speed[i]) else None},
-                    )
-                )  # fmt: skip
+            if back < self.s.min_distance_m or not moving or not self._sustained(st):
+                continue
+            st.key = self._rejoins(st, frame.pts, np.array((gx, gy)))
+            if st.key:  # the same vehicle, reported already under another track
+                self._seen(st, frame.pts)
+                continue
+            st.fired, st.key = True, f"track:{tid}"
+            self._seen(st, frame.pts)
+            out.append(
+                self.finding(
+                    frame, st.key, (tid,), severity=self.s.severity,
+                    details={"lane": st.lane, "distance_m": round(back, 1),
+                             "speed_kmh": round(float(v.speed[i]), 1)
+                             if np.isfinite(v.speed[i]) else None},
+                )
+            )  # fmt: skip
         for tid, st in self.states.prune(frame.pts):
             if st.fired:
                 out.append(self.finding(frame, f"track:{tid}", (tid,), closed=True,
                                         severity=self.s.severity))  # fmt: skip
+        for key in [k for k, r in self.reported.items() if frame.pts - r.pts > self.s.rejoin_s]:
+            del self.reported[key]
         return out
