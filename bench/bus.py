@@ -11,7 +11,12 @@ over a pipe), so neither shares a GIL with the other or with the broker. Contend
 - peer:  pyzmq PUB + msgpack.Packer (same keys and row layout, floats as float32) -> broker ->
          pyzmq SUB + msgpack.unpackb;
 - mixed: the core's publisher -> broker -> pyzmq SUB + msgpack.unpackb: isolates the publisher
-         and broker from the Python decode.
+         and broker from the Python decode;
+- direct: the peer's PUB bound on an ipc:// endpoint, the peer's SUB connected to it, no broker:
+         peer / direct is what the broker hop costs (printed as (b'));
+- proxy: the peer through a plain zmq.proxy thread in this process with the Broker's socket
+         options (the Broker runs zmq.proxy_steerable); --proxy-io-threads and
+         --proxy-immediate vary it, so a broker setting is measured against the Broker in one run.
 
 Figures: (a) messages received and decoded per second with the sender sending as fast as it can
 (best of --reps, contenders alternating); (b) p50/p99/max latency from publish to the decoded
@@ -22,8 +27,8 @@ is decoded; (c) loss at --loss-rate messages/s sustained for --loss-seconds: rec
 gaps from Subscriber.stats, the publisher's own drop counter, and how long the receiver took to
 drain what was queued after the sender stopped.
 
-Run: .venv/bin/python bench/bus.py [--quick] [--loss-seconds S] [--json-out PATH]. The last
-line printed is one JSON object with every figure.
+Run: .venv/bin/python bench/bus.py [--quick] [--phases abc] [--contenders ...] [--loss-seconds S]
+[--json-out PATH]. The last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -48,10 +53,15 @@ CAM = "bench"  # measured messages: topic tracks.bench
 WARM_CAM = "warm"  # warm-up messages (until the subscription has reached the publisher)
 SNDHWM = 10000  # both publishers (the core's default, smartcity.bus.defaults.PUB_SNDHWM)
 IDLE_END_S = 0.5  # the receiver ends a job when nothing arrived for this long after the sender
+#: name: (sender, receiver, route, description). Routes: "broker" (smartcity.bus.Broker),
+#: "proxy" (a plain zmq.proxy thread with the Broker's socket options, --proxy-* vary it),
+#: "direct" (the sender's PUB binds, the receiver's SUB connects to it: no broker).
 CONTENDERS = {
-    "ours": ("core", "sub", "core Publisher -> broker -> smartcity Subscriber"),
-    "peer": ("pyzmq", "raw", "pyzmq PUB + msgpack -> broker -> SUB + unpackb"),
-    "mixed": ("core", "raw", "core Publisher -> broker -> SUB + unpackb"),
+    "ours": ("core", "sub", "broker", "core Publisher -> broker -> smartcity Subscriber"),
+    "peer": ("pyzmq", "raw", "broker", "pyzmq PUB + msgpack -> broker -> SUB + unpackb"),
+    "mixed": ("core", "raw", "broker", "core Publisher -> broker -> SUB + unpackb"),
+    "direct": ("pyzmq", "raw", "direct", "pyzmq PUB (bind) + msgpack -> SUB + unpackb"),
+    "proxy": ("pyzmq", "raw", "proxy", "pyzmq PUB + msgpack -> zmq.proxy -> SUB + unpackb"),
 }
 
 
@@ -102,7 +112,7 @@ class PyzmqSender:
     rows [id, cls, score, x1, y1, x2, y2, gx, gy, kmh] with float32 floats, sequence numbers per
     topic. A PUB socket drops silently when its queue is full; sends never block."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, bind: bool = False) -> None:
         import msgpack
         import zmq
 
@@ -111,7 +121,10 @@ class PyzmqSender:
         self.sock = self.ctx.socket(zmq.PUB)
         self.sock.setsockopt(zmq.SNDHWM, SNDHWM)
         self.sock.setsockopt(zmq.LINGER, 200)
-        self.sock.connect(endpoint)
+        if bind:  # route "direct": subscribers connect straight to this socket
+            self.sock.bind(endpoint)
+        else:
+            self.sock.connect(endpoint)
         self.packer = msgpack.Packer(use_bin_type=True, use_single_float=True)
         self.rows = peer_rows()
         self.seq: dict[str, int] = {}
@@ -211,16 +224,22 @@ def payload_sizes() -> dict[str, int]:
 # --------------------------------------------------------------------------- workers
 
 
-def sender_main(conn: Connection, endpoint: str) -> None:
+def sender_main(conn: Connection) -> None:
     """Sender worker: one job per command. Warms up (a message on tracks.warm every 5 ms) until
-    the parent says go, then sends tracks.bench: as fast as it can (rate 0) or paced."""
+    the parent says go, then sends tracks.bench: as fast as it can (rate 0) or paced. The job
+    names the endpoint and whether to bind it (route "direct") or connect to it."""
     while True:
         job = conn.recv()
         if job is None:
             return
-        s: CoreSender | PyzmqSender = (
-            CoreSender(endpoint) if job["sender"] == "core" else PyzmqSender(endpoint)
-        )
+        endpoint = job["endpoint"]
+        s: CoreSender | PyzmqSender
+        if job["sender"] == "core":
+            if job["bind"]:
+                raise ValueError("the core's Publisher only connects: no direct route")
+            s = CoreSender(endpoint)
+        else:
+            s = PyzmqSender(endpoint, bind=job["bind"])
         try:
             k = 0
             while not conn.poll(0.005):
@@ -269,7 +288,7 @@ def sender_main(conn: Connection, endpoint: str) -> None:
             s.close()
 
 
-def receiver_main(conn: Connection, endpoint: str) -> None:
+def receiver_main(conn: Connection) -> None:
     """Receiver worker: one job per command, with a smartcity Subscriber ("sub") or a plain
     pyzmq SUB + msgpack.unpackb ("raw"). Reports counts, first/last receipt times, latencies
     (perf_counter_ns at decode minus the t_ns stamped at publish) and the gap statistics."""
@@ -283,6 +302,7 @@ def receiver_main(conn: Connection, endpoint: str) -> None:
         if job is None:
             return
         mode = job["receiver"]
+        endpoint = job["endpoint"]
         lat = np.zeros(job["max_latencies"], np.int64)
         nlat = 0
         count = 0
@@ -397,13 +417,83 @@ def receiver_main(conn: Connection, endpoint: str) -> None:
         )
 
 
+class PlainProxy:
+    """Route "proxy": zmq.proxy (not steerable) between an XSUB and an XPUB in a thread of this
+    process, with the Broker's socket options, on ipc:// endpoints in run_dir. io_threads and
+    immediate (ZMQ_IMMEDIATE on both sockets) are the knobs measured against the Broker."""
+
+    def __init__(self, run_dir: str, hwm: int, io_threads: int = 1, immediate: bool = False):
+        import threading
+
+        import zmq
+
+        from smartcity.bus import defaults as d
+        from smartcity.bus.sockets import set_reader_options
+
+        self.zmq = zmq
+        self.ctx = zmq.Context(io_threads=io_threads)
+        self.xsub_endpoint = f"ipc://{run_dir}/proxy-in"
+        self.xpub_endpoint = f"ipc://{run_dir}/proxy-out"
+        xsub = self.ctx.socket(zmq.XSUB)
+        set_reader_options(xsub, rcvhwm=hwm)
+        xsub.setsockopt(zmq.SNDHWM, hwm)
+        xpub = self.ctx.socket(zmq.XPUB)
+        xpub.setsockopt(zmq.SNDHWM, hwm)
+        xpub.setsockopt(zmq.LINGER, d.READER_LINGER_MS)
+        xpub.setsockopt(zmq.MAXMSGSIZE, d.MAX_SUBSCRIPTION_SIZE)
+        if immediate:
+            xsub.setsockopt(zmq.IMMEDIATE, 1)
+            xpub.setsockopt(zmq.IMMEDIATE, 1)
+        xsub.bind(self.xsub_endpoint)
+        xpub.bind(self.xpub_endpoint)
+        self.thread = threading.Thread(target=self._run, args=(xsub, xpub), daemon=True)
+        self.thread.start()
+
+    def _run(self, xsub: Any, xpub: Any) -> None:
+        try:
+            self.zmq.proxy(xsub, xpub)
+        except self.zmq.ContextTerminated:
+            pass
+        finally:
+            xsub.close(linger=0)
+            xpub.close(linger=0)
+
+    def stop(self) -> None:
+        self.ctx.term()  # the proxy returns with ETERM and closes its sockets
+        self.thread.join(5)
+
+
+class Routes:
+    """Where the sender and the receiver of a contender meet: (sender endpoint, bind?, receiver
+    endpoint) for each route."""
+
+    def __init__(self, run_dir: str, broker: Any, proxy: PlainProxy | None) -> None:
+        self.run_dir = run_dir
+        self.broker = broker
+        self.proxy = proxy
+        self.n_direct = 0
+
+    def endpoints(self, route: str) -> tuple[str, bool, str]:
+        if route == "broker":
+            return self.broker.xsub_endpoint, False, self.broker.xpub_endpoint
+        if route == "proxy":
+            assert self.proxy is not None
+            return self.proxy.xsub_endpoint, False, self.proxy.xpub_endpoint
+        if route == "direct":  # a fresh socket file per job: the last job's sender unbound
+            self.n_direct += 1
+            ep = f"ipc://{self.run_dir}/direct-{self.n_direct}"
+            return ep, True, ep
+        raise ValueError(f"unknown route {route!r}")
+
+
 class Workers:
-    def __init__(self, broker_in: str, broker_out: str) -> None:
+    def __init__(self, routes: Routes) -> None:
         ctx = mp.get_context("spawn")
+        self.routes = routes
         self.s_conn, s_child = ctx.Pipe()
         self.r_conn, r_child = ctx.Pipe()
-        self.sender = ctx.Process(target=sender_main, args=(s_child, broker_in), daemon=True)
-        self.receiver = ctx.Process(target=receiver_main, args=(r_child, broker_out), daemon=True)
+        self.sender = ctx.Process(target=sender_main, args=(s_child,), daemon=True)
+        self.receiver = ctx.Process(target=receiver_main, args=(r_child,), daemon=True)
         self.sender.start()
         self.receiver.start()
 
@@ -415,13 +505,21 @@ class Workers:
         max_latencies: int = 0,
         drain_limit_s: float = 10.0,
     ) -> dict[str, Any]:
-        sender, receiver, _ = CONTENDERS[contender]
+        sender, receiver, route, _ = CONTENDERS[contender]
+        s_ep, bind, r_ep = self.routes.endpoints(route)
         self.r_conn.send(
-            {"receiver": receiver, "max_latencies": max_latencies, "drain_limit_s": drain_limit_s}
+            {
+                "receiver": receiver,
+                "endpoint": r_ep,
+                "max_latencies": max_latencies,
+                "drain_limit_s": drain_limit_s,
+            }
         )
         if self.r_conn.recv() != "ready":
             raise RuntimeError("receiver worker failed")
-        self.s_conn.send({"sender": sender, "rate": rate, "seconds": seconds})
+        self.s_conn.send(
+            {"sender": sender, "endpoint": s_ep, "bind": bind, "rate": rate, "seconds": seconds}
+        )
         if not self.r_conn.poll(30):
             raise RuntimeError("no warm-up message reached the receiver in 30 s")
         self.r_conn.recv()  # "warm"
@@ -470,6 +568,32 @@ def percentiles(lat_ns: np.ndarray) -> dict[str, float]:
     }
 
 
+def broker_hop(best_lat: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the broker costs at the paced rate: the peer (pyzmq PUB -> our Broker -> SUB) over
+    direct (the same PUB bound, the same SUB connected to it), and the plain zmq.proxy over our
+    Broker; p50 and p99 of the runs with the lowest p99. "lines" is the printed form."""
+    out: dict[str, Any] = {}
+    lines: list[str] = []
+    pairs = (
+        ("peer", "direct", "broker hop: peer (through the Broker) / direct (no broker)"),
+        ("proxy", "peer", "zmq.proxy / the Broker (zmq.proxy_steerable)"),
+    )
+    for a, b, what in pairs:
+        if a in best_lat and b in best_lat:
+            la, lb = best_lat[a]["lat"], best_lat[b]["lat"]
+            r50, r99 = la["p50_us"] / lb["p50_us"], la["p99_us"] / lb["p99_us"]
+            out[f"{a}/{b}"] = {"p50_ratio": r50, "p99_ratio": r99}
+            lines.append(
+                f"   {what}: p50 {la['p50_us']:.0f} / {lb['p50_us']:.0f} µs = {r50:.2f}x, "
+                f"p99 {la['p99_us']:.0f} / {lb['p99_us']:.0f} µs = {r99:.2f}x"
+            )
+    if lines:
+        lines.insert(0, "")
+        lines.insert(1, "(b') what the broker costs, same sender and receiver")
+    out["lines"] = lines
+    return out
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -486,9 +610,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--loss-contenders",
         default="ours",
-        help="comma-separated contenders of (c): ours, peer, mixed (default: ours)",
+        help="comma-separated contenders of (c): any of --contenders' names (default: ours)",
     )
-    ap.add_argument("--contenders", default="ours,peer,mixed", help="contenders of (a) and (b)")
+    ap.add_argument(
+        "--contenders",
+        default="ours,peer,mixed,direct,proxy",
+        help="contenders of (a) and (b): " + ", ".join(CONTENDERS),
+    )
+    ap.add_argument("--phases", default="abc", help="which of (a), (b), (c) to run (default abc)")
+    ap.add_argument(
+        "--proxy-io-threads", type=int, default=1, help="route proxy: zmq io_threads (default 1)"
+    )
+    ap.add_argument(
+        "--proxy-immediate", action="store_true", help="route proxy: ZMQ_IMMEDIATE on both sockets"
+    )
     ap.add_argument("--json-out", type=Path, help="also write the JSON figures to this file")
     args = ap.parse_args(argv)
     if args.quick:
@@ -496,6 +631,10 @@ def main(argv: list[str] | None = None) -> int:
         args.loss_seconds = min(args.loss_seconds, 10.0)
     contenders = [c for c in args.contenders.split(",") if c]
     loss_contenders = [c for c in args.loss_contenders.split(",") if c]
+    if "c" not in args.phases:
+        loss_contenders = []
+    if "a" not in args.phases and "b" not in args.phases:
+        contenders = []
     for c in contenders + loss_contenders:
         if c not in CONTENDERS:
             ap.error(f"unknown contender {c!r} (known: {', '.join(CONTENDERS)})")
@@ -532,14 +671,21 @@ def main(argv: list[str] | None = None) -> int:
         "decode_us": cost,
         "options": vars(args) | {"json_out": str(args.json_out) if args.json_out else None},
     }
+    best_tp: dict[str, dict[str, Any]] = {}
+    best_lat: dict[str, dict[str, Any]] = {}
+    all_p99: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="sc-bus-") as run_dir:
         os.chmod(run_dir, 0o700)
         broker = Broker(run_dir).start()
-        workers = Workers(broker.xsub_endpoint, broker.xpub_endpoint)
+        proxy = None
+        if any(CONTENDERS[c][2] == "proxy" for c in contenders + loss_contenders):
+            proxy = PlainProxy(
+                run_dir, broker.hwm, args.proxy_io_threads, immediate=args.proxy_immediate
+            )
+        workers = Workers(Routes(run_dir, broker, proxy))
         try:
             # (a) throughput: contenders alternate, order rotating; best rate counts.
-            best_tp: dict[str, dict[str, Any]] = {}
-            for rep in range(args.reps):
+            for rep in range(args.reps if "a" in args.phases else 0):
                 order = contenders[rep % len(contenders) :] + contenders[: rep % len(contenders)]
                 for c in order:
                     r = workers.job(c, 0, args.flood_seconds, drain_limit_s=2.0)
@@ -549,13 +695,13 @@ def main(argv: list[str] | None = None) -> int:
                         best_tp[c] = r
                 print(f"  (a) repetition {rep + 1}/{args.reps} done", flush=True)
             # (b) latency at a paced rate: the run with the lowest p99 counts.
-            best_lat: dict[str, dict[str, Any]] = {}
             n_lat = int(args.rate * args.latency_seconds) + 10
-            for rep in range(args.reps):
+            for rep in range(args.reps if "b" in args.phases else 0):
                 order = contenders[rep % len(contenders) :] + contenders[: rep % len(contenders)]
                 for c in order:
                     r = workers.job(c, args.rate, args.latency_seconds, max_latencies=n_lat)
                     r["lat"] = percentiles(r.pop("latencies_ns"))
+                    all_p99.setdefault(c, []).append(r["lat"]["p99_us"])
                     if c not in best_lat or r["lat"]["p99_us"] < best_lat[c]["lat"]["p99_us"]:
                         best_lat[c] = r
                 print(f"  (b) repetition {rep + 1}/{args.reps} done", flush=True)
@@ -577,43 +723,65 @@ def main(argv: list[str] | None = None) -> int:
                 loss[c] = r
         finally:
             workers.close()
+            if proxy is not None:
+                proxy.stop()
             broker.stop()
 
     # ---------------------------------------------------------------- print
-    print()
-    print(f"(a) throughput, sender as fast as it can for {args.flood_seconds:g} s, best of "
-          f"{args.reps}")  # fmt: skip
-    print(f"   {'contender':<50} {'sent/s':>9} {'recv+dec/s':>11} {'received':>9} {'vs peer':>8}")
+    def label(c: str) -> str:
+        text = f"{c}: {CONTENDERS[c][3]}"
+        if CONTENDERS[c][2] == "proxy" and (args.proxy_io_threads != 1 or args.proxy_immediate):
+            knobs = [f"io_threads {args.proxy_io_threads}"] + ["IMMEDIATE"] * args.proxy_immediate
+            text += f" ({', '.join(knobs)})"
+        return text
+
+    width = max([50] + [len(label(c)) for c in contenders])
     peer_rx = best_tp.get("peer", {}).get("rate_rx", 0.0)
-    for c in contenders:
-        r = best_tp[c]
-        vs = r["rate_rx"] / peer_rx if peer_rx else float("nan")
+    if best_tp:
+        print()
+        print(f"(a) throughput, sender as fast as it can for {args.flood_seconds:g} s, best of "
+              f"{args.reps}")  # fmt: skip
         print(
-            f"   {c + ': ' + CONTENDERS[c][2]:<50} {r['sent'] / r['wall_s']:>9.0f} "
-            f"{r['rate_rx']:>11.0f} {r['count']:>9} {vs:>7.2f}x"
+            f"   {'contender':<{width}} {'sent/s':>9} {'recv+dec/s':>11} {'received':>9} "
+            f"{'vs peer':>8}"
         )
-    print()
-    print(f"(b) latency publish -> decoded in the receiver, paced {args.rate:g} messages/s for "
-          f"{args.latency_seconds:g} s, run with the lowest p99 of {args.reps}")  # fmt: skip
-    print(
-        f"   {'contender':<50} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'max µs':>9} "
-        f"{'recv':>6} {'sent':>6}"
-    )
-    for c in contenders:
-        r = best_lat[c]
-        x = r["lat"]
+        for c in contenders:
+            r = best_tp[c]
+            vs = r["rate_rx"] / peer_rx if peer_rx else float("nan")
+            print(
+                f"   {label(c):<{width}} {r['sent'] / r['wall_s']:>9.0f} "
+                f"{r['rate_rx']:>11.0f} {r['count']:>9} {vs:>7.2f}x"
+            )
+    if best_lat:
+        print()
         print(
-            f"   {c + ': ' + CONTENDERS[c][2]:<50} {x['p50_us']:>8.0f} {x['p90_us']:>8.0f} "
-            f"{x['p99_us']:>8.0f} {x['max_us']:>9.0f} {r['count']:>6} {r['sent']:>6}"
+            f"(b) latency publish -> decoded in the receiver, paced {args.rate:g} messages/s "
+            f"for {args.latency_seconds:g} s, run with the lowest p99 of {args.reps}"
         )
-    print()
-    print(f"(c) loss at {args.loss_rate:g} messages/s sustained for {args.loss_seconds:g} s")
+        print(
+            f"   {'contender':<{width}} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'max µs':>9} "
+            f"{'recv':>6} {'sent':>6}  p99 of every run, µs"
+        )
+        for c in contenders:
+            r = best_lat[c]
+            x = r["lat"]
+            print(
+                f"   {label(c):<{width}} {x['p50_us']:>8.0f} {x['p90_us']:>8.0f} "
+                f"{x['p99_us']:>8.0f} {x['max_us']:>9.0f} {r['count']:>6} {r['sent']:>6}  "
+                + " ".join(f"{v:.0f}" for v in all_p99[c])
+            )
+    broker_cost = broker_hop(best_lat)
+    for line in broker_cost.pop("lines", []):
+        print(line)
+    if loss:
+        print()
+        print(f"(c) loss at {args.loss_rate:g} messages/s sustained for {args.loss_seconds:g} s")
     for c, r in loss.items():
         st = r["stats"]
         lost = r["sent"] - r["count"]
         achieved = r["sent"] / r["wall_s"] if r["wall_s"] else 0.0
         print(
-            f"   {c}: {CONTENDERS[c][2]}\n"
+            f"   {label(c)}\n"
             f"      sent {r['sent']} ({achieved:.0f}/s achieved), publisher dropped "
             f"{r['dropped']}, received {r['count']}, gaps {st.get('gaps')} (Subscriber.stats), "
             f"not received {lost}\n"
@@ -648,6 +816,8 @@ def main(argv: list[str] | None = None) -> int:
                 c: {k: v for k, v in r.items() if k != "stats"} for c, r in best_tp.items()
             },
             "latency": best_lat,
+            "latency_p99_every_run_us": all_p99,
+            "broker_hop": broker_cost,
             "loss": loss,
             "goals": goals,
         }

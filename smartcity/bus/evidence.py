@@ -9,7 +9,6 @@ here check every field and name the bad one.
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import re
 import stat
@@ -24,6 +23,7 @@ from typing import Any, Self
 import msgpack
 import zmq
 
+from smartcity import checks
 from smartcity.bus import defaults as d
 
 OPS = ("snapshot", "clip")
@@ -135,12 +135,13 @@ def _number(m: Mapping[str, Any], key: str, required: bool = True) -> float | No
             raise RequestError(key, "missing")
         return None
     v = m[key]
-    if type(v) is not float and type(v) is not int:
-        raise RequestError(key, f"expected a number, got {type(v).__name__}")
-    f = float(v)
-    if not math.isfinite(f):
-        raise RequestError(key, "not finite")
-    return f
+    try:
+        return checks.number(v)
+    except checks.NumberError as e:
+        # The protocol's wording (docs/events.md), as the bus codec words its errors.
+        if e.kind == "type":
+            raise RequestError(key, f"expected a number, got {type(v).__name__}") from None
+        raise RequestError(key, "not finite" if e.kind == "finite" else str(e)) from None
 
 
 def check_request(obj: Any) -> Request:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from smartcity import _core
+from smartcity import _core, checks
 from smartcity.bus import defaults as bus_defaults
 from smartcity.engine.detectors import CHOICES, batch_device_of, create_detector, detect
 from smartcity.engine.evidence import EvidenceServer
@@ -130,9 +130,10 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 def _number(where: str, v: Any, lo: float, hi: float) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-        raise EngineConfigError(f"{where}: must be a number in [{lo:g}, {hi:g}], got {v!r}")
-    return float(v)
+    try:
+        return checks.number(v, lo, hi)
+    except checks.NumberError as e:
+        raise EngineConfigError(f"{where}: {e}") from None
 
 
 def _check_url(where: str, url: str, base_dir: Path | None) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from smartcity import checks
 from smartcity.incidents.evidence import EvidenceSettings
 from smartcity.incidents.geometry import CameraGeometry, GeometryError, parse_camera_geometry
 from smartcity.incidents.lifecycle import SYSTEM_CAMERA, LifecycleConfigError, LifecycleSettings
@@ -108,9 +109,10 @@ def _mapping(v: Any, where: str, allowed: set[str]) -> Mapping[str, Any]:
 
 
 def _num(v: Any, where: str, lo: float, hi: float) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-        raise IncidentsConfigError(f"{where}: must be a number in [{lo:g}, {hi:g}], got {v!r}")
-    return float(v)
+    try:
+        return checks.number(v, lo, hi)
+    except checks.NumberError as e:
+        raise IncidentsConfigError(f"{where}: {e}") from None
 
 
 def _bool(v: Any, where: str) -> bool:

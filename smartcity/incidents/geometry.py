@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from smartcity import checks
 from smartcity.classes import APPLIANCE_CLASSES
 
 F64 = npt.NDArray[np.float64]
@@ -261,11 +262,10 @@ _CLASS_IDS = {name: i for i, name in enumerate(APPLIANCE_CLASSES)}
 
 
 def _num(v: Any, path: str, lo: float = -math.inf, hi: float = math.inf) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise GeometryError(path, f"must be a number, got {v!r}")
-    if not lo <= v <= hi:
-        raise GeometryError(path, f"must be in [{lo:g}, {hi:g}], got {v!r}")
-    return float(v)
+    try:
+        return checks.number(v, lo, hi)
+    except checks.NumberError as e:
+        raise GeometryError(path, str(e)) from None
 
 
 def _str(v: Any, path: str) -> str:
