@@ -24,6 +24,7 @@ from smartcity.incidents.rules import (
     Loitering,
     LoiteringSettings,
     PedestrianOnCarriageway,
+    PedestrianSettings,
     Rule,
     Speeding,
     StoppedSettings,
@@ -37,7 +38,7 @@ from smartcity.incidents.rules.base import parse_settings
 from smartcity.incidents.types import Finding, FrameTracks
 
 H_TOP = [[0.1, 0.0, 0.0], [0.0, -0.1, 100.0], [0.0, 0.0, 1.0]]
-CAR, PERSON, TRUCK, BUS = 2, 0, 5, 4
+CAR, PERSON, TRUCK, BUS, BICYCLE = 2, 0, 5, 4, 1
 
 GEOMETRY = {
     "calibration": {"homography": H_TOP},
@@ -429,6 +430,23 @@ def test_pedestrian_on_the_carriageway_but_not_on_the_zebra() -> None:
     assert [f.key for f in opened(fs)] == ["track:2"]
     assert opened(fs)[0].pts == pytest.approx((-3.5 + 5) / 1.2 + 2.0, abs=0.15)
     assert [f.key for f in fs if f.closed] == ["track:2"]
+
+
+def test_a_rider_is_no_pedestrian() -> None:
+    """A cyclist the detector calls a person (18 km/h along the lane), and a person whose box
+    lies in a bicycle's box (the rider and the machine found apart): neither is a pedestrian
+    on the carriageway. A person walking across at 4.5 km/h still is."""
+    rule = PedestrianOnCarriageway(geo())
+    seq = merge(
+        [(t / 10, (1, PERSON, 2.0, 10 + t / 10 * 5.0, 18.0)) for t in range(60)],  # "person"
+        [(t / 10, (2, PERSON, 5.0, 10 + t / 10 * 2.0, 7.2)) for t in range(60)],  # a rider
+        [(t / 10, (3, BICYCLE, 5.0, 10 + t / 10 * 2.0, 7.2)) for t in range(60)],  # ... and bike
+        [(t / 10, (4, PERSON, -3 + t / 10 * 1.25, 80, 4.5)) for t in range(60)],  # walking
+    )
+    assert [f.key for f in opened(run(rule, seq))] == ["track:4"]
+    # Without the two checks all three are reported.
+    rule = PedestrianOnCarriageway(geo(), PedestrianSettings(max_kmh=100, rider_overlap=0))
+    assert sorted(f.key for f in opened(run(rule, seq))) == ["track:1", "track:2", "track:4"]
 
 
 # --------------------------------------------------------------------------- crash

@@ -1,6 +1,11 @@
 """Pedestrian on the carriageway: a person standing or walking on the road surface (the
 geometry's ``carriageways``, or its lanes when none are given), off the pedestrian
 ``crossings``, for ``min_s``. Closed after ``leave_s`` off the road, or when the track vanishes.
+
+A rider is no pedestrian: a "person" faster than ``max_kmh`` (a cyclist the detector took for a
+person: 18 km/h along a lane), or whose box lies for ``rider_overlap`` of its area or more in
+the box of a bicycle or motorcycle track (a detector that finds the rider and the machine
+apart), counts as off the road in that frame.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from smartcity.classes import APPLIANCE_CLASSES
 from smartcity.incidents.geometry import CameraGeometry
 from smartcity.incidents.rules.base import Rule, Settings, TrackStates, frame_view
 from smartcity.incidents.types import Finding, FrameTracks
@@ -19,6 +25,8 @@ class PedestrianSettings(Settings):
     min_s: float = 2.0
     leave_s: float = 1.0
     grace_s: float = 0.5
+    max_kmh: float = 15.0
+    rider_overlap: float = 0.3
     forget_s: float = 3.0
     severity: str = "high"
 
@@ -29,6 +37,23 @@ class _OnRoad:
     last_on: float | None = None
     off_since: float | None = None
     open: bool = False
+
+
+_TWO_WHEELERS = [APPLIANCE_CLASSES.index(c) for c in ("bicycle", "motorcycle")]
+
+
+def _riding(xyxy: np.ndarray, person: np.ndarray, wheels: np.ndarray, share: float) -> np.ndarray:
+    """Per person box, whether ``share`` of its area or more lies in one of the ``wheels``
+    boxes."""
+    out = np.zeros(len(xyxy), dtype=bool)
+    if not len(person) or not len(wheels) or share <= 0:
+        return out
+    p, w = xyxy[person][:, None, :], xyxy[wheels][None, :, :]
+    iw = np.clip(np.minimum(p[..., 2], w[..., 2]) - np.maximum(p[..., 0], w[..., 0]), 0, None)
+    ih = np.clip(np.minimum(p[..., 3], w[..., 3]) - np.maximum(p[..., 1], w[..., 1]), 0, None)
+    area = np.maximum((p[..., 2] - p[..., 0]) * (p[..., 3] - p[..., 1]), 1e-6)
+    out[person] = ((iw * ih) / area >= share).any(axis=1)
+    return out
 
 
 class PedestrianOnCarriageway(Rule):
@@ -51,6 +76,10 @@ class PedestrianOnCarriageway(Rule):
             on |= r.contains(v.px, v.ground)
         for r in self.geometry.crossings:
             on &= ~r.contains(v.px, v.ground)
+        on &= ~(v.speed > self.s.max_kmh)  # NaN (not known yet) compares False: kept
+        xyxy = np.asarray(frame.xyxy, np.float64).reshape(-1, 4)
+        wheels = np.nonzero(np.isin(v.cls, _TWO_WHEELERS))[0]
+        on &= ~_riding(xyxy, np.nonzero(v.person)[0], wheels, self.s.rider_overlap)
         t = frame.pts
         for i in np.nonzero(v.person)[0]:
             tid = int(v.ids[i])
