@@ -333,6 +333,20 @@ class Query:
             "camera_ids": sorted(set(cams)) if cams is not None else None,
         }
 
+    def page_kwargs(self, cursor: str | None) -> dict[str, Any]:
+        """The same filters as arguments of IncidentPages.page (as the controller calls it)."""
+        k = self.store_kwargs(cursor)
+        return {
+            "since": k["since"],
+            "until": k["until"],
+            "types": k["type"],
+            "states": k["state"],
+            "severities": k["severity"],
+            "limit": k["limit"],
+            "cursor": cursor,
+            "camera_ids": k["camera_ids"],
+        }
+
     def target(self, cursor: str | None) -> str:
         params = list(self.params) + ([("cursor", cursor)] if cursor else [])
         return INCIDENTS_PATH + "?" + urllib.parse.urlencode(params)
@@ -385,15 +399,21 @@ def make_queries(n: int, seed: int = 11) -> list[Query]:
 
 
 def direct_peer(db: Path, queries: list[Query]) -> dict[str, Any]:
-    """The peer: every query's pages through Store.incidents.list once, one thread, no HTTP."""
+    """The peers: every query's pages through Store.incidents.list once, one thread, no HTTP;
+    then the same pages through the API's own page maker (IncidentPages.page: the query and
+    the answer's JSON, as the handler runs them), also without HTTP."""
+    from smartcity.api.domain.incidents.pages import IncidentPages
     from smartcity.store import Store
 
     lat: list[int] = []
+    lat_json: list[int] = []
     first_ids: list[list[str]] = []
     clock = time.perf_counter_ns
     with Store.open(f"sqlite:///{db}") as store:
+        pages = IncidentPages(store)
         for q in queries[:5]:  # warm-up (connections, statement cache)
             store.incidents.list(**q.store_kwargs(None))
+            pages.page(**q.page_kwargs(None))
         t0 = time.perf_counter()
         for q in queries:
             cursor = None
@@ -407,7 +427,24 @@ def direct_peer(db: Path, queries: list[Query]) -> dict[str, Any]:
                 if cursor is None:
                     break
         wall = time.perf_counter() - t0
-    return {"latencies_ns": np.array(lat, np.int64), "wall_s": wall, "first_ids": first_ids}
+        t0 = time.perf_counter()
+        for q in queries:
+            cursor = None
+            for _ in range(q.pages):
+                t = clock()
+                body = pages.page(**q.page_kwargs(cursor))
+                lat_json.append(clock() - t)
+                cursor = next_cursor(body)
+                if cursor is None:
+                    break
+        wall_json = time.perf_counter() - t0
+    return {
+        "latencies_ns": np.array(lat, np.int64),
+        "wall_s": wall,
+        "first_ids": first_ids,
+        "json_latencies_ns": np.array(lat_json, np.int64),
+        "json_wall_s": wall_json,
+    }
 
 
 # --------------------------------------------------------------------------- the server
@@ -417,6 +454,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def tree_cpu_s(pid: int) -> float:
+    """proc_cpu_s of `pid` and of every process below it (uvicorn's workers)."""
+    parents: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+                parents[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, todo = [pid], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        tree += kids
+        todo += kids
+    return sum(v for v in (proc_cpu_s(p) for p in tree) if v == v)  # NaN: it ended meanwhile
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -431,7 +487,7 @@ def proc_cpu_s(pid: int) -> float:
 class Server:
     """`python -m smartcity api` on a free loopback port, its output in a log file."""
 
-    def __init__(self, db: Path, log: Path) -> None:
+    def __init__(self, db: Path, log: Path, workers: int = 1) -> None:
         self.port = free_port()
         self.log_path = log
         env = dict(os.environ, SMARTCITY_API_BOOTSTRAP_ADMIN="false")
@@ -451,6 +507,8 @@ class Server:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                "--workers",
+                str(workers),
             ],
             cwd=ROOT,
             env=env,
@@ -477,7 +535,7 @@ class Server:
         return self.log_path.read_text(errors="replace")[-3000:]
 
     def cpu_s(self) -> float:
-        return proc_cpu_s(self.proc.pid)
+        return tree_cpu_s(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -742,9 +800,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=50, help="concurrent clients")
     ap.add_argument("--client", choices=("raw", "httpx"), default="raw", help="load client")
     ap.add_argument("--no-me", action="store_true", help="skip the /auth/me peer")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="API worker processes (api.workers; default 1)"
+    )
     ap.add_argument("--keep-server", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json-out", type=Path, help="also write the JSON figures to this file")
     args = ap.parse_args(argv)
+    if args.workers < 1:
+        ap.error("--workers: at least 1")
     n = args.incidents or (50_000 if args.quick else 1_000_000)
     seconds = args.seconds or (5.0 if args.quick else 20.0)
     n_sets = args.sets or (200 if args.quick else 500)
@@ -785,11 +848,13 @@ def main(argv: list[str] | None = None) -> int:
     peer = direct_peer(db, queries)
     peer_stats = stats(peer["latencies_ns"])
     peer_stats["qps"] = peer_stats["n"] / peer["wall_s"]
+    json_stats = stats(peer["json_latencies_ns"])
+    json_stats["qps"] = json_stats["n"] / peer["json_wall_s"]
 
     results: dict[str, dict[str, Any]] = {}
     run_dir = CACHE_DIR / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
-    server = Server(db, run_dir / "server.log")
+    server = Server(db, run_dir / "server.log", args.workers)
     parity_ok = True
     try:
         ready_s = server.wait_ready()
@@ -838,13 +903,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"latency ms; {n:,} incidents in SQLite, {n_sets} filter sets; load: {args.clients} "
-        f"{mode} ({args.client}), one uvicorn process"
+        f"{mode} ({args.client}); API: {args.workers} uvicorn worker process(es) on {ncpu} CPUs"
     )
     print(
         f"   {'':<38} {'n':>7} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8} {'req/s':>8} "
         f"{'non200':>6} {'429':>5} {'srv cpu':>7} {'cli cpu':>7}"
     )
     print(line("peer: Store.incidents.list, 1 thread", peer_stats))
+    print(line("peer: IncidentPages.page, 1 thread", json_stats))
     labels = {
         "serial": "API incident page, 1 client",
         "incidents": f"API incident page, {args.clients} clients",
@@ -875,6 +941,7 @@ def main(argv: list[str] | None = None) -> int:
     report.update(
         {
             "peer": peer_stats,
+            "peer_json": json_stats,
             "api": results,
             "parity_ok": parity_ok,
             "goals": {

@@ -43,6 +43,8 @@ from typing import IO, Any, TextIO
 
 import yaml
 
+from smartcity import checks
+
 SERVICES = ("engine", "incidents", "api")
 SUPERVISOR = "supervisor"
 LEVELS = ("info", "warning", "error")
@@ -149,12 +151,13 @@ def _bool(v: Any, where: str) -> bool:
 
 
 def _number(v: Any, where: str, *, integer: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, int if integer else int | float) or not v > 0:
-        kind = "a positive whole number" if integer else "a positive number"
-        raise ApplianceConfigError(f"{where}: must be {kind}, got {v!r}")
-    if v > 86400 * 365:
+    try:
+        f = checks.number(v, integer=integer, positive=True)
+    except checks.NumberError as e:
+        raise ApplianceConfigError(f"{where}: {e}") from None
+    if f > 86400 * 365:  # a year
         raise ApplianceConfigError(f"{where}: {v} is too large")
-    return float(v)
+    return f
 
 
 def _restart(v: Any) -> RestartPolicy:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Request, Response, Router
@@ -20,10 +22,18 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy.exc import OperationalError
 
-from smartcity.api.hub import Hub, LiveEvent
+from smartcity.api.hub import BUS, Hub, LiveEvent
 from smartcity.api.policy import PUBLIC, RateLimiter, authorize
 from smartcity.api.security import SESSION_COOKIE, Authenticator, AuthMiddleware
 from smartcity.api.settings import ApiSettings
+from smartcity.api.shared import (
+    AUTH_GENERATION_FILE,
+    LEADER_FILE,
+    LIMITS_FILE,
+    Leader,
+    SharedCounter,
+    SharedRateLimiter,
+)
 from smartcity.store import (
     ConflictError,
     InvalidInputError,
@@ -37,6 +47,8 @@ log = logging.getLogger("smartcity.api")
 #: Live event types never sent to webhooks (one per camera per second).
 WEBHOOK_SKIPPED = frozenset({"camera.health"})
 API_TITLE = "smartcity command-center API"
+#: How often a process that does not run the webhook dispatcher tries to take the leader lock.
+LEADER_POLL_S = 1.0
 DOCS_PATH = "/api/docs"
 
 
@@ -150,10 +162,18 @@ def create_app(
     store: Store | None = None,
     hub: Hub | None = None,
     start_bus: bool = True,
+    shared_dir: str | os.PathLike[str] | None = None,
 ) -> Litestar:
     """The API. `store` defaults to Store.open(settings.db_url, data_dir=settings.data_dir);
-    with `start_bus` and settings.run_dir the hub subscribes to the bus (incidents, health)."""
+    with `start_bus` and settings.run_dir the hub subscribes to the bus (incidents, health).
+
+    `shared_dir`: where the API processes serving one store on this machine coordinate
+    (`smartcity api` gives the data directory; smartcity/api/shared.py): only the process
+    holding the leader lock there runs the webhook dispatcher and queues the deliveries of bus
+    events; the login and API key rate limits and the end of cached credentials hold across the
+    processes. None: this process alone (it leads; limits in its memory)."""
     from smartcity.api.domain import route_handlers
+    from smartcity.api.domain.incidents.pages import IncidentPages
     from smartcity.api.metrics import Metrics, MetricsMiddleware
     from smartcity.api.resources import CpuUse
     from smartcity.api.webhooks import WebhookDispatcher
@@ -171,17 +191,39 @@ def create_app(
         backoff_s=settings.webhook_backoff_s,
     )
 
+    leader: Leader | None = None
+    generation: SharedCounter | None = None
+    key_limiter: RateLimiter | SharedRateLimiter
+    login_limiter: RateLimiter | SharedRateLimiter
+    if shared_dir is not None:
+        shared = Path(shared_dir)
+        shared.mkdir(parents=True, exist_ok=True)
+        leader = Leader(shared / LEADER_FILE)
+        generation = SharedCounter(shared / AUTH_GENERATION_FILE)
+        key_limiter = login_limiter = SharedRateLimiter(shared / LIMITS_FILE)
+    else:
+        key_limiter, login_limiter = RateLimiter(), RateLimiter()
+
+    def webhooks_status() -> dict[str, Any]:
+        if leader is None or leader.held:
+            where: dict[str, Any] = {"state": "running", "dispatcher_pid": os.getpid()}
+        else:  # another process leads, or is about to (it polls the lock every second)
+            pid = leader.holder()
+            where = {"state": "running" if pid else "starting", "dispatcher_pid": pid}
+        return {**where, "deliveries": store.webhooks.counts()}
+
     state = State(
         {
             "settings": settings,
             "store": store,
-            "authenticator": Authenticator(store),
-            "key_limiter": RateLimiter(),
-            "login_limiter": RateLimiter(),
+            "authenticator": Authenticator(store, generation),
+            "incident_pages": IncidentPages(store),  # GET /incidents: JSON from the rows
+            "key_limiter": key_limiter,
+            "login_limiter": login_limiter,
             "hub": hub,
             "metrics": metrics,
             "webhooks": dispatcher,
-            "webhooks_status": lambda: {"state": "running", "deliveries": store.webhooks.counts()},
+            "webhooks_status": webhooks_status,
             "ws_counts": {},
             "bus_bridge": None,
             "config_notifier": None,
@@ -199,6 +241,8 @@ def create_app(
         def to_webhooks(ev: LiveEvent) -> None:
             if ev.type in WEBHOOK_SKIPPED:
                 return
+            if ev.origin == BUS and leader is not None and not leader.held:
+                return  # every API process hears the bus: the leader alone queues deliveries
             loop.run_in_executor(
                 None,
                 functools.partial(
@@ -206,8 +250,16 @@ def create_app(
                 ),
             )
 
+        async def lead() -> None:
+            """The webhook dispatcher runs in one process: the one holding the leader lock."""
+            if leader is not None:
+                while not leader.try_take():
+                    await asyncio.sleep(LEADER_POLL_S)
+                log.info("this API process (pid %d) runs the webhook dispatcher", os.getpid())
+            await dispatcher.run()
+
         hub.add_listener(to_webhooks)
-        task = asyncio.create_task(dispatcher.run(), name="webhooks")
+        task = asyncio.create_task(lead(), name="webhooks")
         bridge = notifier = None
         if start_bus and settings.run_dir:
             bridge = bus_bridge(settings.run_dir, hub, metrics, store)
@@ -228,6 +280,12 @@ def create_app(
                 await task
             except BaseException:  # noqa: BLE001, S110 - cancelled on shutdown
                 pass
+            if leader is not None:
+                leader.release()
+            if generation is not None:
+                generation.close()
+            if isinstance(key_limiter, SharedRateLimiter):  # login_limiter: the same one
+                key_limiter.close()
             if own_store:
                 store.close()
 

@@ -41,7 +41,7 @@ def _settings(args: argparse.Namespace) -> ApiSettings:
         if not isinstance(doc, dict):
             raise ApiSettingsError(f"{args.config}: expected a mapping at the top")
         block = dict(doc.get("api") or {})
-    for name in ("data_dir", "db_url", "host", "port", "run_dir"):
+    for name in ("data_dir", "db_url", "host", "port", "run_dir", "workers"):
         v = getattr(args, name, None)
         if v is not None:
             block[name] = v
@@ -64,11 +64,11 @@ def _cmd_api(args: argparse.Namespace) -> int:
     try:
         cfg = _settings(args)
         os.makedirs(cfg.data_dir, exist_ok=True)
-        store = Store.open(cfg.db_url, data_dir=cfg.data_dir)
+        store = Store.open(cfg.db_url, data_dir=cfg.data_dir)  # migrated here, once
     except (ApiSettingsError, StoreError, OSError) as e:
         print(f"smartcity api: {e}", file=sys.stderr)
         return 2
-    if cfg.bootstrap_admin:
+    if cfg.bootstrap_admin:  # here, before any worker starts: once
         pw = bootstrap_admin(store)
         if pw is not None:
             print(
@@ -77,11 +77,23 @@ def _cmd_api(args: argparse.Namespace) -> int:
                 "it is not shown again.",
                 flush=True,
             )
-    app = create_app(cfg, store=store)
-    print(f"smartcity api: http://{cfg.host}:{cfg.port}/api/docs/openapi.json", flush=True)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
+    where = f"http://{cfg.host}:{cfg.port}/api/docs/openapi.json"
+    if cfg.workers == 1:
+        app = create_app(cfg, store=store, shared_dir=cfg.data_dir)
+        print(f"smartcity api: {where} (1 process)", flush=True)
+        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)
+        store.close()
+        return 0
     store.close()
-    return 0
+    from smartcity.api.workers import WorkerPool, WorkerPoolError
+
+    # the parent binds the port and starts the workers (smartcity/api/workers.py)
+    print(f"smartcity api: {where} ({cfg.workers} worker processes)", flush=True)
+    try:
+        return WorkerPool(cfg).run()
+    except WorkerPoolError as e:
+        print(f"smartcity api: {e}", file=sys.stderr)
+        return 2
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -179,6 +191,9 @@ def add_api_parsers(sub: Any) -> None:
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)
     api.add_argument("--run-dir", dest="run_dir", default=None, help="bus run directory")
+    api.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default 1, docs/api.md)"
+    )
     api.set_defaults(func=_cmd_api)
 
     users = sub.add_parser("users", help="manage API users")

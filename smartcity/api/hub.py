@@ -32,6 +32,11 @@ EVENT_TYPES = (
 )
 
 
+#: LiveEvent.origin: made by this process (an operator's action) or heard on the bus (every API
+#: process hears those; only the leader queues their webhook deliveries).
+LOCAL, BUS = "local", "bus"
+
+
 @dataclass(frozen=True)
 class LiveEvent:
     type: str
@@ -40,6 +45,7 @@ class LiveEvent:
     severity: str | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    origin: str = LOCAL
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smartcity.api.hub import Hub, LiveEvent
+from smartcity.api.hub import BUS, Hub, LiveEvent
 from smartcity.api.metrics import Metrics
 from smartcity.bus import HealthEvent, IncidentEvent, TracksEvent
 from smartcity.bus.evidence import EvidenceRouter, EvidenceSource, Snapshot
@@ -108,7 +108,7 @@ class BusBridge:
             fields["_at"] = time.time()
             self.metrics.observe_health(ev.cam, fields)
             health = {k: v for k, v in fields.items() if not k.startswith("_")}
-            self.hub.publish(LiveEvent("camera.health", health, camera=ev.cam))
+            self.hub.publish(LiveEvent("camera.health", health, camera=ev.cam, origin=BUS))
             if self._state.get(ev.cam) != ev.state:
                 prev = self._state.get(ev.cam)
                 self._state[ev.cam] = ev.state
@@ -117,6 +117,7 @@ class BusBridge:
                         "camera.state",
                         {"state": ev.state, "previous": prev, "last_error": ev.last_error},
                         camera=ev.cam,
+                        origin=BUS,
                     )
                 )
         elif isinstance(ev, IncidentEvent):
@@ -146,7 +147,7 @@ class BusBridge:
                     )
                 except LookupError:
                     pass
-            self.hub.publish(LiveEvent(kind, payload, camera=ev.cam, severity=severity))
+            self.hub.publish(LiveEvent(kind, payload, camera=ev.cam, severity=severity, origin=BUS))
 
     # ------------------------------------------------------------------ live view
     def latest_tracks(self, cam: str, pts: float | None) -> TracksEvent | None:

@@ -108,8 +108,12 @@ class RateLimiter:
             return (1.0 - level) / rate
 
 
-def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """The guard on every route (registered on the app)."""
+async def authorize(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """The guard on every route (registered on the app). A coroutine although it never waits:
+    Litestar runs a plain function guard in a worker thread, a thread hop on every request
+    (bench/api.py)."""
     perm = handler.opt.get("perm")
     if perm == PUBLIC:
         return

@@ -9,7 +9,8 @@ Credentials a request may carry, tried in this order:
 Only sha256 hashes of tokens and keys are stored. A token or cookie issued before the user's last
 password change is refused, as is anything of a disabled or locked user, a revoked or expired
 key. Lookups are cached for a few seconds per token; the cache is emptied on every logout,
-password change, user change and key revocation made through this process.
+password change, user change and key revocation made through the API, in every API process
+(Authenticator's shared generation).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 if TYPE_CHECKING:
+    from smartcity.api.shared import SharedCounter
     from smartcity.store import Store
 
 SESSION_COOKIE = "smartcity_session"
@@ -135,21 +137,38 @@ def _scope_cameras(
 
 
 class Authenticator:
-    """Resolves a presented token or key into a Principal (or None), with a short cache."""
+    """Resolves a presented token or key into a Principal (or None), with a short cache.
 
-    def __init__(self, store: Store) -> None:
+    `generation` (a smartcity.api.shared.SharedCounter) is shared by the API's processes:
+    forget() bumps it and every process empties its cache when it sees it change, so a logout
+    or a revoked key is refused at once by every worker, not only by the one that handled it."""
+
+    def __init__(self, store: Store, generation: SharedCounter | None = None) -> None:
         self.store = store
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
+        self._generation = generation
+        self._seen = generation.value() if generation is not None else 0
 
     def forget(self) -> None:
         with self._lock:
             self._cache.clear()
+            if self._generation is not None:
+                self._seen = self._generation.bump()
+
+    def _check_generation(self) -> None:
+        """Empty the cache when another process asked to forget (call with the lock held)."""
+        if self._generation is not None:
+            now = self._generation.value()
+            if now != self._seen:
+                self._cache.clear()
+                self._seen = now
 
     def cached(self, presented: str, *, kind: str) -> tuple[bool, Principal | None]:
         """(hit, principal) from the cache alone: no database, safe on the event loop."""
         ck = f"{kind}:{token_hash(presented)}"
         with self._lock:
+            self._check_generation()
             hit = self._cache.get(ck)
         if hit is not None and hit[0] > time.monotonic():
             return True, hit[1]
@@ -160,14 +179,18 @@ class Authenticator:
         ck = f"{kind}:{h}"
         now = time.monotonic()
         with self._lock:
+            self._check_generation()
             hit = self._cache.get(ck)
             if hit is not None and hit[0] > now:
                 return hit[1]
+            seen = self._seen
         principal = self._load(presented, h, kind)
         with self._lock:
+            self._check_generation()
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[ck] = (now + _CACHE_S, principal)
+            if self._seen == seen:  # not loaded before a forget() that came meanwhile
+                self._cache[ck] = (now + _CACHE_S, principal)
         return principal
 
     def _load(self, presented: str, h: str, kind: str) -> Principal | None:

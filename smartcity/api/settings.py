@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "SMARTCITY_API_"
+MAX_WORKERS = 64
+
+
+#: api.workers when not set: one process. Operator actions reach the live feed (WebSocket, SSE)
+#: of the process that made them only, so several processes are a choice for a read-heavy
+#: integrator load on more cores (docs/api.md, "Worker processes"), not the default.
+DEFAULT_WORKERS = 1
 
 
 class ApiSettingsError(ValueError):
@@ -25,6 +32,8 @@ class ApiSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     run_dir: str | None = None  # the bus run directory (ipc://); None: no live bus
+    # uvicorn worker processes sharing the port (docs/api.md, "Worker processes")
+    workers: int = DEFAULT_WORKERS
     # sessions and tokens
     session_hours: float = 12.0
     token_hours: float = 24.0
@@ -100,6 +109,11 @@ class ApiSettings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
                 raise ApiSettingsError(f"api.{name}: must be a positive number, got {v!r}")
+        w = self.workers
+        if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= MAX_WORKERS:
+            raise ApiSettingsError(
+                f"api.workers: a whole number from 1 to {MAX_WORKERS}, got {w!r}"
+            )
         if not 0 < self.port < 65536:
             raise ApiSettingsError(f"api.port: {self.port} is not a TCP port (1-65535)")
         return self
@@ -129,6 +143,8 @@ def _convert(name: str, default: Any, annotation: Any, value: Any) -> Any:
     if kind in (int, float):
         if isinstance(value, bool):
             raise ApiSettingsError(f"api.{name}: expected a number, got {value!r}")
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ApiSettingsError(f"api.{name}: expected a whole number, got {value!r}")
         try:
             return kind(value) if kind is float or isinstance(value, int | str) else kind(value)
         except (TypeError, ValueError):

@@ -57,6 +57,111 @@ def test_list_filters_and_pages(api: Api) -> None:
     assert r.status_code == 400
 
 
+def test_page_json_from_rows_equals_the_store_listing(api: Api) -> None:
+    """GET /incidents makes its JSON straight from the rows (pages.py); it must be the bytes
+    incident_out over Store.incidents.list would give, for every filter and every page."""
+    import itertools
+    import random
+
+    from msgspec import json as mjson
+
+    from smartcity.api.domain.incidents import schemas as s
+    from smartcity.api.domain.incidents.services import incident_out
+
+    rng = random.Random(5)
+    st = api.store
+    st.cameras.add("cam3", "Camera cam3", "rtsp://10.0.0.3/live")
+    t0 = datetime(2026, 10, 1, 8, tzinfo=UTC)
+    types = ("wrong_way", "speeding", "crash")
+    for i in range(90):
+        # whole seconds (isoformat leaves out a zero fraction) and microseconds; equal times
+        at = t0 + timedelta(
+            seconds=(i // 3) * 7, microseconds=0 if i % 4 else rng.randrange(1, 10**6)
+        )
+        rid = api.incident(camera=f"cam{1 + i % 3}", type=types[i % 3],
+                           severity=("info", "low", "medium", "high", "critical")[i % 5],
+                           at=at, priority=i % 4, score=round(rng.uniform(0.1, 1), 3),
+                           track_ids=[i, i + 1000][: 1 + i % 2],
+                           details={"speed_kmh": 61.5, "n": i, "zone": {"name": f"z{i}"}, "u": "é"}
+                           if i % 2 else None)  # fmt: skip
+        if i % 5 == 1:
+            st.incidents.acknowledge(rid, actor="op", at=at + timedelta(seconds=1))
+        if i % 7 == 2:
+            st.incidents.resolve(rid, actor="op", at=at + timedelta(seconds=2, microseconds=5))
+        if i % 11 == 3 and i % 7 != 2:
+            st.incidents.dismiss(rid, actor="op", at=at + timedelta(seconds=3))
+        if i % 6 == 0:
+            st.incidents.assign(rid, "op.alice", actor="op", at=at + timedelta(seconds=4))
+        if i % 13 == 0:
+            st.incidents.set_legal_hold(rid, True, actor="op", at=at + timedelta(seconds=5))
+    h = api.auth("viewer")
+    filters: list[dict[str, str]] = []
+    for cam, typ, state, sev, hold, window in itertools.product(
+        (None, "cam2", "cam1,cam3", "cam1,cam2,cam3"),
+        (None, "crash", "speeding,wrong_way"),
+        (None, "open", "acknowledged,resolved,dismissed"),
+        (None, "high,critical"),
+        (None, "true", "false"),
+        (None, (20, None), (30, 200)),
+    ):
+        q = {k: v for k, v in (("camera", cam), ("type", typ), ("state", state),
+                               ("severity", sev), ("legal_hold", hold)) if v}  # fmt: skip
+        if window:
+            q["since"] = (t0 + timedelta(seconds=window[0])).isoformat()
+            if window[1]:
+                q["until"] = (t0 + timedelta(seconds=window[1])).isoformat()
+        filters.append(q)
+    pages = nonempty = 0
+    for q in rng.sample(filters, 120) + [{}]:
+        limit = rng.choice((1, 3, 7, 50))
+        cursor = None
+        for _ in range(100):
+            params = {**q, "limit": str(limit), **({"cursor": cursor} if cursor else {})}
+            r = api.client.get("/api/v1/incidents", params=params, headers=h)
+            assert r.status_code == 200, r.text
+            split = {k: v.split(",") for k, v in q.items()}.get
+            page = st.incidents.list(
+                since=datetime.fromisoformat(q["since"]) if "since" in q else None,
+                until=datetime.fromisoformat(q["until"]) if "until" in q else None,
+                type=split("type"), state=split("state"), severity=split("severity"),
+                legal_hold={"true": True, "false": False}.get(q.get("legal_hold", "")),
+                limit=limit, cursor=cursor, camera_ids=split("camera"),
+            )  # fmt: skip
+            want = mjson.encode(s.IncidentPage([incident_out(x) for x in page.items],
+                                               page.next_cursor))  # fmt: skip
+            assert r.content == want, params
+            pages += 1
+            nonempty += bool(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    assert pages > 200 and nonempty > 150
+    # the listing's own errors, with its words
+    for bad in ({"severity": "huge"}, {"cursor": "not-a-cursor"}, {"state": "open,nope"}):
+        r = api.client.get("/api/v1/incidents", params=bad, headers=h)
+        assert r.status_code == 400 and next(iter(bad.values())).split(",")[-1] in r.text, r.text
+
+
+def test_page_on_a_busy_database_is_429(api: Api, monkeypatch) -> None:
+    import sqlite3
+
+    class Busy:
+        def cursor(self) -> Busy:
+            return self
+
+        def execute(self, *_: object) -> None:
+            raise sqlite3.OperationalError("database is locked")
+
+        def close(self) -> None:
+            pass
+
+    h = api.auth("viewer")
+    assert api.client.get("/api/v1/auth/me", headers=h).status_code == 200  # token cached
+    monkeypatch.setattr(api.store.engine, "raw_connection", Busy)
+    r = api.client.get("/api/v1/incidents", headers=h)
+    assert r.status_code == 429 and r.headers["retry-after"] == "2", r.text
+
+
 def test_area_filter_uses_camera_locations(api: Api) -> None:
     api.store.cameras.update("cam1", geometry={"location": {"latitude": -6.2, "longitude": 106.8}})
     api.store.cameras.update("cam2", geometry={"location": {"latitude": -7.8, "longitude": 110.4}})

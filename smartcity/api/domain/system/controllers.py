@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import shutil
@@ -110,7 +111,12 @@ class SystemController(Controller):
         ingest = [c.updated_at.timestamp() for c in st.ingest.list()]
         incidents_age = round(now - max(ingest), 1) if ingest else None
         services = {
-            "api": {"state": "running", "uptime_s": round(now - metrics.started, 1)},
+            "api": {
+                "state": "running",
+                "uptime_s": round(now - metrics.started, 1),
+                "pid": os.getpid(),  # the worker process that answered
+                "workers": settings(request).workers,
+            },
             "engine": {
                 "state": _fresh(engine_age, HEALTH_STALE_S, bridge is not None),
                 "last_report_s_ago": engine_age,
