@@ -408,6 +408,31 @@ def test_crowd_rising_fast() -> None:
     assert fs and fs[0].details["rising"] is True
 
 
+def test_crowd_counts_the_people_hidden_for_a_moment() -> None:
+    """Ten people standing together, each found in every other frame only (they hide one
+    another): five boxes a frame, ten people there. Counted with hold_s; not without, and
+    not once they have been gone for longer than hold_s."""
+
+    def flicker(t: float, k: int) -> FrameTracks:
+        f = _people(t, 10, 1.5)
+        keep = np.arange(10) % 2 == k % 2
+        return frame(t, [(int(f.track_id[i]), PERSON, float(f.ground_xy[i, 0]),
+                          float(f.ground_xy[i, 1]), 0) for i in np.nonzero(keep)[0]])  # fmt: skip
+
+    seq = [flicker(k / 10, k) for k in range(60)]
+    fs = run(Crowd(geo(), CrowdSettings(min_people=8)), seq)
+    # all ten from the second frame (0.1 s) on: min_s (4 s) later
+    assert [(f.key, len(f.track_ids)) for f in fs] == [("crowd", 10)]
+    assert 4.1 - 1e-6 <= fs[0].pts <= 4.2 + 1e-6
+    assert run(Crowd(geo(), CrowdSettings(min_people=8, hold_s=0)), seq) == []
+    # Everyone leaves: the held people are dropped after hold_s, then clear_s clears it.
+    rule = Crowd(geo(), CrowdSettings(min_people=8, clear_s=3, hold_s=1.5))
+    run(rule, seq)
+    fs = run(rule, [frame(6 + k / 10, []) for k in range(60)])
+    # half of them last seen at 5.8 s: below clear_people after 5.8 + 1.5, cleared 3 s later
+    assert [f.closed for f in fs] == [True] and 10.3 < fs[0].pts < 10.6
+
+
 def test_loitering_fires_after_min_s_and_not_for_walkers() -> None:
     rule = Loitering(geo(), LoiteringSettings(min_s=30))
     rng = np.random.default_rng(2)

@@ -2,6 +2,10 @@
 needs a calibration), or inside one of the named geometry ``zones`` (pixels are fine), for
 ``min_s``; cleared (closed) after the count stayed below ``clear_people`` for ``clear_s``.
 Optionally a fast rise (``rise_people`` more people within ``rise_s``) raises it at once.
+
+People in a crowd hide one another: a detector finds each of them in some frames only. A
+person seen within the last ``hold_s`` (and not seen in this frame) is counted where they were
+last seen, so the count is of the people there, not of the boxes of one frame.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class CrowdSettings(Settings):
     rise_people: int = 0  # 0: off
     rise_s: float = 10.0
     zones: tuple[str, ...] = ()  # geometry zone names; empty: the radius around each person
+    hold_s: float = 1.5  # a person not seen for up to this long is still counted (0: off)
     severity: str = "medium"
 
     def check(self, path: str) -> None:
@@ -58,26 +63,39 @@ class Crowd(Rule):
         self.zones = [names[z] for z in self.s.zones]
         self.needs_metres = not self.zones
         self.areas: dict[str, _Area] = {}
+        # person track id -> (pts, pixel point, ground point) where last seen
+        self.seen: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
+
+    def _people(self, frame: FrameTracks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ids, pixel points and ground points of the people seen now or within hold_s."""
+        v = frame_view(frame, self.geometry)
+        t = frame.pts
+        for i in np.nonzero(v.person)[0]:
+            self.seen[int(v.ids[i])] = (t, v.px[i].copy(), v.ground[i].copy())
+        for tid in [k for k, (at, _, _) in self.seen.items() if t - at > self.s.hold_s]:
+            del self.seen[tid]
+        ids = np.array(list(self.seen), np.int64)
+        px = np.array([x[1] for x in self.seen.values()], np.float64).reshape(-1, 2)
+        g = np.array([x[2] for x in self.seen.values()], np.float64).reshape(-1, 2)
+        return ids, px, g
 
     def _counts(self, frame: FrameTracks) -> dict[str, tuple[int, list[int]]]:
-        v = frame_view(frame, self.geometry)
-        p = np.nonzero(v.person)[0]
+        ids, px, g = self._people(frame)
         out: dict[str, tuple[int, list[int]]] = {}
         if self.zones:
             for z in self.zones:
-                inside = z.contains(v.px[p], v.ground[p])
-                out[f"zone:{z.name}"] = (int(inside.sum()), v.ids[p[inside]].tolist())
+                inside = z.contains(px, g) if len(ids) else np.zeros(0, bool)
+                out[f"zone:{z.name}"] = (int(inside.sum()), ids[inside].tolist())
             return out
-        g = v.ground[p]
         ok = np.all(np.isfinite(g), axis=1)
-        p, g = p[ok], g[ok]
-        if len(p) == 0:
+        ids, g = ids[ok], g[ok]
+        if len(ids) == 0:
             out["crowd"] = (0, [])
             return out
         d = np.hypot(g[:, None, 0] - g[None, :, 0], g[:, None, 1] - g[None, :, 1])
         close = d <= self.s.radius_m
         c = int(np.argmax(close.sum(axis=1)))
-        out["crowd"] = (int(close[c].sum()), v.ids[p[close[c]]].tolist())
+        out["crowd"] = (int(close[c].sum()), ids[close[c]].tolist())
         return out
 
     def _update(self, frame: FrameTracks) -> list[Finding]:
