@@ -114,6 +114,33 @@ def opened(fs: list[Finding], rule: str | None = None) -> list[Finding]:
 # --------------------------------------------------------------------------- line crossing
 
 
+def test_line_person_must_stay_on_the_new_side() -> None:
+    """A person standing astride the line whose point jumps 1 m either side for 0.4 s at a
+    time (feet hidden in a crowd) never counts; one walking across counts once, at the time of
+    the first frame beyond the line's band; one who crosses and vanishes at once counts when
+    the track is forgotten. A car counts at once (dwell_s 0)."""
+    rule = LineCrossing(geo(), LineSettings())
+    ys = [49.0] * 5 + ([51.0] * 4 + [49.0] * 6) * 8  # 0.4 s over, 0.6 s back, eight times
+    seq = [frame(k / 10, [(1, PERSON, 2.0, y, 2.0)]) for k, y in enumerate(ys)]
+    walk = [
+        (k / 10, (2, PERSON, 4.0, 45 + 0.15 * k, 5.4)) for k in range(80)
+    ]  # past the band at 3.6 s
+    run(rule, seq)
+    assert rule.counts["gate"]["in"] == {} and rule.counts["gate"]["out"] == {}
+    crossed: list = []
+    for f in merge(walk):
+        run(rule, [f])
+        crossed += rule.events
+    assert [(e.track_id, e.direction, round(e.pts, 1)) for e in crossed] == [(2, "in", 3.6)]
+    rule = LineCrossing(geo(), LineSettings())
+    gone = [frame(k / 10, [(3, PERSON, 2.0, 48 + 0.5 * k, 5.0)]) for k in range(6)]
+    run(rule, gone + [frame(0.6 + k / 10, []) for k in range(40)])  # forget_s 3 s later
+    assert rule.counts["gate"]["in"] == {"person": 1}
+    rule = LineCrossing(geo(), LineSettings())
+    run(rule, [frame(k / 10, [(4, CAR, 2.0, 48 + 1.0 * k, 36.0)]) for k in range(4)])
+    assert rule.counts["gate"]["in"] == {"car": 1}
+
+
 def test_line_counts_once_with_jitter_on_the_line() -> None:
     rule = LineCrossing(geo(), LineSettings())
     ys = [45, 47, 49.9, 50.1, 49.95, 50.05, 49.9, 50.2, 50.35, 50.1, 50.5, 53, 56]

@@ -6,16 +6,25 @@ the line never counts twice (hysteresis). A change of side is one crossing when 
 the last point on the old side and the new point passes between a and b (within
 ``end_margin`` of the line's length). The point is the track's ground point for ground lines,
 the bottom centre of its box for image lines.
+
+A person's change of side counts only once the track has stayed on the new side for
+``person_dwell_s`` (or vanished there before): a person standing in a crowd astride a line,
+whose box bottom jumps by metres as others hide their feet, flips sides for moments and is not
+a crossing. The crossing keeps the time of its first frame on the new side. Vehicles count at
+once (``dwell_s`` 0): their boxes do not jump so, and one may leave the picture just after the
+line.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from smartcity.incidents.geometry import CameraGeometry
 from smartcity.incidents.rules.base import (
+    PERSON,
     Rule,
     Settings,
     TrackStates,
@@ -35,6 +44,8 @@ class LineSettings(Settings):
     classes: tuple[str, ...] = ()  # counted classes; empty: all
     alert: bool = False  # also emit a Finding per crossing (a tripwire)
     alert_direction: str = "any"  # in | out | any
+    dwell_s: float = 0.0  # a change of side counts after this long on the new side ...
+    person_dwell_s: float = 1.0  # ... for people (their feet hide in a crowd)
     forget_s: float = 3.0
 
     def check(self, path: str) -> None:
@@ -56,10 +67,17 @@ class Crossing:
     speed_kmh: float  # NaN when unknown
 
 
+_Point = tuple[float, float, float]  # x, y, signed distance from the line
+# a change of side not counted yet: new side, pts, t_ns, class id, speed, the first point on
+# the new side, the last point on the old side
+_Pending = tuple[int, float, int, int, float, _Point, _Point]
+
+
 @dataclass
 class _Side:
     side: dict[str, int] = field(default_factory=dict)  # line -> -1 / +1
     last: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # x, y, signed d
+    pending: dict[str, _Pending] = field(default_factory=dict)  # line -> its change of side
 
 
 class LineCrossing(Rule):
@@ -93,40 +111,66 @@ class LineCrossing(Rule):
                     continue
                 if not np.isfinite(d[i]):
                     continue
-                st = self.states.get(int(v.ids[i]), frame.pts)
+                tid = int(v.ids[i])
+                st = self.states.get(tid, frame.pts)
                 if abs(d[i]) <= band:
                     continue
                 new = 1 if d[i] > 0 else -1
+                here = (float(pts[i, 0]), float(pts[i, 1]), float(d[i]))
+                dwell = self.s.person_dwell_s if int(v.cls[i]) == PERSON else self.s.dwell_s
+                pend = st.pending.get(line.name)
+                if pend is not None:
+                    if new != pend[0]:  # back on the old side: a moment, not a crossing
+                        del st.pending[line.name]
+                    elif frame.pts - pend[1] >= dwell - 1e-9:
+                        del st.pending[line.name]
+                        st.side[line.name] = new
+                        out += self._count(frame, line, tid, pend)
+                    st.last[line.name] = here
+                    continue
                 old = st.side.get(line.name)
                 prev = st.last.get(line.name)
+                st.last[line.name] = here
+                if old is None or prev is None:
+                    st.side[line.name] = new
+                    continue
+                if old == new:
+                    continue
+                pend = (new, frame.pts, frame.t_ns, int(v.cls[i]), float(v.speed[i]), here, prev)
+                if dwell > 0:
+                    st.pending[line.name] = pend
+                    continue
                 st.side[line.name] = new
-                st.last[line.name] = (float(pts[i, 0]), float(pts[i, 1]), float(d[i]))
-                if old is None or old == new or prev is None:
-                    continue
-                k = prev[2] / (prev[2] - d[i])
-                q = np.array(prev[:2]) + k * (pts[i] - np.array(prev[:2]))
-                u = float(line.along(q[None, :])[0])
-                if not -self.s.end_margin <= u <= 1 + self.s.end_margin:
-                    continue
-                towards_left = new > 0
-                direction = "in" if towards_left == (line.in_side == "left") else "out"
-                cls = int(v.cls[i])
-                ev = Crossing(line.name, int(v.ids[i]), cls, direction, frame.pts, frame.t_ns,
-                              float(v.speed[i]))  # fmt: skip
-                self.events.append(ev)
-                per = self.counts[line.name][direction]
-                per[class_name(cls)] = per.get(class_name(cls), 0) + 1
-                if self.s.alert and self.s.alert_direction in ("any", direction):
-                    out.append(
-                        self.finding(
-                            frame, f"line:{line.name}:track:{ev.track_id}:{frame.frame}",
-                            (ev.track_id,), severity="info",
-                            details={"line": line.name, "direction": direction,
-                                     "class": class_name(cls)},
-                        )
-                    )  # fmt: skip
-        self.states.prune(frame.pts)
+                out += self._count(frame, line, tid, pend)
+        names = {ln.name: ln for ln in self.lines}
+        for tid, st in self.states.prune(frame.pts):
+            for name, pend in st.pending.items():  # it left the picture on the new side
+                out += self._count(frame, names[name], tid, pend)
         return out
+
+    def _count(self, frame: FrameTracks, line: Any, tid: int, pend: _Pending) -> list[Finding]:
+        """Counts a change of side when the step from the old side's last point to the new
+        side's first passes between a and b; a Finding with ``alert``."""
+        new, pts, t_ns, cls, speed, here, prev = pend
+        k = prev[2] / (prev[2] - here[2])
+        q = np.array(prev[:2]) + k * (np.array(here[:2]) - np.array(prev[:2]))
+        u = float(line.along(q[None, :])[0])
+        if not -self.s.end_margin <= u <= 1 + self.s.end_margin:
+            return []
+        towards_left = new > 0
+        direction = "in" if towards_left == (line.in_side == "left") else "out"
+        ev = Crossing(line.name, tid, cls, direction, pts, t_ns, speed)
+        self.events.append(ev)
+        per = self.counts[line.name][direction]
+        per[class_name(cls)] = per.get(class_name(cls), 0) + 1
+        if not (self.s.alert and self.s.alert_direction in ("any", direction)):
+            return []
+        return [
+            self.finding(
+                frame, f"line:{line.name}:track:{tid}:{frame.frame}", (tid,), severity="info",
+                details={"line": line.name, "direction": direction, "class": class_name(cls)},
+            )
+        ]  # fmt: skip
 
     def total(self, line: str | None = None) -> int:
         return sum(
