@@ -277,6 +277,13 @@ def test_wrong_way_needs_the_drive_sustained() -> None:
     assert [f.key for f in fs] == ["track:1"] and 1.9 + 2.0 - 0.5 - 1e-6 <= fs[0].pts <= 4.0
 
 
+def test_wrong_way_at_two_frames_a_second() -> None:
+    """At a low analysis rate (2 fps: frames step_s apart) the sustain check takes each frame."""
+    rule = WrongWay(geo())
+    fs = run(rule, merge(drive(1, CAR, 2.0, 90, -40, 0.3, 6.3, fps=2.0)))  # 1.8 - 1.3 < 0.5
+    assert [f.key for f in opened(fs)] == ["track:1"] and fs[0].pts == pytest.approx(2.3)
+
+
 def test_wrong_way_same_vehicle_under_a_new_track_is_not_reported_again() -> None:
     """The reported car's track is lost and a new id picks the car up where it was heading:
     one incident. A second wrong-way car far from it is a second incident."""

@@ -93,7 +93,7 @@ class WrongWay(Rule):
         t, s = h[-1][0], h[-1][1]
         need = self.s.min_speed_kmh / 3.6 * 0.5  # metres back per second, at least
         for pts, prev, _, _ in reversed(h):
-            if t - pts < self.s.step_s:
+            if t - pts < self.s.step_s - 1e-6:
                 continue
             if prev - s < need * (t - pts):
                 return False
