@@ -22,7 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy.exc import OperationalError
 
-from smartcity.api.hub import BUS, Hub, LiveEvent
+from smartcity.api.hub import BUS, LOCAL, PEER, Hub, LiveEvent
 from smartcity.api.policy import PUBLIC, RateLimiter, authorize
 from smartcity.api.security import SESSION_COOKIE, Authenticator, AuthMiddleware
 from smartcity.api.settings import ApiSettings
@@ -30,7 +30,9 @@ from smartcity.api.shared import (
     AUTH_GENERATION_FILE,
     LEADER_FILE,
     LIMITS_FILE,
+    PEERS_DIR,
     Leader,
+    PeerLink,
     SharedCounter,
     SharedRateLimiter,
 )
@@ -192,6 +194,7 @@ def create_app(
     )
 
     leader: Leader | None = None
+    peers_dir: Path | None = None
     generation: SharedCounter | None = None
     key_limiter: RateLimiter | SharedRateLimiter
     login_limiter: RateLimiter | SharedRateLimiter
@@ -199,6 +202,7 @@ def create_app(
         shared = Path(shared_dir)
         shared.mkdir(parents=True, exist_ok=True)
         leader = Leader(shared / LEADER_FILE)
+        peers_dir = shared / PEERS_DIR
         generation = SharedCounter(shared / AUTH_GENERATION_FILE)
         key_limiter = login_limiter = SharedRateLimiter(shared / LIMITS_FILE)
     else:
@@ -243,6 +247,8 @@ def create_app(
                 return
             if ev.origin == BUS and leader is not None and not leader.held:
                 return  # every API process hears the bus: the leader alone queues deliveries
+            if ev.origin == PEER:
+                return  # the process that made it queued its deliveries
             loop.run_in_executor(
                 None,
                 functools.partial(
@@ -259,6 +265,26 @@ def create_app(
             await dispatcher.run()
 
         hub.add_listener(to_webhooks)
+        peers = None if peers_dir is None else PeerLink(peers_dir)
+        if peers is not None:
+            link = peers
+
+            def to_peers(ev: LiveEvent) -> None:
+                if ev.origin == LOCAL:  # an operator's action here: the other processes' feeds
+                    try:
+                        link.send(ev.to_wire())
+                    except ValueError:
+                        log.warning("live event %s too large for the other API processes", ev.type)
+
+            def from_peers() -> None:
+                for data in link.receive():
+                    try:
+                        hub.publish(LiveEvent.from_wire(data))
+                    except ValueError as e:
+                        log.warning("%s", e)
+
+            hub.add_listener(to_peers)
+            loop.add_reader(link.fileno(), from_peers)
         task = asyncio.create_task(lead(), name="webhooks")
         bridge = notifier = None
         if start_bus and settings.run_dir:
@@ -282,6 +308,9 @@ def create_app(
                 pass
             if leader is not None:
                 leader.release()
+            if peers is not None:
+                loop.remove_reader(peers.fileno())
+                peers.close()
             if generation is not None:
                 generation.close()
             if isinstance(key_limiter, SharedRateLimiter):  # login_limiter: the same one

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import json
 import logging
 import threading
 import uuid
@@ -32,9 +33,11 @@ EVENT_TYPES = (
 )
 
 
-#: LiveEvent.origin: made by this process (an operator's action) or heard on the bus (every API
-#: process hears those; only the leader queues their webhook deliveries).
-LOCAL, BUS = "local", "bus"
+#: LiveEvent.origin: made by this process (an operator's action), heard on the bus (every API
+#: process hears those; only the leader queues their webhook deliveries) or from another API
+#: process (its operator's action, shared through smartcity.api.shared.PeerLink; that process
+#: queued its webhook deliveries).
+LOCAL, BUS, PEER = "local", "bus", "peer"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,34 @@ class LiveEvent:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     origin: str = LOCAL
+
+    def to_wire(self) -> bytes:
+        """The event for another API process (`from_wire`)."""
+        return json.dumps(
+            {"type": self.type, "payload": self.payload, "camera": self.camera,
+             "severity": self.severity, "id": self.id, "at": self.at},
+            separators=(",", ":"), default=str,
+        ).encode()  # fmt: skip
+
+    @staticmethod
+    def from_wire(data: bytes) -> LiveEvent:
+        """A peer's event (origin PEER); ValueError naming what is wrong."""
+        try:
+            d = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"peer event: not JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise ValueError("peer event: not an object")
+        for k in ("type", "id", "at"):
+            if not isinstance(d.get(k), str) or not d[k]:
+                raise ValueError(f"peer event: {k} must be a non-empty string")
+        for k in ("camera", "severity"):
+            if d.get(k) is not None and not isinstance(d[k], str):
+                raise ValueError(f"peer event: {k} must be a string or null")
+        if not isinstance(d.get("payload"), dict):
+            raise ValueError("peer event: payload must be an object")
+        return LiveEvent(d["type"], d["payload"], d.get("camera"), d.get("severity"),
+                         id=d["id"], at=d["at"], origin=PEER)  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
         return {

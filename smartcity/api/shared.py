@@ -10,6 +10,9 @@ on one data directory): small files in a directory they all see (the data direct
 - `SharedCounter`: a number in a memory-mapped file; the authenticator bumps it when a logout,
   password change, user change or key revocation must end cached credentials, and every process
   empties its cache when it sees the number change (on its next request).
+- `PeerLink`: a Unix datagram socket per process in one folder; an operator's action (a live
+  event made by one process) is sent to every other process's socket, so that every process's
+  live feed (WebSocket, SSE) carries it.
 
 The files hold no secrets (keys are hashed); they are made 0600.
 """
@@ -20,12 +23,15 @@ import fcntl
 import hashlib
 import mmap
 import os
+import socket
 import struct
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 LEADER_FILE = "api-leader.lock"
+PEERS_DIR = "api-peers"
 LIMITS_FILE = "api-limits.bin"
 AUTH_GENERATION_FILE = "api-auth.gen"
 
@@ -191,3 +197,61 @@ class _Flock:
 
     def __exit__(self, *exc: object) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+class PeerLink:
+    """Datagrams between the API processes of one machine: each binds `<folder>/<pid>-<n>.sock`
+    (the folder 0700, the socket 0600); `send` writes to every other socket there without
+    blocking. A socket whose process is gone (connection refused) is removed; a peer whose queue
+    is full misses the datagram (counted in `dropped`). What arrives is the peers' to check:
+    `receive` only bounds its size (`MAX_BYTES`)."""
+
+    MAX_BYTES = 65536
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.folder, 0o700)
+        self.path = self.folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.sock"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            self.sock.setblocking(False)
+            self.sock.bind(str(self.path))
+            os.chmod(self.path, 0o600)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.sent = self.dropped = self.received = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, data: bytes) -> None:
+        if len(data) > self.MAX_BYTES:
+            raise ValueError(f"a peer datagram holds at most {self.MAX_BYTES} bytes")
+        for peer in self.folder.glob("*.sock"):
+            if peer == self.path:
+                continue
+            try:
+                self.sock.sendto(data, str(peer))
+                self.sent += 1
+            except (ConnectionRefusedError, FileNotFoundError):
+                peer.unlink(missing_ok=True)  # its process is gone
+            except OSError:  # its queue is full (EAGAIN), or it is going away
+                self.dropped += 1
+
+    def receive(self) -> list[bytes]:
+        """The datagrams waiting, without blocking."""
+        out: list[bytes] = []
+        while True:
+            try:
+                data = self.sock.recv(self.MAX_BYTES + 1)
+            except (BlockingIOError, InterruptedError):
+                return out
+            if len(data) <= self.MAX_BYTES:
+                out.append(data)
+                self.received += 1
+
+    def close(self) -> None:
+        self.sock.close()
+        self.path.unlink(missing_ok=True)

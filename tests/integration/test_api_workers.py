@@ -207,6 +207,38 @@ def test_lockout_rate_limit_and_logout_hold_across_workers(workers: Workers) -> 
     assert _login(a if last is b else b, "nobody", "x" * 12) == 429  # the other worker too
 
 
+def test_an_operator_action_reaches_the_live_feed_of_the_other_worker(workers: Workers) -> None:
+    """An acknowledge through one worker: the SSE feed served by the other worker carries the
+    incident.changed event (smartcity.api.shared.PeerLink), once."""
+    a, b = workers.pinned()
+    with Store.open(data_dir=workers.data) as store:
+        iid = store.incidents.create(type="wrong_way", camera_id="cam1", key="track:1").id
+    # b's keep-alive connection becomes the SSE stream (the hello comes after the subscription)
+    b.http.request("GET", "/api/v1/live/events?types=incident.changed.*",
+                   headers={"Authorization": f"Bearer {Conn.admin_token}"})  # fmt: skip
+    stream = b.http.getresponse()
+    assert stream.status == 200
+    lines: list[str] = []
+
+    def read() -> None:
+        try:
+            for raw in stream:
+                lines.append(raw.decode().rstrip())
+        except Exception:  # noqa: BLE001, S110 - the fixture closes the connection under it
+            pass
+
+    threading.Thread(target=read, daemon=True).start()
+    assert wait_for(lambda: "event: hello" in lines, WAIT_S)
+    status, body = a.request("POST", f"/api/v1/incidents/{iid}/acknowledge", {"text": "seen"},
+                             token=Conn.admin_token)  # fmt: skip
+    assert status in (200, 201), body
+    assert wait_for(lambda: "event: incident.changed.wrong_way" in lines, WAIT_S), lines
+    data = next(ln for ln in lines if ln.startswith("data: ") and iid in ln)
+    assert json.loads(data[6:])["data"]["incident"]["state"] == "acknowledged"
+    time.sleep(0.5)
+    assert lines.count("event: incident.changed.wrong_way") == 1
+
+
 def test_dead_worker_restarted_leader_taken_over_and_sigterm_stops_all(
     workers: Workers,
 ) -> None:

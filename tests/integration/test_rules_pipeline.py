@@ -92,11 +92,12 @@ def test_full_pipeline_hands_the_rules_the_cars(renders: Path) -> None:
 # included). Measured: every expected incident the scene showed was found but these, left out
 # here (docs/incidents.md): the speeding motorcycle (motorcycles: 0.21 of boxes found), the
 # head-on crash and its two stopped cars (the second car, 59 % hidden behind the first, is not
-# detected: no pair in contact), the wrong-way car at night (tracked in 15 of the 112 frames of its drive, by four
-# tracks of 1 to 11 frames: the model finds it in too few frames for any drive to be seen).
-# The crowd (people: 0.57 of boxes, those hidden in the crowd missed) is found since the crowd
-# rule counts a person seen within hold_s (2026-11-28). Wrong-way precision is asserted (no false finding on any scene since the sustain check and
-# the same-vehicle check, 2026-11-28; 6 false before), speeding's not (far boxes jump).
+# detected: no pair in contact), the wrong-way car at night (tracked in 15 of the 112 frames
+# of its drive, by four tracks of 1 to 11 frames: too few for any drive to be seen). The crowd
+# (people: 0.57 of boxes, those hidden in the crowd missed) is found since the crowd rule
+# counts a person seen within hold_s (2026-11-28). Wrong-way precision is asserted (no false
+# finding on any scene since the sustain and same-vehicle checks, 2026-11-28; 6 false
+# before); speeding's is not (far boxes jump).
 SLOW = [n for n in scenarios.library_names() if n not in {d[0] for d in DEFAULT}]
 KNOWN_MISSES = {
     ("speeding_motorcycle_highway", "speeding"),

@@ -1,7 +1,7 @@
 """What the API's worker processes share (smartcity/api/shared.py): the leader lock, token
-buckets in a shared file, the credential-cache generation. Two objects on one file stand for
-two processes (flock locks belong to the open file, so two opens in one process conflict as
-two processes would)."""
+buckets in a shared file, the credential-cache generation, the datagrams of operator actions.
+Two objects on one file stand for two processes (flock locks belong to the open file, so two
+opens in one process conflict as two processes would)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from smartcity.api.hub import LOCAL, PEER, LiveEvent
 from smartcity.api.policy import RateLimiter
 from smartcity.api.settings import ApiSettings, ApiSettingsError
-from smartcity.api.shared import Leader, SharedCounter, SharedRateLimiter
+from smartcity.api.shared import Leader, PeerLink, SharedCounter, SharedRateLimiter
 
 
 def test_leader_lock_is_exclusive_and_freed_when_its_holder_ends(tmp_path: Path) -> None:
@@ -109,3 +110,38 @@ def test_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
                       ("two", "number"), (True, "number")):  # fmt: skip
         with pytest.raises(ApiSettingsError, match=f"api.workers: .*{said}"):
             ApiSettings.load({"workers": bad})
+
+
+def test_peer_link_sends_to_every_other_process_and_drops_the_gone(tmp_path: Path) -> None:
+    folder = tmp_path / "api-peers"
+    a, b, c = PeerLink(folder), PeerLink(folder), PeerLink(folder)
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    a.send(b"one")
+    assert b.receive() == [b"one"] and c.receive() == [b"one"] and a.receive() == []
+    # a process killed without closing its socket: its file stays, sending removes it
+    gone = c.path
+    c.sock.close()
+    a.send(b"two")
+    assert not gone.exists() and b.receive() == [b"two"]
+    with pytest.raises(ValueError, match="at most"):
+        a.send(b"x" * (PeerLink.MAX_BYTES + 1))
+    for p in (a, b):
+        p.close()
+    assert list(folder.glob("*.sock")) == []
+
+
+def test_live_event_over_the_wire_and_bad_datagrams() -> None:
+    ev = LiveEvent("incident.changed.wrong_way", {"action": "acknowledge", "by": "op"}, "cam1",
+                   "high")  # fmt: skip
+    assert ev.origin == LOCAL
+    back = LiveEvent.from_wire(ev.to_wire())
+    assert back.origin == PEER
+    assert (back.type, back.payload, back.camera, back.severity, back.id, back.at) == (
+        ev.type, ev.payload, ev.camera, ev.severity, ev.id, ev.at)  # fmt: skip
+    for bad, said in ((b"\xff", "not JSON"), (b"[1]", "not an object"),
+                      (b'{"type": "", "id": "1", "at": "t", "payload": {}}', "type"),
+                      (b'{"type": "x", "id": "1", "at": "t", "payload": []}', "payload"),
+                      (b'{"type": "x", "id": "1", "at": "t", "payload": {}, "camera": 3}',
+                       "camera")):  # fmt: skip
+        with pytest.raises(ValueError, match=said):
+            LiveEvent.from_wire(bad)
