@@ -265,7 +265,13 @@ def create_app(
             await dispatcher.run()
 
         hub.add_listener(to_webhooks)
-        peers = None if peers_dir is None else PeerLink(peers_dir)
+        peers = None
+        if peers_dir is not None and settings.workers > 1:
+            try:
+                peers = PeerLink(peers_dir)
+            except OSError as e:  # e.g. a socket path over the 107 bytes AF_UNIX allows
+                log.warning("operator actions stay in this process's live feed: %s: %s",
+                            peers_dir, e)  # fmt: skip
         if peers is not None:
             link = peers
 
