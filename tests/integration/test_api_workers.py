@@ -34,6 +34,7 @@ from smartcity.bus import Broker, HealthEvent, IncidentEvent, Publisher
 from smartcity.bus.sockets import publisher_endpoint
 from smartcity.store import Store
 from tests.conftest import ROOT, wait_for
+from tests.support.api import api_only_appliance
 from tests.support.media import free_port
 
 WAIT_S = 60.0  # time-out of the waits below (never reached when things work)
@@ -346,14 +347,7 @@ def test_two_workers_under_the_supervisor(tmp_path: Path, run_dir: Path) -> None
     from smartcity.supervisor import LogStream, Supervisor, load_appliance_config
 
     port = free_port()
-    doc = {
-        "data_dir": "data",
-        "run_dir": str(run_dir),
-        "log": {"file": "smartcity.log"},
-        "services": {"engine": {"enabled": False}, "incidents": {"enabled": False}},
-        "api": {"port": port, "workers": 2},
-        "restart": {"initial_s": 0.2},
-    }
+    doc = api_only_appliance(run_dir, port, workers=2)
     appliance = tmp_path / "appliance.yaml"
     appliance.write_text(yaml.safe_dump(doc))
     cfg = load_appliance_config(appliance)

@@ -38,6 +38,7 @@ from smartcity.supervisor import (
     parse_appliance_config,
 )
 from tests.conftest import ROOT, wait_for
+from tests.support.api import api_only_appliance
 from tests.support.media import free_port
 
 PY = sys.executable
@@ -354,14 +355,7 @@ def test_appliance_config_checked_whole(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_real_api_under_the_supervisor(tmp_path: Path, run_dir: Path) -> None:
     port = free_port()
-    doc = {
-        "data_dir": "data",
-        "run_dir": str(run_dir),
-        "log": {"file": "smartcity.log"},
-        "services": {"engine": {"enabled": False}, "incidents": {"enabled": False}},
-        "api": {"port": port},
-        "restart": {"initial_s": 0.2},
-    }
+    doc = api_only_appliance(run_dir, port)
     appliance = tmp_path / "appliance.yaml"
     appliance.write_text(yaml.safe_dump(doc))
     cfg = load_appliance_config(appliance)

@@ -145,3 +145,16 @@ def make_served(tmp_path: Path, **settings: Any) -> Iterator[tuple[ServedApi, St
             yield served, store
     finally:
         store.close()
+
+
+def api_only_appliance(run_dir: Path, port: int, **api: Any) -> dict[str, Any]:
+    """An appliance.yaml document for `smartcity run` with the API alone (engine and incidents
+    service off) on `port`, restarts after 0.2 s."""
+    return {
+        "data_dir": "data",
+        "run_dir": str(run_dir),
+        "log": {"file": "smartcity.log"},
+        "services": {"engine": {"enabled": False}, "incidents": {"enabled": False}},
+        "api": {"port": port, **api},
+        "restart": {"initial_s": 0.2},
+    }
