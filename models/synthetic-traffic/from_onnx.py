@@ -15,6 +15,7 @@ BN(running_mean=m, running_var=s^2, weight=s, bias=m+b) (so (x-m)/s*s + m + b = 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -32,18 +33,31 @@ import train  # noqa: E402
 #: train.Net's convolution+BN blocks in the order the forward pass runs them (the ONNX order)
 ORDER = ("stem", "s3.0", "s3.1", "s4.0", "s4.1", "s5.0", "s5.1", "l5", "l4", "m4", "l3", "m3",
          "head.0")  # fmt: skip
+#: the same with train.py --p2 (the stride-4 level runs after the three shared-head calls)
+ORDER_P2 = ORDER + ("l2", "m2", "head2.0")
+
+
+def tensors(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """The initializers by name, and the names that Identity nodes give them (the exporter
+    shares equal constants that way, e.g. a new level still equal to the one it was copied
+    from)."""
+    out = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in out:
+            out[node.output[0]] = out[node.input[0]]
+    return out
 
 
 def folded_convs(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The folded conv+BN weights in execution order: every Conv node but the heads' 1x1
+    convolutions and the second and third calls of the shared head (node names ending _1, _2)."""
     model = onnx.load(str(path))
-    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    inits = tensors(model)
     out = []
     for node in model.graph.node:
-        if (
-            node.op_type == "Conv"
-            and node.input[1] in inits
-            and node.input[1] != "net.head.1.weight"
-        ):
+        if node.op_type != "Conv" or re.search(r"_\d+/Conv$", node.name):
+            continue
+        if node.input[1] in inits and not re.search(r"/head2?\.1/Conv$", node.name):
             out.append((inits[node.input[1]], inits[node.input[2]]))
     return out
 
@@ -57,20 +71,23 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     w, h = (int(v) for v in a.size.split("x"))
-    net = train.Net()
+    inits = tensors(onnx.load(a.onnx))
+    p2 = "net.head2.1.weight" in inits  # a file made with train.py --p2
+    order = ORDER_P2 if p2 else ORDER
+    net = train.Net(p2=p2)
     blocks = dict(net.named_modules())
     convs = folded_convs(Path(a.onnx))
-    if len(convs) != len(ORDER):
+    if len(convs) != len(order):
         raise SystemExit(
-            f"{len(convs)} folded convolutions in the ONNX file, {len(ORDER)} expected"
+            f"{len(convs)} folded convolutions in the ONNX file, {len(order)} expected"
         )
-    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(a.onnx).graph.initializer}
-    head = blocks["head.1"]
-    assert isinstance(head, nn.Conv2d)
-    head.weight.data = torch.from_numpy(inits["net.head.1.weight"].copy())
-    head.bias.data = torch.from_numpy(inits["net.head.1.bias"].copy())
+    for hname in ("head", "head2") if p2 else ("head",):
+        head = blocks[f"{hname}.1"]
+        assert isinstance(head, nn.Conv2d)
+        head.weight.data = torch.from_numpy(inits[f"net.{hname}.1.weight"].copy())
+        head.bias.data = torch.from_numpy(inits[f"net.{hname}.1.bias"].copy())
     bns: list[tuple[nn.BatchNorm2d, torch.Tensor]] = []
-    for name, (wt, b) in zip(ORDER, convs, strict=True):
+    for name, (wt, b) in zip(order, convs, strict=True):
         seq = blocks[name]
         conv, bn = seq[0], seq[1]
         if tuple(conv.weight.shape) != wt.shape:
@@ -85,7 +102,7 @@ def main() -> int:
     # measure each convolution's output on training images (eval mode: the ONNX function)
     stats: dict[int, list[torch.Tensor]] = {}
     hooks = []
-    for i, name in enumerate(ORDER):
+    for i, name in enumerate(order):
         conv = blocks[name][0]
 
         def hook(_m: nn.Module, _i: object, out: torch.Tensor, i: int = i) -> None:
@@ -116,7 +133,7 @@ def main() -> int:
         bn.weight.data = s.clone()
         bn.bias.data = m + bias
     torch.save(net.state_dict(), a.out)
-    print(f"{a.out}: {len(ORDER)} conv+BN blocks and the head restored from {a.onnx}")
+    print(f"{a.out}: {len(order)} conv+BN blocks and the head(s) restored from {a.onnx}")
     return 0
 
 

@@ -10,6 +10,15 @@ like the core (centred, padded with 114; a 640x360 frame goes into 640x384 at sc
 `output0` [B, 4+6, N]: cx, cy, w, h in model-input pixels, then the six appliance class scores
 after a sigmoid (YOLOv8 layout), from three levels (stride 8, 16, 32: N = 5040 at 640x384).
 
+--p2 PX (off by default; the shipped file has no such level) adds a fourth, stride-4 level for
+small objects: the stem's features (1x1 conv to the FPN width) plus the stride-8 FPN feature
+upsampled, a 3x3 conv, and its own head (same shape as the shared one, not shared: the stem's
+features differ from the deeper levels', and the trained levels keep their head untouched while
+the new one learns). Boxes whose longer side is up to PX px go to it as well as to the stride-8
+level (N = 20400 at 640x384, the stride-4 points first). With --init from a three-level
+state_dict the new level starts as a copy of the stride-8 one (m2 = m3, head2 = head); only
+the 1x1 conv from the stem starts fresh.
+
 Assignment: a truth box is given to the levels whose size range holds its longer side
 (stride 8: up to 64 px, 16: 32-160 px, 32: from 96 px) and there to the points within 1.5
 strides of its centre that lie inside the box grown by half a stride (at least one point per
@@ -44,8 +53,8 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
 W, H = 512, 288
-STRIDES = (8, 16, 32)
-RANGES = ((0.0, 64.0), (32.0, 160.0), (96.0, 1e9))
+STRIDES: tuple[int, ...] = (8, 16, 32)
+RANGES: tuple[tuple[float, float], ...] = ((0.0, 64.0), (32.0, 160.0), (96.0, 1e9))
 NC = len(CLASSES)
 
 
@@ -61,8 +70,11 @@ def cbr(ci: int, co: int, k: int = 3, s: int = 1, p: int | None = None) -> nn.Se
 
 
 class Net(nn.Module):
-    def __init__(self, width: tuple[int, ...] = (32, 48, 64, 128), fpn: int = 32) -> None:
+    def __init__(
+        self, width: tuple[int, ...] = (32, 48, 64, 128), fpn: int = 32, p2: bool = False
+    ) -> None:
         super().__init__()
+        self.p2 = p2
         c2, c3, c4, c5 = width
         self.stem = cbr(3, c2, 4, 4, 0)  # /4: a 4x4 patch per output (cheap on a CPU)
         self.s3 = nn.Sequential(cbr(c2, c3, 3, 2), cbr(c3, c3))  # /8
@@ -74,6 +86,18 @@ class Net(nn.Module):
         b = self.head[-1].bias
         nn.init.constant_(b[4:], -4.6)  # prior 0.01 for the class scores
         nn.init.constant_(b[:4], 0.0)
+        if p2:  # --p2: a stride-4 level from the stem, fused top-down with the stride-8 one
+            self.l2, self.m2 = cbr(c2, fpn, 1), cbr(fpn, fpn)
+            self.head2 = nn.Sequential(cbr(fpn, fpn), nn.Conv2d(fpn, 4 + NC, 1))
+            b2 = self.head2[-1].bias
+            nn.init.constant_(b2[4:], -4.6)
+            nn.init.constant_(b2[:4], 0.0)
+
+    def warm_p2(self) -> None:
+        """Start the stride-4 level from the trained stride-8 one: m2 and head2 become copies
+        of m3 and the shared head (same shapes), only l2 (stem -> FPN width) stays fresh."""
+        self.m2.load_state_dict(self.m3.state_dict())
+        self.head2.load_state_dict(self.head.state_dict())
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)
@@ -83,7 +107,11 @@ class Net(nn.Module):
         f5 = self.l5(p5)
         f4 = self.m4(self.l4(p4) + F.interpolate(f5, scale_factor=2.0, mode="nearest"))
         f3 = self.m3(self.l3(p3) + F.interpolate(f4, scale_factor=2.0, mode="nearest"))
-        return [self.head(f).flatten(2) for f in (f3, f4, f5)]  # each [B, 4+C, n]
+        out = [self.head(f).flatten(2) for f in (f3, f4, f5)]  # each [B, 4+C, n]
+        if self.p2:
+            f2 = self.m2(self.l2(x) + F.interpolate(f3, scale_factor=2.0, mode="nearest"))
+            out.insert(0, self.head2(f2).flatten(2))  # strides 4, 8, 16, 32
+        return out
 
 
 def grid(w: int = W, h: int = H) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,7 +276,7 @@ def assign(gt: torch.Tensor, pts: torch.Tensor, ss: torch.Tensor) -> torch.Tenso
     inside = (px >= x0 - s / 2) & (px <= x1 + s / 2) & (py >= y0 - s / 2) & (py <= y1 + s / 2)
     lo = torch.tensor([r[0] for r in RANGES])
     hi = torch.tensor([r[1] for r in RANGES])
-    lvl = torch.bucketize(s[:, 0], torch.tensor(STRIDES, dtype=torch.float32))  # 0, 1, 2
+    lvl = torch.bucketize(s[:, 0], torch.tensor(STRIDES, dtype=torch.float32))  # level index
     ok = (side[None] >= lo[lvl][:, None]) & (side[None] <= hi[lvl][:, None])
     m = near & inside & ok  # (N, k)
     area = ((x1 - x0) * (y1 - y0))[None].expand(n, -1)
@@ -313,6 +341,14 @@ def export(net: Net, path: Path) -> None:
     )
 
 
+def use_p2(max_side: float) -> None:
+    """Four levels: stride 4 for boxes whose longer side is up to max_side px (they stay on the
+    stride-8 level too, so that level keeps what it learnt)."""
+    global STRIDES, RANGES
+    STRIDES = (4, 8, 16, 32)
+    RANGES = ((0.0, max_side), (0.0, 64.0), (32.0, 160.0), (96.0, 1e9))
+
+
 def main() -> None:
     global W, H
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -339,13 +375,23 @@ def main() -> None:
     ap.add_argument(
         "--export-only", action="store_true", help="export --init to --out, no training"
     )
+    ap.add_argument(
+        "--p2",
+        type=float,
+        default=0.0,
+        metavar="PX",
+        help="add a stride-4 level for boxes up to PX px on their longer side (e.g. 24); "
+        "default 0: the three levels of the shipped file",
+    )
     a = ap.parse_args()
+    if a.p2 > 0:
+        use_p2(a.p2)
     W, H = (int(v) for v in a.size.split("x"))
     if W % 32 or H % 32:
         raise SystemExit(f"--size {a.size}: width and height must be multiples of 32")
     torch.set_num_threads(a.threads)
     if a.export_only:
-        net = Net()
+        net = Net(p2=a.p2 > 0)
         net.load_state_dict(torch.load(a.init, map_location="cpu"))
         export(net, Path(a.out))
         print(f"exported {a.out}", flush=True)
@@ -359,9 +405,18 @@ def main() -> None:
     print(
         f"loaded {len(imgs)} train, {len(vimgs)} val images in {time.time() - t0:.0f} s", flush=True
     )
-    net = Net().to(memory_format=torch.channels_last)
+    net = Net(p2=a.p2 > 0).to(memory_format=torch.channels_last)
     if a.init:
-        net.load_state_dict(torch.load(a.init, map_location="cpu"))
+        sd = torch.load(a.init, map_location="cpu")
+        if a.p2 > 0 and not any(k.startswith("l2.") for k in sd):
+            # a three-level state_dict: load it, then start the new level from the stride-8 one
+            missing, unexpected = net.load_state_dict(sd, strict=False)
+            if unexpected or any(not k.startswith(("l2.", "m2.", "head2.")) for k in missing):
+                raise SystemExit(f"--init: unexpected {unexpected}, missing {missing}")
+            net.warm_p2()
+            print(f"--p2: {len(missing)} new tensors; m2, head2 copied from m3, head", flush=True)
+        else:
+            net.load_state_dict(sd)
     print(f"parameters: {sum(p.numel() for p in net.parameters())}", flush=True)
     boost = {k: float(v) for k, v in (kv.split("=") for kv in a.class_boost.split(",") if kv)}
     for k in boost:
