@@ -467,6 +467,22 @@ def test_crowd_counts_the_people_hidden_for_a_moment() -> None:
     assert [f.closed for f in fs] == [True] and 10.3 < fs[0].pts < 10.6
 
 
+def test_crowd_counts_a_person_with_a_new_track_id_once() -> None:
+    """Seven people, one of whom the tracker gives a new id every 0.3 s: seven, not eight (the
+    held old ids stand where the new one is); without hold_merge_m the held ids count too."""
+
+    def frame_at(k: int) -> FrameTracks:
+        f = _people(k / 10, 7, 1.5)
+        ids = [int(i) for i in f.track_id[:6]] + [100 + k // 3]
+        return frame(k / 10, [(ids[i], PERSON, float(f.ground_xy[i, 0]),
+                               float(f.ground_xy[i, 1]), 0) for i in range(7)])  # fmt: skip
+
+    seq = [frame_at(k) for k in range(80)]
+    assert run(Crowd(geo(), CrowdSettings(min_people=8)), seq) == []
+    fs = run(Crowd(geo(), CrowdSettings(min_people=8, hold_merge_m=0)), seq)
+    assert [f.key for f in opened(fs)] == ["crowd"]
+
+
 def test_loitering_fires_after_min_s_and_not_for_walkers() -> None:
     rule = Loitering(geo(), LoiteringSettings(min_s=30))
     rng = np.random.default_rng(2)

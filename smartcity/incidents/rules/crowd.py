@@ -5,7 +5,9 @@ Optionally a fast rise (``rise_people`` more people within ``rise_s``) raises it
 
 People in a crowd hide one another: a detector finds each of them in some frames only. A
 person seen within the last ``hold_s`` (and not seen in this frame) is counted where they were
-last seen, so the count is of the people there, not of the boxes of one frame.
+last seen, so the count is of the people there, not of the boxes of one frame; unless a
+person seen now stands within ``hold_merge_m`` of that place (the tracker gave the same person
+a new id: counted once).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class CrowdSettings(Settings):
     rise_s: float = 10.0
     zones: tuple[str, ...] = ()  # geometry zone names; empty: the radius around each person
     hold_s: float = 1.5  # a person not seen for up to this long is still counted (0: off)
+    hold_merge_m: float = 0.7  # ... unless someone seen now stands this close to that place
     severity: str = "medium"
 
     def check(self, path: str) -> None:
@@ -77,6 +80,14 @@ class Crowd(Rule):
         ids = np.array(list(self.seen), np.int64)
         px = np.array([x[1] for x in self.seen.values()], np.float64).reshape(-1, 2)
         g = np.array([x[2] for x in self.seen.values()], np.float64).reshape(-1, 2)
+        now = np.array([at == t for at, _, _ in self.seen.values()], dtype=bool)
+        held = np.nonzero(~now)[0]
+        if len(held) and now.any() and self.s.hold_merge_m > 0:
+            d = np.hypot(g[held, None, 0] - g[None, now, 0], g[held, None, 1] - g[None, now, 1])
+            near = (d <= self.s.hold_merge_m).any(axis=1)  # NaN (uncalibrated) is never near
+            keep = np.ones(len(ids), dtype=bool)
+            keep[held[near]] = False
+            ids, px, g = ids[keep], px[keep], g[keep]
         return ids, px, g
 
     def _counts(self, frame: FrameTracks) -> dict[str, tuple[int, list[int]]]:
