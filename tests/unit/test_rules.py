@@ -27,6 +27,7 @@ from smartcity.incidents.rules import (
     PedestrianSettings,
     Rule,
     Speeding,
+    SpeedingSettings,
     StoppedSettings,
     StoppedVehicle,
     WrongWay,
@@ -364,6 +365,19 @@ def test_speeding_sustained_not_a_spike() -> None:
     fs = run(rule, merge(drive(2, CAR, 2.0, 0, 75, 0, 4), drive(3, CAR, 5.0, 0, 58, 0, 4)))
     assert [(f.key, f.details["limit_kmh"]) for f in fs] == [("track:2", 50)]
     assert fs[0].severity == "medium" and 1.0 <= fs[0].pts <= 1.6
+
+
+def test_speeding_same_vehicle_under_a_new_track_is_not_reported_again() -> None:
+    """A speeding car's track is lost for a second and a new id picks it up where it was
+    heading: one incident. Another speeding car 40 m behind is a second one; so is the same
+    place after rejoin_s."""
+    first = drive(1, CAR, 2.0, 0, 65, 0, 2.5)  # limit 50 + margin 10
+    again = drive(2, CAR, 2.0, 65 / 3.6 * 3.5, 65, 3.5, 5.3)  # the lanes end at 100 m
+    other = drive(3, CAR, 5.0, 65 / 3.6 * 3.5 - 40, 65, 3.5, 5.3)
+    fs = run(Speeding(geo()), merge(first, again, other))
+    assert [f.key for f in opened(fs)] == ["track:1", "track:3"]
+    fs = run(Speeding(geo(), SpeedingSettings(rejoin_s=0.5)), merge(first, again))
+    assert [f.key for f in opened(fs)] == ["track:1", "track:2"]
 
 
 def test_speeding_severity_grows_with_the_excess() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -213,6 +213,66 @@ class TrackStates(Generic[T]):
 
     def items(self) -> Iterator[tuple[int, T]]:
         return iter(list(self._state.items()))
+
+
+def ground_motion(points: Sequence[tuple[float, float, float]]) -> tuple[F64, F64]:
+    """(t, x, y) ground points of a track, oldest first -> its last position and its ground
+    velocity (m/s) over up to the last second."""
+    t1, x1, y1 = points[-1]
+    old = next((p for p in points if t1 - p[0] <= 1.0), points[0])
+    dt = t1 - old[0]
+    g = np.array((x1, y1), np.float64)
+    if dt <= 0:
+        return g, np.zeros(2)
+    return g, (g - np.array(old[1:3], np.float64)) / dt
+
+
+@dataclass
+class _Reported:
+    direction: tuple[float, float] | None
+    pts: float
+    ground: F64
+    velocity: F64
+
+
+class ReportedVehicles:
+    """The vehicles a rule has reported (by incident key): where each was last seen and how it
+    moved, so that the same vehicle under another track id (its track lost and found again, a
+    far box doubled) is not reported again. A candidate within ``rejoin_m`` (plus a quarter of
+    the distance the vehicle could have driven since, at its speed) of where a reported vehicle
+    of the same direction was heading, seen at most ``rejoin_s`` before, is that vehicle."""
+
+    def __init__(self, rejoin_s: float, rejoin_m: float) -> None:
+        self.rejoin_s, self.rejoin_m = rejoin_s, rejoin_m
+        self._by_key: dict[str, _Reported] = {}
+
+    def seen(self, key: str, points: Sequence[tuple[float, float, float]],
+             direction: tuple[float, float] | None = None) -> None:  # fmt: skip
+        """The vehicle of incident ``key`` was seen along these (t, x, y) points."""
+        g, v = ground_motion(points)
+        self._by_key[key] = _Reported(direction, points[-1][0], g, v)
+
+    def match(self, pts: float, ground: F64, direction: tuple[float, float] | None = None) -> str:
+        """The key of the reported vehicle at ``ground`` now, or ""."""
+        for key, r in self._by_key.items():
+            dt = pts - r.pts
+            if dt > self.rejoin_s:
+                continue
+            if direction is not None and r.direction is not None:
+                if float(np.dot(direction, r.direction)) < 0.9:
+                    continue
+            dt = max(dt, 0.0)
+            reach = self.rejoin_m + 0.25 * float(np.hypot(*r.velocity)) * dt
+            if float(np.hypot(*(ground - r.ground - r.velocity * dt))) <= reach:
+                return key
+        return ""
+
+    def prune(self, pts: float) -> None:
+        for key in [k for k, r in self._by_key.items() if pts - r.pts > self.rejoin_s]:
+            del self._by_key[key]
+
+    def __len__(self) -> int:
+        return len(self._by_key)
 
 
 class Rule:

@@ -1,8 +1,11 @@
 """Speeding: a vehicle's ground speed above its lane's limit plus ``margin_kmh`` for ``min_s``.
 
 The speed is the median of the tracker's smoothed ground speed over the last ``window_s``
-(robust to a single bad box). One Finding per track, with the highest speed seen, the limit
-and the lane (severity: medium, high above the limit by 30 km/h, critical by 50).
+(robust to a single bad box). One Finding per vehicle, with the highest speed seen, the limit
+and the lane (severity: medium, high above the limit by 30 km/h, critical by 50): a candidate
+where a reported vehicle of the same direction was heading (within ``rejoin_m`` plus a quarter
+of the distance it could have driven, seen at most ``rejoin_s`` before: its track lost and
+found again under a new id) is that vehicle and opens nothing new.
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from smartcity.incidents.geometry import CameraGeometry
-from smartcity.incidents.rules.base import Rule, Settings, TrackStates, frame_view
+from smartcity.incidents.rules.base import (
+    ReportedVehicles,
+    Rule,
+    Settings,
+    TrackStates,
+    frame_view,
+)
 from smartcity.incidents.types import Finding, FrameTracks
 
 
@@ -23,6 +32,8 @@ class SpeedingSettings(Settings):
     min_s: float = 1.0
     window_s: float = 1.0
     default_limit_kmh: float = 0.0  # for lanes without a limit; 0: such lanes are not judged
+    rejoin_s: float = 10.0
+    rejoin_m: float = 15.0
     forget_s: float = 3.0
 
 
@@ -31,7 +42,9 @@ class _Speeds:
     hist: deque[tuple[float, float]] = field(default_factory=deque)
     over_since: float | None = None
     fired: bool = False
+    key: str = ""  # the incident of its vehicle, once it fired or was found to be a reported one
     top: float = 0.0
+    ground: deque[tuple[float, float, float]] = field(default_factory=deque)  # t, x, y
 
 
 class Speeding(Rule):
@@ -43,6 +56,7 @@ class Speeding(Rule):
         super().__init__(geometry)
         self.s = settings or SpeedingSettings()
         self.states: TrackStates[_Speeds] = TrackStates(_Speeds, self.s.forget_s)
+        self.reported = ReportedVehicles(self.s.rejoin_s, self.s.rejoin_m)
 
     def _update(self, frame: FrameTracks) -> list[Finding]:
         v = frame_view(frame, self.geometry)
@@ -54,6 +68,14 @@ class Speeding(Rule):
                 continue
             tid = int(v.ids[i])
             st = self.states.get(tid, frame.pts)
+            gd = lane.ground_direction
+            way = None if gd is None else (float(gd[0]), float(gd[1]))
+            if np.all(np.isfinite(v.ground[i])):
+                st.ground.append((frame.pts, float(v.ground[i, 0]), float(v.ground[i, 1])))
+                while frame.pts - st.ground[0][0] > 1.5:
+                    st.ground.popleft()
+            if st.key and st.ground:
+                self.reported.seen(st.key, st.ground, way)
             st.hist.append((frame.pts, float(v.speed[i])))
             while st.hist and frame.pts - st.hist[0][0] > self.s.window_s:
                 st.hist.popleft()
@@ -64,16 +86,24 @@ class Speeding(Rule):
             st.top = max(st.top, speed)
             if st.over_since is None:
                 st.over_since = frame.pts
-            if not st.fired and frame.pts - st.over_since >= self.s.min_s:
-                st.fired = True
+            if not st.key and frame.pts - st.over_since >= self.s.min_s:
+                if st.ground:
+                    g = np.array(st.ground[-1][1:], np.float64)
+                    st.key = self.reported.match(frame.pts, g, way)
+                    if st.key:  # the same vehicle, reported already under another track
+                        continue
+                st.fired, st.key = True, f"track:{tid}"
+                if st.ground:
+                    self.reported.seen(st.key, st.ground, way)
                 over = st.top - limit
                 sev = "critical" if over >= 50 else "high" if over >= 30 else "medium"
                 out.append(
                     self.finding(
-                        frame, f"track:{tid}", (tid,), severity=sev,
+                        frame, st.key, (tid,), severity=sev,
                         details={"speed_kmh": round(st.top, 1), "limit_kmh": limit,
                                  "lane": lane.name},
                     )
                 )  # fmt: skip
         self.states.prune(frame.pts)
+        self.reported.prune(frame.pts)
         return out

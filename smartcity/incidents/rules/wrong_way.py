@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from smartcity.incidents.geometry import CameraGeometry, GeometryError
-from smartcity.incidents.rules.base import Rule, Settings, TrackStates, frame_view
+from smartcity.incidents.rules.base import (
+    ReportedVehicles,
+    Rule,
+    Settings,
+    TrackStates,
+    frame_view,
+)
 from smartcity.incidents.types import Finding, FrameTracks
 
 
@@ -64,16 +70,6 @@ class _Progress:
     hist: deque[tuple[float, float, float, float]] = field(default_factory=deque)
 
 
-@dataclass
-class _Reported:
-    """A reported vehicle: where and when it was last seen, how it moved."""
-
-    direction: tuple[float, float]
-    pts: float
-    ground: np.ndarray
-    velocity: np.ndarray  # m/s on the ground
-
-
 class WrongWay(Rule):
     name = "wrong_way"
     s: WrongWaySettings
@@ -83,7 +79,7 @@ class WrongWay(Rule):
         super().__init__(geometry)
         self.s = settings or WrongWaySettings()
         self.states: TrackStates[_Progress] = TrackStates(_Progress, self.s.forget_s)
-        self.reported: dict[str, _Reported] = {}
+        self.reported = ReportedVehicles(self.s.rejoin_s, self.s.rejoin_m)
 
     def _sustained(self, st: _Progress) -> bool:
         """Whether the track went back at every step over the last sustain_s."""
@@ -102,34 +98,9 @@ class WrongWay(Rule):
                 return True
         return False
 
-    @staticmethod
-    def _motion(h: deque[tuple[float, float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
-        """Last ground position and ground velocity (m/s, over up to the last second)."""
-        old = next((x for x in h if h[-1][0] - x[0] <= 1.0), h[0])
-        dt = h[-1][0] - old[0]
-        g = np.array(h[-1][2:], np.float64)
-        return g, (g - np.array(old[2:], np.float64)) / dt if dt > 0 else np.zeros(2)
-
-    def _reach(self, velocity: np.ndarray, dt: float) -> float:
-        return self.s.rejoin_m + 0.25 * float(np.hypot(*velocity)) * max(dt, 0.0)
-
-    def _rejoins(self, st: _Progress, pts: float, ground: np.ndarray) -> str:
-        """The key of a reported vehicle this track is, or ""."""
-        assert st.direction is not None
-        for key, r in self.reported.items():
-            dt = pts - r.pts
-            if dt > self.s.rejoin_s or np.dot(r.direction, st.direction) < 0.9:
-                continue
-            where = r.ground + r.velocity * max(dt, 0.0)
-            if float(np.hypot(*(ground - where))) <= self._reach(r.velocity, dt):
-                return key
-        return ""
-
-    def _seen(self, st: _Progress, pts: float) -> None:
+    def _seen(self, st: _Progress) -> None:
         """Keeps the reported vehicle of a fired or rejoined track up to date."""
-        g, v = self._motion(st.hist)
-        assert st.direction is not None
-        self.reported[st.key] = _Reported(st.direction, pts, g, v)
+        self.reported.seen(st.key, [(t, x, y) for t, _, x, y in st.hist], st.direction)
 
     def _update(self, frame: FrameTracks) -> list[Finding]:
         v = frame_view(frame, self.geometry)
@@ -159,18 +130,18 @@ class WrongWay(Rule):
                 st.hist.popleft()
             st.best = max(st.best, s)
             if st.key:
-                self._seen(st, frame.pts)
+                self._seen(st)
                 continue
             back = st.best - s
             moving = not np.isfinite(v.speed[i]) or v.speed[i] >= self.s.min_speed_kmh
             if back < self.s.min_distance_m or not moving or not self._sustained(st):
                 continue
-            st.key = self._rejoins(st, frame.pts, np.array((gx, gy)))
+            st.key = self.reported.match(frame.pts, np.array((gx, gy)), st.direction)
             if st.key:  # the same vehicle, reported already under another track
-                self._seen(st, frame.pts)
+                self._seen(st)
                 continue
             st.fired, st.key = True, f"track:{tid}"
-            self._seen(st, frame.pts)
+            self._seen(st)
             out.append(
                 self.finding(
                     frame, st.key, (tid,), severity=self.s.severity,
@@ -183,6 +154,5 @@ class WrongWay(Rule):
             if st.fired:
                 out.append(self.finding(frame, f"track:{tid}", (tid,), closed=True,
                                         severity=self.s.severity))  # fmt: skip
-        for key in [k for k, r in self.reported.items() if frame.pts - r.pts > self.s.rejoin_s]:
-            del self.reported[key]
+        self.reported.prune(frame.pts)
         return out
