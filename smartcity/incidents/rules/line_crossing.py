@@ -18,11 +18,10 @@ line.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from smartcity.incidents.geometry import CameraGeometry
+from smartcity.incidents.geometry import CameraGeometry, Line
 from smartcity.incidents.rules.base import (
     PERSON,
     Rule,
@@ -92,6 +91,7 @@ class LineCrossing(Rule):
         self.s = settings or LineSettings()
         self.classes = class_ids(self.s.classes, "classes") or None
         self.lines = geometry.lines
+        self.line_by_name = {ln.name: ln for ln in self.lines}
         self.states: TrackStates[_Side] = TrackStates(_Side, self.s.forget_s)
         self.events: list[Crossing] = []
         self.counts: dict[str, dict[str, dict[str, int]]] = {
@@ -142,13 +142,12 @@ class LineCrossing(Rule):
                     continue
                 st.side[line.name] = new
                 out += self._count(frame, line, tid, pend)
-        names = {ln.name: ln for ln in self.lines}
         for tid, st in self.states.prune(frame.pts):
             for name, pend in st.pending.items():  # it left the picture on the new side
-                out += self._count(frame, names[name], tid, pend)
+                out += self._count(frame, self.line_by_name[name], tid, pend)
         return out
 
-    def _count(self, frame: FrameTracks, line: Any, tid: int, pend: _Pending) -> list[Finding]:
+    def _count(self, frame: FrameTracks, line: Line, tid: int, pend: _Pending) -> list[Finding]:
         """Counts a change of side when the step from the old side's last point to the new
         side's first passes between a and b; a Finding with ``alert``."""
         new, pts, t_ns, cls, speed, here, prev = pend

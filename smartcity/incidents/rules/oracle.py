@@ -18,6 +18,7 @@ the same for a video without truth (tests/media/vtest-h264.mp4 with `VTEST_GEOME
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -378,12 +379,17 @@ def _tracks_file(video: Path, det: Detector, analyze_fps: float | None) -> Path:
     """Where the pipeline's tracks of a rendered video are kept: beside the video, keyed by the
     model file, the analysis rate and the core library (decoder, letterbox, tracker), so that
     the rules can be measured again without decoding and detecting again."""
+    opts = sorted((k, repr(v)) for k, v in det.card.postprocess_options().items())
+    h = hashlib.sha256(repr((det.card.sha256, analyze_fps, opts, _core_digest())).encode())
+    return video.with_name(f"tracks-{h.hexdigest()[:16]}.npz")
+
+
+@functools.cache
+def _core_digest() -> str:
+    """sha256 of the core library's file, read once per process (tens of MB)."""
     from smartcity import _core
 
-    opts = sorted((k, repr(v)) for k, v in det.card.postprocess_options().items())
-    h = hashlib.sha256(repr((det.card.sha256, analyze_fps, opts)).encode())
-    h.update(Path(_core.__file__).read_bytes())
-    return video.with_name(f"tracks-{h.hexdigest()[:16]}.npz")
+    return hashlib.sha256(Path(_core.__file__).read_bytes()).hexdigest()
 
 
 def _save_tracks(path: Path, tracks: list[FrameTracks]) -> None:
