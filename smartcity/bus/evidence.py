@@ -17,14 +17,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import msgpack
 import zmq
 
 from smartcity import checks
 from smartcity.bus import defaults as d
+from smartcity.bus.sockets import Closing
 
 OPS = ("snapshot", "clip")
 _UINT64_MAX = (1 << 64) - 1
@@ -259,16 +259,13 @@ def _field(m: Mapping[str, Any], key: str, types: tuple[type, ...]) -> Any:
     return v
 
 
-class EvidenceSource:
+class EvidenceSource(Closing):
     """What both evidence clients offer (EvidenceClient: one engine; EvidenceRouter: every
     engine of a run dir): snapshot and clip over a `request(body, timeout_s)` of their own."""
 
     closed: bool
 
     def request(self, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def close(self) -> None:
         raise NotImplementedError
 
     def snapshot(self, cam: str, timeout_s: float = d.EVIDENCE_TIMEOUT_S) -> Snapshot:
@@ -312,17 +309,6 @@ class EvidenceSource:
             partial=_field(r, "partial", (bool,)),
             mp4=_field(r, "mp4", (bytes,)),
         )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class EvidenceClient(EvidenceSource):

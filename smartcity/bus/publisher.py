@@ -4,7 +4,6 @@ non-blocking sends, drops counted. The engine publishes through the C++ core's P
 from __future__ import annotations
 
 from collections import defaultdict
-from types import TracebackType
 
 import msgspec
 import zmq
@@ -12,9 +11,10 @@ import zmq
 from smartcity.bus import defaults as d
 from smartcity.bus.codec import encode
 from smartcity.bus.events import Event
+from smartcity.bus.sockets import Closing
 
 
-class Publisher:
+class Publisher(Closing):
     """XPUB with ZMQ_XPUB_NODROP connected to the broker's XSUB: a send that cannot be queued
     fails at once and is counted in `dropped`; it still takes its sequence number."""
 
@@ -76,14 +76,3 @@ class Publisher:
         self._socket.close()
         if self._own_context:
             self._context.term()
-
-    def __enter__(self) -> Publisher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -7,11 +7,32 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import zmq
 import zmq.auth
 
 from smartcity.bus import defaults as d
+
+
+class Closing:
+    """``with obj: ...`` closes obj at the end of the block: the bus's clients (Publisher,
+    Subscriber, the evidence clients) are context managers this way."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class RunDirError(PermissionError):

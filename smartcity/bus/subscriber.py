@@ -10,14 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 
 import zmq
 
 from smartcity.bus import defaults as d
 from smartcity.bus.codec import DecodeError, decode, peek_seq
 from smartcity.bus.events import Event
-from smartcity.bus.sockets import CurveClient, set_reader_options, set_tcp_options
+from smartcity.bus.sockets import Closing, CurveClient, set_reader_options, set_tcp_options
 
 
 @dataclass
@@ -46,7 +45,7 @@ class TopicStats:
         self.last_seq = seq
 
 
-class Subscriber:
+class Subscriber(Closing):
     """SUB socket on the broker's XPUB endpoint (local ipc:// or the CURVE TCP endpoint).
 
     topics are prefixes, as in ZeroMQ: "tracks." is every camera's tracks, "" is everything.
@@ -160,14 +159,3 @@ class Subscriber:
         self._socket.close(linger=0)
         if self._own_context:
             self._context.term()
-
-    def __enter__(self) -> Subscriber:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
