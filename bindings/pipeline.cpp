@@ -198,16 +198,19 @@ void ExportPipeline(py::module_& m) {
           "The next batch of up to max_batch sampled frames, or None when none came within max_wait_ms.")
       .def(
           "configure_tracking",
-          [](Pipeline& p, float track_thresh, float match_thresh, int track_buffer, double speed_window_s) {
+          [](Pipeline& p, float track_thresh, float match_thresh, int track_buffer, double speed_window_s,
+             float duplicate_iou, int crowd_class) {
             TrackerConfig c;
             c.track_thresh = track_thresh;
             c.match_thresh = match_thresh;
             c.track_buffer = track_buffer;
             c.speed_window_s = speed_window_s;
+            c.duplicate_iou = duplicate_iou;
+            c.crowd_class = crowd_class;
             p.SetTrackerConfig(c);
           },
           py::kw_only(), py::arg("track_thresh") = 0.5f, py::arg("match_thresh") = 0.8f, py::arg("track_buffer") = 30,
-          py::arg("speed_window_s") = 1.0,
+          py::arg("speed_window_s") = 1.0, py::arg("duplicate_iou") = 0.4f, py::arg("crowd_class") = 0,
           "Settings of the per-camera ByteTrackers made from now on (frame_rate: the stream's analysis rate).")
       .def(
           "set_calibration",

@@ -269,6 +269,8 @@ class Pipeline:
         match_thresh: float = 0.8,
         track_buffer: int = 30,
         speed_window_s: float = 1.0,
+        duplicate_iou: float = 0.4,
+        crowd_class: int = 0,
     ) -> None:
         """Settings of the per-camera ByteTrackers made from now on."""
     def set_calibration(self, camera_id: str, image_to_ground: npt.ArrayLike) -> None:
@@ -406,6 +408,8 @@ class ByteTracker:
         fuse_score: bool = True,
         trajectory_length: int = 30,
         speed_window_s: float = 1.0,
+        duplicate_iou: float = 0.4,
+        crowd_class: int = 0,
     ) -> None:
         """ValueError naming the setting when one is out of range."""
     def update(

@@ -159,6 +159,7 @@ void TrackerConfig::Validate() const {
   Check(unit(second_match_thresh), "second_match_thresh", "must be in [0, 1]");
   Check(unit(unconfirmed_match_thresh), "unconfirmed_match_thresh", "must be in [0, 1]");
   Check(new_track_thresh < 0.f || unit(new_track_thresh), "new_track_thresh", "must be in [0, 1] (or < 0: auto)");
+  Check(unit(duplicate_iou), "duplicate_iou", "must be in [0, 1]");
   Check(track_buffer >= 0, "track_buffer", "must be >= 0");
   Check(std::isfinite(frame_rate) && frame_rate > 0, "frame_rate", "must be > 0");
   Check(trajectory_length >= 1, "trajectory_length", "must be >= 1");
@@ -377,10 +378,23 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
   lost_.swap(next_lost_);
   next_lost_.clear();
 
-  // 6. New tracks from the high detections nobody took.
+  // 6. New tracks from the high detections nobody took, unless the box lies on a track
+  // updated this frame (IoU >= duplicate_iou): a second box on one object, which the detector's
+  // NMS kept (a box inside a larger one, or two offset boxes on a far vehicle), would otherwise
+  // start a second track on it that takes turns with the first. Boxes of crowd_class (people)
+  // on a track of it are exempt: in a crowd one person stands half behind another.
+  const size_t updated = tracked_.size();
   for (size_t j = 0; j < high_left_.size(); ++j) {
     if (a3_.col_to_row[j] >= 0 || high_left_[j]->score < new_track_thresh_) continue;
     const Candidate& d = *high_left_[j];
+    if (config_.duplicate_iou < 1.f) {
+      bool duplicate = false;
+      for (size_t i = 0; i < updated && !duplicate; ++i)
+        duplicate = tracked_[i].last_frame == frame_ &&
+                    !(d.class_id == config_.crowd_class && tracked_[i].class_id == config_.crowd_class) &&
+                    Iou(tracked_[i].box, d.box) >= config_.duplicate_iou;
+      if (duplicate) continue;
+    }
     tracked_.emplace_back();
     Track& tr = tracked_.back();
     tr.kalman = kf_.Initiate(XyxyToXyah(d.box.data()));

@@ -103,7 +103,10 @@ class EngineSettings:
     hw_device: int = 0  # CUDA device index for decoding
 
 
-_TRACKING_KEYS = {"track_thresh", "match_thresh", "track_buffer", "speed_window_s"}
+_TRACKING_KEYS = {
+    "track_thresh", "match_thresh", "track_buffer", "speed_window_s", "duplicate_iou", "crowd_class",
+}  # fmt: skip
+_TRACKING_INTS = {"track_buffer", "crowd_class"}
 _CAMERA_KEYS = {
     "id",
     "url",
@@ -417,8 +420,8 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
             f"tracking.{bad_keys[0]}: unknown field" if bad_keys else "tracking: must be a mapping"
         )
     for key, v in tracking.items():
-        if isinstance(v, bool) or not isinstance(v, int if key == "track_buffer" else int | float):
-            kind = "an integer" if key == "track_buffer" else "a number"
+        if isinstance(v, bool) or not isinstance(v, int if key in _TRACKING_INTS else int | float):
+            kind = "an integer" if key in _TRACKING_INTS else "a number"
             raise EngineConfigError(f"tracking.{key}: must be {kind}, got {v!r}")
     try:
         ByteTracker(**tracking)  # the core's own range checks, before anything starts

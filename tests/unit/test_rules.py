@@ -119,7 +119,7 @@ def test_line_person_must_stay_on_the_new_side() -> None:
     """A person standing astride the line whose point jumps 1 m either side for 0.4 s at a
     time (feet hidden in a crowd) never counts; one walking across counts once, at the time of
     the first frame beyond the line's band; one who crosses and vanishes at once counts when
-    the track is forgotten. A car counts at once (dwell_s 0)."""
+    the track is forgotten. A car counts at once (dwell_s 0) once it is settle_m (2 m) over."""
     rule = LineCrossing(geo(), LineSettings())
     ys = [49.0] * 5 + ([51.0] * 4 + [49.0] * 6) * 8  # 0.4 s over, 0.6 s back, eight times
     seq = [frame(k / 10, [(1, PERSON, 2.0, y, 2.0)]) for k, y in enumerate(ys)]
@@ -139,7 +139,32 @@ def test_line_person_must_stay_on_the_new_side() -> None:
     assert rule.counts["gate"]["in"] == {"person": 1}
     rule = LineCrossing(geo(), LineSettings())
     run(rule, [frame(k / 10, [(4, CAR, 2.0, 48 + 1.0 * k, 36.0)]) for k in range(4)])
+    assert rule.counts["gate"]["in"] == {}  # 1 m over the line: not settled yet
+    run(rule, [frame(0.4, [(4, CAR, 2.0, 52.0, 36.0)])])
     assert rule.counts["gate"]["in"] == {"car": 1}
+    assert [round(e.pts, 1) for e in rule.events] == [0.3]  # the time of its first frame over
+
+
+def test_line_a_car_waiting_on_the_line_counts_once_when_it_drives_on() -> None:
+    """A car standing on a stop line whose box bottom jumps 1.5 m either side of it for 10 s
+    (the detector's box changing in a queue) counts once, when it drives off."""
+    rule = LineCrossing(geo(), LineSettings())
+    ys = [44.0, 46.0, 48.0] + [51.5, 48.5] * 50 + [50.5, 52.0, 54.0, 56.0]
+    crossed: list = []
+    for k, y in enumerate(ys):
+        rule.update(frame(k / 10, [(1, CAR, 2.0, y, 0.0)]))
+        crossed += rule.events
+    assert [(e.track_id, e.direction) for e in crossed] == [(1, "in")]
+    assert rule.counts["gate"] == {"in": {"car": 1}, "out": {}}
+
+
+def test_line_flush_counts_what_was_not_settled_at_the_end_of_the_stream() -> None:
+    rule = LineCrossing(geo(), LineSettings())
+    run(rule, [frame(k / 10, [(1, CAR, 2.0, 48 + 0.5 * k, 20.0)]) for k in range(6)])
+    assert rule.total() == 0  # 0.5 m over the line when the stream ends
+    rule.flush(frame(0.5, []))
+    assert [(e.track_id, e.direction) for e in rule.events] == [(1, "in")]
+    assert rule.counts["gate"]["in"] == {"car": 1} and len(rule.states) == 0
 
 
 def test_line_counts_once_with_jitter_on_the_line() -> None:
@@ -229,6 +254,15 @@ def test_wrong_way_fires_once_after_the_distance() -> None:
     rule = WrongWay(geo(), WrongWaySettings(sustain_s=0))
     fs = run(rule, merge(drive(1, CAR, 2.0, 90, -40, 0, 5)))
     assert 15 / (40 / 3.6) <= fs[0].pts <= 15 / (40 / 3.6) + 0.2
+
+
+def test_wrong_way_far_away_needs_min_px_of_box_movement_too() -> None:
+    """min_px 200 at this camera's 0.1 m a pixel: the drive must be 20 m, not 15."""
+    rule = WrongWay(geo(), WrongWaySettings(min_px=200, sustain_s=0))
+    fs = run(rule, merge(drive(1, CAR, 2.0, 90, -40, 0, 5)))
+    assert 20 / (40 / 3.6) <= fs[0].pts <= 20 / (40 / 3.6) + 0.2
+    rule = WrongWay(geo(), WrongWaySettings(min_px=200, sustain_s=0))
+    assert opened(run(rule, merge(drive(1, CAR, 2.0, 90, -40, 0, 1.7)))) == []  # 18.9 m
 
 
 def test_wrong_way_ignores_a_standing_vehicle_jittering() -> None:
@@ -365,6 +399,21 @@ def test_speeding_sustained_not_a_spike() -> None:
     fs = run(rule, merge(drive(2, CAR, 2.0, 0, 75, 0, 4), drive(3, CAR, 5.0, 0, 58, 0, 4)))
     assert [(f.key, f.details["limit_kmh"]) for f in fs] == [("track:2", 50)]
     assert fs[0].severity == "medium" and 1.0 <= fs[0].pts <= 1.6
+
+
+def test_speeding_needs_a_tight_line_of_ground_points() -> None:
+    """A far box whose ground point scatters 8 m either side of a 20 km/h drive, handed a
+    tracker speed of 80 km/h, is not speeding (the fitted line's lower bound is far below
+    60); the same drive at 80 km/h without the scatter is; confidence_z 0 drops the check."""
+    def far(scatter: float) -> list[FrameTracks]:
+        kmh = 20 if scatter else 80
+        return [frame(k / 10, [(1, CAR, 2.0, 10 + kmh / 36 * k + scatter * (-1) ** k, 80.0)])
+                for k in range(40)]  # fmt: skip
+
+    assert run(Speeding(geo()), far(8.0)) == []
+    assert [f.key for f in run(Speeding(geo()), far(0.0))] == ["track:1"]
+    off = Speeding(geo(), SpeedingSettings(confidence_z=0))
+    assert [f.key for f in run(off, far(8.0))] == ["track:1"]
 
 
 def test_speeding_same_vehicle_under_a_new_track_is_not_reported_again() -> None:

@@ -116,6 +116,29 @@ def test_a_new_track_is_confirmed_by_a_low_score_detection():
     assert list(step(t, [box(303, 200)], scores=[0.3]).track_id) == [1]
 
 
+def test_a_second_box_on_a_tracked_vehicle_starts_no_track():
+    """The detector's NMS keeps a larger box around a car's box (IoU 0.5): no second track on
+    the car, while a car beside it (IoU 0.14) gets its own; people in a crowd (class 0 on class
+    0) are exempt; duplicate_iou 1 turns the check off."""
+    car, outer, beside = box(300, 200, 60, 40), box(300, 205, 85, 56), box(345, 200, 60, 40)
+    for kwargs, classes, expect in [
+        ({}, [2, 2], [1]),
+        ({"duplicate_iou": 1.0}, [2, 2], [1, 2]),
+        ({}, [0, 0], [1, 2]),
+        ({}, [0, 2], [1]),
+    ]:
+        t = ByteTracker(**kwargs)
+        step(t, [car], classes=classes[:1])
+        for _ in range(3):
+            out = step(t, [car, outer], classes=classes)
+        assert sorted(out.track_id) == expect, (kwargs, classes)
+    t = ByteTracker()
+    step(t, [car], classes=[2])
+    for _ in range(3):
+        out = step(t, [car, beside], classes=[2, 2])
+    assert sorted(out.track_id) == [1, 2]
+
+
 def test_class_is_the_majority_vote():
     t = ByteTracker()
     for _ in range(10):
@@ -179,6 +202,7 @@ def test_bad_input_names_the_argument(xyxy, scores, class_ids, name):
         ({"match_thresh": -0.1}, "match_thresh"),
         ({"track_buffer": -1}, "track_buffer"),
         ({"trajectory_length": 0}, "trajectory_length"),
+        ({"duplicate_iou": 1.5}, "duplicate_iou"),
     ],
 )
 def test_bad_settings_name_the_setting(kwargs, name):

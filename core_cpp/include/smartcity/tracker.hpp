@@ -47,6 +47,10 @@ struct TrackerConfig {
   float second_match_thresh = 0.5f;       // second association (low detections): cost limit
   float unconfirmed_match_thresh = 0.7f;  // tentative tracks against leftover high detections
   float new_track_thresh = -1.f;          // < 0: track_thresh + 0.1, as in ByteTrack
+  float duplicate_iou = 0.4f;             // no new track on a box overlapping a track updated this frame
+                                          // by this IoU or more (a second box on one object); 1: off
+  int32_t crowd_class = 0;                // ... except a box of this class on a track of it (people stand
+                                          // behind each other in a crowd; 0: the appliance's person, -1: none)
   bool fuse_score = true;                 // cost = 1 - IoU * score in stages 2 and 4
   int trajectory_length = 30;             // centre points kept per track
   double speed_window_s = 1.0;            // ground speed: displacement over this long

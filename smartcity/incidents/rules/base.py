@@ -125,6 +125,8 @@ class FrameView:
     box_h: F64
     #: the ground point is fine enough to measure (geometry.max_m_per_px); speed is NaN where not
     metric: npt.NDArray[np.bool_]
+    #: metres on the ground that one pixel of box bottom spans there (NaN when uncalibrated)
+    m_per_px: F64
 
     @property
     def pts(self) -> float:
@@ -152,6 +154,7 @@ def frame_view(frame: FrameTracks, geo: CameraGeometry) -> FrameView:
     if len(speed) != n:
         speed = np.full(n, np.nan)
     metric = np.zeros(n, dtype=bool)
+    res = np.full(n, np.nan)
     if geo.calibration is not None and n:
         here = geo.calibration.to_ground(px)
         step = geo.calibration.to_ground(px + [0.0, 1.0])
@@ -171,6 +174,7 @@ def frame_view(frame: FrameTracks, geo: CameraGeometry) -> FrameView:
         person=cls == PERSON,
         box_h=xyxy[:, 3] - xyxy[:, 1],
         metric=metric,
+        m_per_px=res,
     )
     _view_cache[:] = [(frame, geo, view)]
     return view

@@ -7,16 +7,20 @@ the last point on the old side and the new point passes between a and b (within
 ``end_margin`` of the line's length). The point is the track's ground point for ground lines,
 the bottom centre of its box for image lines.
 
-A person's change of side counts only once the track has stayed on the new side for
-``person_dwell_s`` (or vanished there before): a person standing in a crowd astride a line,
-whose box bottom jumps by metres as others hide their feet, flips sides for moments and is not
-a crossing. The crossing keeps the time of its first frame on the new side. Vehicles count at
-once (``dwell_s`` 0): their boxes do not jump so, and one may leave the picture just after the
-line.
+A change of side counts once it is settled: the track has gone ``settle_m`` (``settle_px`` for
+image lines) beyond the line and, for a person, stayed on the new side for ``person_dwell_s``;
+or it vanished on the new side before that (counted when the track is forgotten, or by
+``flush`` at the end of a stream). A track that comes back over the line before its change of
+side is settled was never across: a car standing on a stop line, its box bottom jumping by
+metres as the detector's box changes, or a bus turning along the line, counts once when it
+drives on, not at every jump. A person standing in a crowd astride a line, whose box bottom
+jumps by metres as others hide their feet, flips sides for moments and is not a crossing either.
+The crossing keeps the time (and speed) of its first frame on the new side.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,13 +47,17 @@ class LineSettings(Settings):
     classes: tuple[str, ...] = ()  # counted classes; empty: all
     alert: bool = False  # also emit a Finding per crossing (a tripwire)
     alert_direction: str = "any"  # in | out | any
-    dwell_s: float = 0.0  # a change of side counts after this long on the new side ...
+    settle_m: float = 2.0  # a change of side counts once this far beyond a ground line ...
+    settle_px: float = 8.0  # ... or an image line
+    dwell_s: float = 0.0  # ... and this long on the new side ...
     person_dwell_s: float = 1.0  # ... for people (their feet hide in a crowd)
     forget_s: float = 3.0
 
     def check(self, path: str) -> None:
         require(self.alert_direction in ("in", "out", "any"), f"{path}.alert_direction",
                 "must be in, out or any")  # fmt: skip
+        for k in ("band_m", "band_px", "settle_m", "settle_px", "dwell_s", "person_dwell_s"):
+            require(getattr(self, k) >= 0, f"{path}.{k}", "must be 0 or more")
         class_ids(self.classes, f"{path}.classes")
 
 
@@ -105,6 +113,7 @@ class LineCrossing(Rule):
         for line in self.lines:
             pts = v.ground if line.space == "ground" else v.px
             band = self.s.band_m if line.space == "ground" else self.s.band_px
+            settle = self.s.settle_m if line.space == "ground" else self.s.settle_px
             d = line.side(pts) if len(pts) else np.zeros(0)
             for i in range(len(v.ids)):
                 if self.classes is not None and int(v.cls[i]) not in self.classes:
@@ -119,31 +128,38 @@ class LineCrossing(Rule):
                 here = (float(pts[i, 0]), float(pts[i, 1]), float(d[i]))
                 dwell = self.s.person_dwell_s if int(v.cls[i]) == PERSON else self.s.dwell_s
                 pend = st.pending.get(line.name)
-                if pend is not None:
+                if pend is None:
+                    old = st.side.get(line.name)
+                    prev = st.last.get(line.name)
+                    st.last[line.name] = here
+                    if old is None or prev is None:
+                        st.side[line.name] = new
+                        continue
+                    if old == new:
+                        continue
+                    pend = (new, frame.pts, frame.t_ns, int(v.cls[i]), float(v.speed[i]), here, prev)
+                    st.pending[line.name] = pend
+                else:
+                    st.last[line.name] = here
                     if new != pend[0]:  # back on the old side: a moment, not a crossing
                         del st.pending[line.name]
-                    elif frame.pts - pend[1] >= dwell - 1e-9:
-                        del st.pending[line.name]
-                        st.side[line.name] = new
-                        out += self._count(frame, line, tid, pend)
-                    st.last[line.name] = here
-                    continue
-                old = st.side.get(line.name)
-                prev = st.last.get(line.name)
-                st.last[line.name] = here
-                if old is None or prev is None:
+                        continue
+                if frame.pts - pend[1] >= dwell - 1e-9 and abs(d[i]) >= settle:
+                    del st.pending[line.name]
                     st.side[line.name] = new
-                    continue
-                if old == new:
-                    continue
-                pend = (new, frame.pts, frame.t_ns, int(v.cls[i]), float(v.speed[i]), here, prev)
-                if dwell > 0:
-                    st.pending[line.name] = pend
-                    continue
-                st.side[line.name] = new
-                out += self._count(frame, line, tid, pend)
+                    out += self._count(frame, line, tid, pend)
         for tid, st in self.states.prune(frame.pts):
             for name, pend in st.pending.items():  # it left the picture on the new side
+                out += self._count(frame, self.line_by_name[name], tid, pend)
+        return out
+
+    def flush(self, frame: FrameTracks) -> list[Finding]:
+        """Counts the changes of side not settled yet as crossings (the stream ended: each
+        track vanished where it was); ``frame`` is the last one. Forgets every track."""
+        self.events = []
+        out: list[Finding] = []
+        for tid, st in self.states.prune(math.inf):
+            for name, pend in st.pending.items():
                 out += self._count(frame, self.line_by_name[name], tid, pend)
         return out
 

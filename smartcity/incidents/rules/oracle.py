@@ -481,6 +481,8 @@ def judge(
                         and o["truncation"] < 0.05 and o["occlusion"] < 0.3
                         and t - first_seen[tid] >= 1.0):  # fmt: skip
                     speed_err.append(abs(v - float(o["speed_kmh"])))
+    if frames:
+        findings.extend(ruleset.finish(frames[-1][0]).findings)
     mapping = {tid: c.most_common(1)[0][0] for tid, c in votes.items()}
     return SceneRun(
         name, head, findings, mapping, ruleset.line_counts, speed_err, len(frames), dict(seen),

@@ -146,6 +146,16 @@ class RuleSet:
         r = self.rules.get("line_crossing")
         return r.counts if isinstance(r, LineCrossing) else {}
 
+    def finish(self, frame: FrameTracks) -> RuleOutput:
+        """The stream ended at ``frame`` (the last one given to `update`): line crossings not
+        settled yet count now, as if each track had vanished where it was."""
+        line = self.rules.get("line_crossing")
+        if not isinstance(line, LineCrossing):
+            return RuleOutput([], TrafficSample(self.cam, frame.pts, frame.t_ns, (), ()))
+        findings = line.flush(frame)
+        traffic = TrafficSample(self.cam, frame.pts, frame.t_ns, (), tuple(line.events))
+        return RuleOutput(findings, traffic)
+
     def update(self, frame: FrameTracks) -> RuleOutput:
         if frame.cam != self.cam:
             raise ValueError(f"frame of camera {frame.cam!r} given to the rules of {self.cam!r}")

@@ -1,7 +1,10 @@
 """Speeding: a vehicle's ground speed above its lane's limit plus ``margin_kmh`` for ``min_s``.
 
 The speed is the median of the tracker's smoothed ground speed over the last ``window_s``
-(robust to a single bad box). One Finding per vehicle, with the highest speed seen, the limit
+(robust to a single bad box), and the straight line fitted to the track's ground points over
+that window must clear the threshold by ``confidence_z`` standard errors of its slope: far
+away, where a pixel of box bottom is metres, a box that grows and shrinks or slides onto
+another vehicle makes a fast "speed" with a wide scatter, a real speeder a tight line. One Finding per vehicle, with the highest speed seen, the limit
 and the lane (severity: medium, high above the limit by 30 km/h, critical by 50): a candidate
 where a reported vehicle of the same direction was heading (within ``rejoin_m`` plus a quarter
 of the distance it could have driven, seen at most ``rejoin_s`` before: its track lost and
@@ -31,6 +34,7 @@ class SpeedingSettings(Settings):
     margin_kmh: float = 10.0
     min_s: float = 1.0
     window_s: float = 1.0
+    confidence_z: float = 2.0  # ... and the fitted speed less this many standard errors too
     default_limit_kmh: float = 0.0  # for lanes without a limit; 0: such lanes are not judged
     rejoin_s: float = 10.0
     rejoin_m: float = 15.0
@@ -58,6 +62,29 @@ class Speeding(Rule):
         self.states: TrackStates[_Speeds] = TrackStates(_Speeds, self.s.forget_s)
         self.reported = ReportedVehicles(self.s.rejoin_s, self.s.rejoin_m)
 
+    def _sure(self, st: _Speeds, threshold_kmh: float) -> bool:
+        """Whether the speed fitted to the ground points of the last window_s (a least-squares
+        line per axis) less confidence_z standard errors is above the threshold."""
+        if not self.s.confidence_z or not st.ground:
+            return True
+        t1 = st.ground[-1][0]
+        pts = np.array([p for p in st.ground if t1 - p[0] <= self.s.window_s + 1e-9])
+        if len(pts) < 4:
+            return False
+        t = pts[:, 0] - pts[:, 0].mean()
+        stt = float(t @ t)
+        if stt <= 0:
+            return False
+        xy = pts[:, 1:] - pts[:, 1:].mean(axis=0)
+        vel = t @ xy / stt  # m/s per axis
+        res = xy - np.outer(t, vel)
+        se = np.sqrt((res * res).sum(axis=0) / (len(pts) - 2) / stt)
+        v = float(np.hypot(*vel))
+        if v <= 0:
+            return False
+        se_v = float(np.hypot(vel[0] * se[0], vel[1] * se[1])) / v
+        return (v - self.s.confidence_z * se_v) * 3.6 > threshold_kmh
+
     def _update(self, frame: FrameTracks) -> list[Finding]:
         v = frame_view(frame, self.geometry)
         out: list[Finding] = []
@@ -80,7 +107,7 @@ class Speeding(Rule):
             while st.hist and frame.pts - st.hist[0][0] > self.s.window_s:
                 st.hist.popleft()
             speed = float(np.median([s for _, s in st.hist]))
-            if speed <= limit + self.s.margin_kmh:
+            if speed <= limit + self.s.margin_kmh or not self._sure(st, limit + self.s.margin_kmh):
                 st.over_since = None
                 continue
             st.top = max(st.top, speed)

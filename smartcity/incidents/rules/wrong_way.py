@@ -1,5 +1,9 @@
 """Wrong-way driving: a vehicle moving against its lane's direction over ``min_distance_m``.
 
+Far away the distance must also span ``min_px`` pixels of box bottom at the vehicle's place
+(there a pixel is metres, and a box sliding from car to car along a standing queue drifts by a
+few pixels: 15 m at 120 m from the camera).
+
 Each vehicle's progress along the lane's ground direction is followed; the distance it has gone
 back from the furthest point it reached (in the lane's direction) is the distance driven the
 wrong way, which jitter of a standing vehicle cannot build up. It must also be moving
@@ -43,6 +47,7 @@ from smartcity.incidents.types import Finding, FrameTracks
 @dataclass(frozen=True)
 class WrongWaySettings(Settings):
     min_distance_m: float = 15.0
+    min_px: float = 10.0  # ... and at least this many pixels of box bottom where it is now
     min_speed_kmh: float = 5.0
     max_step_kmh: float = 250.0
     sustain_s: float = 2.0
@@ -133,8 +138,9 @@ class WrongWay(Rule):
                 self._seen(st)
                 continue
             back = st.best - s
+            need = max(self.s.min_distance_m, self.s.min_px * float(v.m_per_px[i]))
             moving = not np.isfinite(v.speed[i]) or v.speed[i] >= self.s.min_speed_kmh
-            if back < self.s.min_distance_m or not moving or not self._sustained(st):
+            if not back >= need or not moving or not self._sustained(st):
                 continue
             st.key = self.reported.match(frame.pts, np.array((gx, gy)), st.direction)
             if st.key:  # the same vehicle, reported already under another track
