@@ -104,7 +104,8 @@ class EngineSettings:
 
 
 _TRACKING_KEYS = {
-    "track_thresh", "match_thresh", "track_buffer", "speed_window_s", "duplicate_iou", "crowd_class",
+    "track_thresh", "match_thresh", "track_buffer", "speed_window_s",
+    "duplicate_iou", "crowd_class",
 }  # fmt: skip
 _TRACKING_INTS = {"track_buffer", "crowd_class"}
 _CAMERA_KEYS = {

@@ -405,6 +405,7 @@ def test_speeding_needs_a_tight_line_of_ground_points() -> None:
     """A far box whose ground point scatters 8 m either side of a 20 km/h drive, handed a
     tracker speed of 80 km/h, is not speeding (the fitted line's lower bound is far below
     60); the same drive at 80 km/h without the scatter is; confidence_z 0 drops the check."""
+
     def far(scatter: float) -> list[FrameTracks]:
         kmh = 20 if scatter else 80
         return [frame(k / 10, [(1, CAR, 2.0, 10 + kmh / 36 * k + scatter * (-1) ** k, 80.0)])

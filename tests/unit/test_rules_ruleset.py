@@ -88,10 +88,13 @@ def test_other_camera_refused_and_time_going_back_resets() -> None:
 
 def test_finish_counts_the_crossings_not_settled_when_the_stream_ends() -> None:
     rs = RuleSet(geo())
-    frames = merge(drive(1, CAR, 2.0, 48, 3.6, 0, 1))  # 1 m a second, then 50.5 m (the gate is at 50)
+    frames = merge(
+        drive(1, CAR, 2.0, 48, 3.6, 0, 1)
+    )  # 1 m a second, then 50.5 m (the gate is at 50)
     frames += [frame(1.1 + k / 10, [(1, CAR, 2.0, 49.0 + 0.15 * k, 3.6)]) for k in range(11)]
     outs = [rs.update(f) for f in frames]
     assert not [c for o in outs for c in o.traffic.crossings if c.line == "gate"]
     end = rs.finish(frames[-1])
-    assert [(c.line, c.track_id, c.direction) for c in end.traffic.crossings] == [("gate", 1, "in")]
+    got = [(c.line, c.track_id, c.direction) for c in end.traffic.crossings]
+    assert got == [("gate", 1, "in")]
     assert rs.line_counts["gate"]["in"] == {"car": 1}

@@ -137,7 +137,8 @@ class LineCrossing(Rule):
                         continue
                     if old == new:
                         continue
-                    pend = (new, frame.pts, frame.t_ns, int(v.cls[i]), float(v.speed[i]), here, prev)
+                    cls, speed = int(v.cls[i]), float(v.speed[i])
+                    pend = (new, frame.pts, frame.t_ns, cls, speed, here, prev)
                     st.pending[line.name] = pend
                 else:
                     st.last[line.name] = here

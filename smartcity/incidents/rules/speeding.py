@@ -4,7 +4,9 @@ The speed is the median of the tracker's smoothed ground speed over the last ``w
 (robust to a single bad box), and the straight line fitted to the track's ground points over
 that window must clear the threshold by ``confidence_z`` standard errors of its slope: far
 away, where a pixel of box bottom is metres, a box that grows and shrinks or slides onto
-another vehicle makes a fast "speed" with a wide scatter, a real speeder a tight line. One Finding per vehicle, with the highest speed seen, the limit
+another vehicle makes a fast "speed" with a wide scatter, a real speeder a tight line.
+
+One Finding per vehicle, with the highest speed seen, the limit
 and the lane (severity: medium, high above the limit by 30 km/h, critical by 50): a candidate
 where a reported vehicle of the same direction was heading (within ``rejoin_m`` plus a quarter
 of the distance it could have driven, seen at most ``rejoin_s`` before: its track lost and
