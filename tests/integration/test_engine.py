@@ -112,6 +112,8 @@ def test_engine_publishes_tracks_and_health(vtest, run_dir):
         ({"cameras": [{"id": "a", "url": str(VTEST)}, {"id": "a", "url": "y"}]}, "cameras[1].id"),
         ({"max_batch": 0}, "max_batch"),
         ({"tracking": {"speed": 1}}, "tracking.speed"),
+        ({"tracking": {"duplicate_iou": 2}}, "duplicate_iou"),
+        ({"tracking": {"crowd_class": 0.5}}, "tracking.crowd_class"),
         ({"colour": "red"}, "colour"),
         ({"hwaccel": "nvdec"}, "hwaccel"),
         ({"hw_device": -1}, "hw_device"),
@@ -155,5 +157,6 @@ def test_the_example_configuration_is_valid():
     from smartcity.engine.process import load_engine_config
 
     s = load_engine_config(ROOT / "appliance" / "engine.example.yaml")
+    assert s.tracking["duplicate_iou"] == 0.4 and s.tracking["crowd_class"] == 0
     assert s.model == "person-ssdlite" and (s.models_root / s.model / "model.yaml").is_file()
     assert Path(s.cameras[0].url).is_file()  # resolved against the configuration's folder
