@@ -556,6 +556,27 @@ def test_loitering_fires_after_min_s_and_not_for_walkers() -> None:
     assert [(f.key, f.pts) for f in fs] == [("track:1", 30.0)]
 
 
+def test_loitering_keeps_the_stay_across_a_new_id() -> None:
+    """A person standing for 40 s whose track is taken over at 20 s by a second track that
+    began at 19 s (the detector's id switch): the stay carries over and fires at 30 s under the
+    new id; a person who appears 5 m away (beyond rejoin_m) does not inherit it, and one who
+    appears after rejoin_s does not either."""
+    rule = Loitering(geo(), LoiteringSettings(min_s=30))
+    seq = merge(
+        [(t / 5, (1, PERSON, 20.0, 40.0, 0)) for t in range(100)],  # 0-19.8 s
+        [(t / 5, (2, PERSON, 20.3, 40.2, 0)) for t in range(95, 200)],  # 19-39.8 s
+        [(t / 5, (3, PERSON, 25.0, 40.0, 0)) for t in range(100, 200)],  # 5 m away from 20 s
+    )
+    fs = run(rule, seq)
+    assert [(f.key, round(f.pts, 1)) for f in opened(fs)] == [("track:2", 30.0)]
+    rule = Loitering(geo(), LoiteringSettings(min_s=30))
+    late = merge(
+        [(t / 5, (1, PERSON, 20.0, 40.0, 0)) for t in range(100)],  # gone at 19.8 s
+        [(t / 5, (2, PERSON, 20.0, 40.0, 0)) for t in range(115, 200)],  # from 23 s
+    )
+    assert opened(run(rule, late)) == []
+
+
 # --------------------------------------------------------------------------- pedestrians
 
 

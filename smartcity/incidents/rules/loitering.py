@@ -2,8 +2,11 @@
 
 Per person a history of ground points (pixels for an uncalibrated camera, with ``radius_px``);
 points farther than the radius from the newest are dropped from the front, so the history's
-span is how long the person has stayed near. One Finding per person; closed when they leave
-(the span falls back under ``min_s``) or vanish. Only people inside ``zones`` when given.
+span is how long the person has stayed near. A person's track that is lost (not seen for up to
+``rejoin_s``) hands its history on to the track nearest its last point (within ``rejoin_m``,
+``rejoin_px`` uncalibrated) that began after it: the same person under a new id (the detector
+lost them behind someone, or a second track took over) keeps their stay. One Finding per
+person; closed when they leave (the span falls back under ``min_s``) or vanish. Only people inside ``zones`` when given.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ class LoiteringSettings(Settings):
     radius_m: float = 6.0
     radius_px: float = 60.0
     min_s: float = 30.0
+    rejoin_s: float = 2.0
+    rejoin_m: float = 1.5
+    rejoin_px: float = 15.0
     forget_s: float = 5.0
     zones: tuple[str, ...] = ()
     severity: str = "low"
@@ -32,6 +38,7 @@ class LoiteringSettings(Settings):
 class _Stay:
     hist: deque[tuple[float, float, float]] = field(default_factory=deque)
     open: bool = False
+    handed: bool = False  # its history went to another track
 
 
 class Loitering(Rule):
@@ -49,6 +56,32 @@ class Loitering(Rule):
         self.metres = geometry.calibrated
         self.states: TrackStates[_Stay] = TrackStates(_Stay, self.s.forget_s)
 
+    def _hand_over(self, now: float, ids: np.ndarray, pts: np.ndarray, reach: float) -> None:
+        """Each track lost within rejoin_s (not reported, not handed on yet) gives its history
+        to the nearest track seen now within ``reach`` of its last point whose own history
+        began later."""
+        here = {int(t): k for k, t in enumerate(ids)}
+        for tid, st in self.states.items():
+            if tid in here or st.open or st.handed or not st.hist:
+                continue
+            t_last, x, y = st.hist[-1]
+            if now - t_last > self.s.rejoin_s:
+                continue
+            best, best_d = None, reach
+            for other, k in here.items():
+                o = self.states.peek(other)
+                if o is not None and o.hist and o.hist[0][0] <= st.hist[0][0]:
+                    continue
+                d = float(np.hypot(pts[k, 0] - x, pts[k, 1] - y))
+                if d <= best_d:
+                    best, best_d = other, d
+            if best is None:
+                continue
+            o = self.states.get(best, now)
+            o.hist = deque(sorted([*st.hist, *o.hist]))
+            st.handed = True
+            st.hist.clear()
+
     def _update(self, frame: FrameTracks) -> list[Finding]:
         v = frame_view(frame, self.geometry)
         out: list[Finding] = []
@@ -60,6 +93,8 @@ class Loitering(Rule):
             for z in self.zones:
                 inz |= z.contains(v.px, v.ground)
             sel &= inz
+        self._hand_over(frame.pts, v.ids[sel], pts[sel], self.s.rejoin_m if self.metres
+                        else self.s.rejoin_px)  # fmt: skip
         for i in np.nonzero(sel)[0]:
             tid = int(v.ids[i])
             st = self.states.get(tid, frame.pts)
