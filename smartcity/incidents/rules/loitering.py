@@ -6,7 +6,8 @@ span is how long the person has stayed near. A person's track that is lost (not 
 ``rejoin_s``) hands its history on to the track nearest its last point (within ``rejoin_m``,
 ``rejoin_px`` uncalibrated) that began after it: the same person under a new id (the detector
 lost them behind someone, or a second track took over) keeps their stay. One Finding per
-person; closed when they leave (the span falls back under ``min_s``) or vanish. Only people inside ``zones`` when given.
+person; closed when they leave (the span falls back under ``min_s``) or vanish. Only people
+inside ``zones`` when given.
 """
 
 from __future__ import annotations
