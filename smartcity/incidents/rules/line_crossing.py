@@ -149,17 +149,19 @@ class LineCrossing(Rule):
                     del st.pending[line.name]
                     st.side[line.name] = new
                     out += self._count(frame, line, tid, pend)
-        for tid, st in self.states.prune(frame.pts):
-            for name, pend in st.pending.items():  # it left the picture on the new side
-                out += self._count(frame, self.line_by_name[name], tid, pend)
-        return out
+        return out + self._vanished(frame, frame.pts)
 
     def flush(self, frame: FrameTracks) -> list[Finding]:
         """Counts the changes of side not settled yet as crossings (the stream ended: each
         track vanished where it was); ``frame`` is the last one. Forgets every track."""
         self.events = []
+        return self._vanished(frame, math.inf)
+
+    def _vanished(self, frame: FrameTracks, pts: float) -> list[Finding]:
+        """Forgets the tracks gone by ``pts`` (TrackStates.prune) and counts each one's change
+        of side not settled yet: it left the picture on the new side."""
         out: list[Finding] = []
-        for tid, st in self.states.prune(math.inf):
+        for tid, st in self.states.prune(pts):
             for name, pend in st.pending.items():
                 out += self._count(frame, self.line_by_name[name], tid, pend)
         return out
