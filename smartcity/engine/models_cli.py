@@ -140,6 +140,13 @@ def add_models_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--frames", type=int, default=60, help="calibration frames (default 60)")
     p.add_argument("--every-s", type=float, default=1.0, help="seconds between frames")
     p.add_argument("--check", default=None, help="check video (default: the calibration video)")
+    p.add_argument(
+        "--calibrate",
+        choices=("minmax", "percentile"),
+        default="minmax",
+        help="activation ranges: min/max seen (default), or the 99.999th percentile of |x| "
+        "(a few outliers no longer widen the int8 steps)",
+    )
     p.add_argument("--check-frames", type=int, default=60)
     p.add_argument(
         "--min-agreement",

@@ -1,10 +1,12 @@
 """`smartcity models quantize NAME --calibration VIDEO`: an int8 copy of a model for the CPU.
 
 ONNX Runtime's static quantization (QDQ format, int8 weights per channel, uint8 activations,
-min/max calibration) on frames of the site's own video, taken through the core's own pipeline
-with the card's preprocessing, so the calibration sees exactly what the engine will feed. The
-result is a new model folder (``<NAME>-int8`` beside the original by default) with its own card
-(file, sha256, name and a description of where it came from) and the original's licence files.
+min/max calibration, or with ``--calibrate percentile`` the 99.999th percentile of each
+activation, which a few outliers do not stretch) on frames of the site's own video, taken
+through the core's own pipeline with the card's preprocessing, so the calibration sees exactly
+what the engine will feed. The result is a new model folder (``<NAME>-int8`` beside the
+original by default) with its own card (file, sha256, name and a description of where it came
+from) and the original's licence files.
 
 Then the copy is checked against the original on other frames of the check video (the
 calibration video unless ``--check`` names another): detections of the int8 model matched to
@@ -183,6 +185,7 @@ def quantize(
     check: str | Path | None = None,
     check_frames: int = 60,
     min_agreement: float = 0.9,
+    calibrate: str = "minmax",
 ) -> tuple[ModelCard, Agreement]:
     """Writes the int8 model folder `out_dir` and checks it (see the module's doc)."""
     try:
@@ -198,6 +201,9 @@ def quantize(
             f"quantizing needs the onnx package ({e}): pip install onnx (only where models are "
             "quantized; the result runs with plain ONNX Runtime)"
         ) from None
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
+    if calibrate not in methods:
+        raise QuantizeError(f"calibrate: {calibrate!r} is not one of {', '.join(methods)}")
     out = Path(out_dir)
     if out.exists():
         raise QuantizeError(f"{out} exists already: remove it or name another --out")
@@ -225,10 +231,13 @@ def quantize(
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
+                calibrate_method=methods[calibrate],
                 op_types_to_quantize=ops,
+                extra_options={"CalibPercentile": PERCENTILE} if calibrate == "percentile" else {},
             )
-            _write_card(card, staged, onnx_name, len(inputs), Path(calibration).name, what)
+            _write_card(
+                card, staged, onnx_name, len(inputs), Path(calibration).name, what, calibrate
+            )
             agreement = compare(card, load_card(staged), held_out)
             if agreement.recall >= min_agreement:
                 break
@@ -246,6 +255,9 @@ def quantize(
     return load_card(out), agreement
 
 
+#: --calibrate percentile: the share of each activation's |values| kept inside its int8 range
+PERCENTILE = 99.999
+
 #: What is quantized, tried in order until the copy agrees with the original: every operator
 #: ONNX Runtime can (fastest where it works), then the compute-heavy ones only, so that heads
 #: that concatenate boxes (hundreds of pixels) with scores (0..1) into one tensor stay in float
@@ -257,7 +269,13 @@ _STRATEGIES: tuple[tuple[list[str] | None, str], ...] = (
 
 
 def _write_card(
-    card: ModelCard, folder: Path, onnx_name: str, frames: int, video: str, what: str
+    card: ModelCard,
+    folder: Path,
+    onnx_name: str,
+    frames: int,
+    video: str,
+    what: str,
+    calibrate: str = "minmax",
 ) -> None:
     data = yaml.safe_load((card.directory / CARD_FILE).read_text())
     data["name"] = folder.name
@@ -266,7 +284,9 @@ def _write_card(
     scope = "" if what == "every operator" else f" ({what})"
     data["description"] = (
         f"{card.name} quantized to int8{scope} (ONNX Runtime static quantization, QDQ, int8 "
-        f"weights per channel, uint8 activations, min/max calibration on {frames} "
+        f"weights per channel, uint8 activations, "
+        f"{'min/max' if calibrate == 'minmax' else f'{PERCENTILE:g}th percentile'} "
+        f"calibration on {frames} "
         f"frames of {video}) by `smartcity models quantize`. "
         + str(data.get("description", "")).strip()
     )
@@ -301,6 +321,7 @@ def cmd_quantize(args: Any) -> int:
             check=args.check,
             check_frames=args.check_frames,
             min_agreement=args.min_agreement,
+            calibrate=args.calibrate,
         )
     except QuantizeError as e:
         print(f"smartcity models quantize: {e}", file=sys.stderr)

@@ -15,6 +15,8 @@ Live reload (docs/incidents.md, "Live reload"): a `config.changed` request from 
 store's cameras (`cameras_from_store`) and change only the cameras that changed: a camera gone
 is dropped (its traffic minutes written first), a new one gets its RuleSet, a changed geometry
 or rules a new RuleSet (its track state starts again), changed health settings a new monitor.
+A camera that leaves, a RuleSet that is replaced and every camera at a stop first finish their
+rules (`RuleSet.finish`): line crossings still waiting to settle are counted, not lost.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from smartcity.incidents.config import (
 from smartcity.incidents.evidence import EvidenceCollector
 from smartcity.incidents.lifecycle import IncidentManager, ensure_system_camera
 from smartcity.incidents.rules.camera_health import CameraHealthMonitor
-from smartcity.incidents.rules.ruleset import RuleSet
+from smartcity.incidents.rules.ruleset import RuleOutput, RuleSet
 from smartcity.incidents.traffic import TrafficAggregator, TrafficBucket, to_record
 from smartcity.incidents.types import Finding, FrameTracks
 from smartcity.store import Store, StoreError, UnknownCameraError
@@ -326,6 +328,8 @@ class IncidentsService:
                     next_retention = now + self.settings.retention_every_s
                     self._retention()
         finally:
+            for cam in list(self.rules):
+                self._finish_rules(cam)
             self._write_buckets(self.traffic.flush())
             self._write_ingest()
         return self.counters
@@ -361,19 +365,28 @@ class IncidentsService:
         frame = frame_of(ev)
         with self._history_lock:
             self._history[ev.cam].append(frame)
-        out = rules.update(frame)
-        for f in out.findings:
-            self._handle(f)
-        for c in out.traffic.crossings:
-            self.traffic.add_crossing(ev.cam, c)
-        for lane in out.traffic.lanes:
-            self.traffic.add_lane(ev.cam, lane)
+        self._take(ev.cam, rules.update(frame))
         self.traffic.advance(ev.cam, ev.t_ns)
         try:
             self.manager.advance(ev.cam, ev.pts, ev.t_ns)
         except StoreError as e:
             self.counters.store_errors += 1
             self.counters.last_error = str(e)
+
+    def _take(self, cam: str, out: RuleOutput) -> None:
+        for f in out.findings:
+            self._handle(f)
+        for c in out.traffic.crossings:
+            self.traffic.add_crossing(cam, c)
+        for lane in out.traffic.lanes:
+            self.traffic.add_lane(cam, lane)
+
+    def _finish_rules(self, cam: str) -> None:
+        """The camera's stream ends here for its rules (it leaves, its rules are replaced, the
+        service stops): line crossings waiting to settle count now."""
+        rules = self.rules.get(cam)
+        if rules is not None:
+            self._take(cam, rules.finish())
 
     def _on_health(self, ev: HealthEvent) -> None:
         mon = self.health.get(ev.cam)
@@ -444,6 +457,8 @@ class IncidentsService:
         )
         for cid in removed:
             self._drop_camera(cid)
+        for cid in replaced:
+            self._finish_rules(cid)
         for cid in (*added, *replaced):
             self.rules[cid] = RuleSet(cur[cid].geometry, cur[cid].rules)
         with self._health_lock:
@@ -495,6 +510,7 @@ class IncidentsService:
             known = self.store.cameras.exists(cam)
         except StoreError:
             known = True  # try the writes; they count their own errors
+        self._finish_rules(cam)
         buckets = self.traffic.pop_camera(cam)
         if known:
             self._write_ingest([cam])

@@ -222,6 +222,53 @@ def test_api_changes_reach_the_service_camera_by_camera(run_dir, tmp_path):
         assert store.integrity_check() == []
 
 
+def _waiting(pub: Publisher, cam: str, track: int, frame0: int, pts0: float) -> int:
+    """A car that comes down to y=205, 5 px beyond the gate (y=200), and waits there: its
+    crossing is not settled (settle_px 8) while it stands: 12 frames."""
+    for k in range(12):
+        y = min(140 + 15 * k, 205)
+        ev = TracksEvent(
+            cam=cam, seq=0, frame=frame0 + k, pts=pts0 + k * 0.2,
+            t_ns=T0 + int((pts0 + k * 0.2) * 1e9), w=640, h=360,
+            track_id=np.array([track], np.int64), class_id=np.array([2], np.int32),
+            score=np.array([0.9], np.float32),
+            xyxy=np.array([[150, y - 40, 250, y]], np.float32),
+        )  # fmt: skip
+        assert pub.publish(ev)
+        time.sleep(0.01)
+    return frame0 + 12
+
+
+def test_crossings_waiting_to_settle_count_when_a_camera_leaves_or_changes(run_dir, tmp_path):
+    """A car standing just past a line has crossed it, but the crossing counts only once it
+    settles: when its camera leaves the set, or its rules are replaced, or the service stops,
+    it counts then (RuleSet.finish), and the minute written holds it."""
+    data = tmp_path / "data"
+    cams = [{"id": c, "geometry": {"lines": [GATE]}, **QUIET} for c in ("a", "b", "c")]
+    config = _write(tmp_path / "incidents.yaml", data, cams)
+    with Broker(run_dir):
+        served = Served(config, run_dir)
+        service = served.service
+        try:
+            for cam in ("a", "b", "c"):
+                _waiting(served.pub, cam, 1, 0, 0.0)
+            served.seen(36)
+            assert all(_count(service.rules[c].line_counts, "gate") == 0 for c in "abc")
+            changed = {**cams[1], "geometry": {"lines": [GATE, GATE2]}}
+            _write(config, data, [changed, cams[2]])  # a leaves, b's rules are replaced
+            n = len(service.reloads)
+            service.request_reload("test")
+            assert wait_for(lambda: len(service.reloads) > n, 10)
+            assert service.reloads[-1].removed == ("a",)
+            assert service.reloads[-1].replaced == ("b",)
+        finally:
+            served.close()  # c: counted at the stop
+    with Store.open(data_dir=data) as store:
+        counts = {c: [b.count for b in store.traffic.query(c, "1m", source_kind="line")]
+                  for c in "abc"}  # fmt: skip
+        assert counts == {"a": [1], "b": [1], "c": [1]}
+
+
 def test_a_store_that_cannot_be_read_refuses_the_reload(run_dir, tmp_path):
     data = tmp_path / "data"
     with Store.open(data_dir=data) as store:

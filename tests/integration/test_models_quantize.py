@@ -33,6 +33,20 @@ def test_quantize_writes_a_checked_int8_model(tmp_path, vtest):
     assert new.onnx_path.stat().st_size < card.onnx_path.stat().st_size / 2
 
 
+def test_percentile_calibration_is_used_and_written_on_the_card(tmp_path, vtest):
+    """--calibrate percentile: a different file from min/max on the same frames, said so (the
+    agreement check is not what is tested here: on 4 frames it is loose)."""
+    card = load_card(MODELS / "person-ssdlite")
+    mm, _ = quantize(card, vtest, tmp_path / "a", frames=4, every_s=10.0, min_agreement=0.5)
+    pc, a = quantize(
+        card, vtest, tmp_path / "b", frames=4, every_s=10.0, min_agreement=0.5,
+        calibrate="percentile",
+    )  # fmt: skip
+    assert "99.999th percentile calibration on 4 frames" in pc.description
+    assert "min/max calibration on 4 frames" in mm.description
+    assert pc.sha256 != mm.sha256 and a.float_detections > 0
+
+
 def test_a_copy_that_disagrees_is_refused_and_not_written(tmp_path, vtest):
     card = load_card(MODELS / "person-ssdlite")
     out = tmp_path / "strict"
@@ -45,6 +59,8 @@ def test_bad_inputs_are_named(tmp_path, vtest):
     card = load_card(MODELS / "person-ssdlite")
     with pytest.raises(QuantizeError, match="no such video"):
         quantize(card, tmp_path / "missing.mp4", tmp_path / "x")
+    with pytest.raises(QuantizeError, match="calibrate: 'entropy' is not one of minmax"):
+        quantize(card, vtest, tmp_path / "z", calibrate="entropy")
     (tmp_path / "taken").mkdir()
     with pytest.raises(QuantizeError, match="exists already"):
         quantize(card, vtest, tmp_path / "taken")

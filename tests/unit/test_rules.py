@@ -17,6 +17,7 @@ from smartcity.incidents.rules import (
     Congestion,
     CongestionSettings,
     Crash,
+    CrashSettings,
     Crowd,
     CrowdSettings,
     LineCrossing,
@@ -417,6 +418,22 @@ def test_speeding_needs_a_tight_line_of_ground_points() -> None:
     assert [f.key for f in run(off, far(8.0))] == ["track:1"]
 
 
+@pytest.mark.parametrize("fps", [1, 2, 3])
+def test_speeding_found_at_a_low_analysis_rate(fps: int) -> None:
+    """At 1-3 frames a second the 1 s window holds fewer than 3 ground points: the last three
+    are fitted. A 75 km/h car is found, a 55 km/h one (under limit + margin) is not; points
+    further back than low_rate_s are not used (so at 1 fps with low_rate_s 1.5 nothing is sure)."""
+
+    def at(kmh: float, tid: int) -> list[tuple[float, Obj]]:
+        return [(k / fps, (tid, CAR, 2.0 + 3.5 * (tid - 1), 5 + kmh / 3.6 * k / fps, kmh))
+                for k in range(4 * fps + 1)]  # fmt: skip
+
+    fs = run(Speeding(geo()), merge(at(75, 1), at(55, 2)))
+    assert [f.key for f in fs] == ["track:1"]
+    if fps == 1:
+        assert run(Speeding(geo(), SpeedingSettings(low_rate_s=1.5)), merge(at(75, 1))) == []
+
+
 def test_speeding_same_vehicle_under_a_new_track_is_not_reported_again() -> None:
     """A speeding car's track is lost for a second and a new id picks it up where it was
     heading: one incident. Another speeding car 40 m behind is a second one; so is the same
@@ -654,3 +671,23 @@ def test_single_vehicle_impact_and_off_lane_stop() -> None:
     fs = run(rule, merge(_brake(1, 2.0, 0, 60, 3.0, 8)))  # in lane: stopped beyond braking
     assert [(f.key, f.details["off_lane"]) for f in fs] == [("track:1", False)]
     assert fs[0].severity == "medium"
+
+
+def test_single_vehicle_impact_judged_on_its_own_state_with_others_in_view() -> None:
+    """The single-vehicle check reads the stopped track's own history, whatever other vehicle
+    came after it in the frame (one driving on at x 5, listed after the crashed one)."""
+    rule = Crash(geo())
+    on = [(k / 10, (2, CAR, 5.0, 10 + k / 10 * 10.0, 36.0)) for k in range(81)]
+    fs = run(rule, merge(_brake(1, 2.0, 0, 60, 3.0, 8), on))
+    assert [f.key for f in fs] == ["track:1"]
+
+
+def test_crash_far_away_needs_min_travel_px_of_box_movement() -> None:
+    """min_travel_px 1000 at this camera's 0.1 m a pixel asks for 100 m of travel before the
+    stop: 50 km/h over the 3.5 s kept is 49 m, so no sharp stop (a far id switch between queued
+    cars jumps metres in a few pixels); the default 10 px (1 m here) leaves the crash found."""
+    a = _brake(1, 2.0, 50 - 50 / 3.6 * 3, 50, 3.0, 8)
+    b = [(t, (2, CAR, 2.0, 100 - y, s)) for t, (_, _, _, y, s) in
+         _brake(2, 2.0, 100 - 52.5 - 45 / 3.6 * 3, 45, 3.0, 8)]  # fmt: skip
+    assert run(Crash(geo(), CrashSettings(min_travel_px=1000)), merge(a, b)) == []
+    assert [f.key for f in run(Crash(geo()), merge(a, b))] == ["tracks:1-2"]

@@ -86,6 +86,19 @@ def test_other_camera_refused_and_time_going_back_resets() -> None:
     assert rs.line_counts["gate"]["in"] == {}
 
 
+def test_pending_crossings_count_before_a_restart_forgets_them() -> None:
+    """finish() without a frame takes the last one (nothing before the first); a stream whose
+    time goes back counts what was pending in the first frame after the restart."""
+    rs = RuleSet(geo())
+    assert rs.finish().findings == [] and rs.finish().traffic.crossings == ()
+    frames = merge(drive(1, CAR, 2.0, 48, 3.6, 0, 2.5))  # 48 -> 50.5 m: 0.5 m past the gate
+    outs = [rs.update(f) for f in frames]
+    assert not [c for o in outs for c in o.traffic.crossings]
+    again = rs.update(frame(0.0, [(7, CAR, 2.0, 10, 30)]))  # the stream restarted
+    assert [(c.line, c.track_id) for c in again.traffic.crossings] == [("gate", 1)]
+    assert rs.line_counts["gate"]["in"] == {}  # ... and the counts start again
+
+
 def test_finish_counts_the_crossings_not_settled_when_the_stream_ends() -> None:
     rs = RuleSet(geo())
     frames = merge(

@@ -1,12 +1,13 @@
 """Suspected crash: two vehicles in contact (boxes overlapping on the image and ground points
 within ``contact_m``), both standing (below ``stopped_kmh``), at least one after a sharp stop
 (its speed fell by ``drop_kmh`` or more within ``drop_s`` to standing, having travelled
-``min_travel_m`` before, and it then stood for ``confirm_s``); or a single vehicle
-stopping sharply off every lane, or stopping faster than brakes can stop it (``impact_kmh``
-lost within ``impact_s``: it hit something, perhaps hidden behind it) (``single``). Severity
-from the speed before the stop: ``high`` from 50 km/h, ``medium`` from 25, ``low`` below;
-single-vehicle crashes one step lower. The crashed track ids are kept (``crashed_ids``) so the
-stopped-vehicle rule does not take a crashed vehicle for one queued behind the other.
+``min_travel_m`` before, spanning ``min_travel_px`` pixels of box bottom where it stopped, and it
+then stood for ``confirm_s``); or a single vehicle stopping sharply off every lane, or stopping
+faster than brakes can stop it (``impact_kmh`` lost within ``impact_s``: it hit something,
+perhaps hidden behind it) (``single``). Severity from the speed before the stop: ``high`` from
+50 km/h, ``medium`` from 25, ``low`` below; single-vehicle crashes one step lower. The crashed
+track ids are kept (``crashed_ids``) so the stopped-vehicle rule does not take a crashed vehicle
+for one queued behind the other.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class CrashSettings(Settings):
     min_iou: float = 0.0  # boxes must overlap more than this
     min_travel_m: float = 10.0  # ... and it had travelled this far over the 2 s before: a box
     #                              edge jumping under occlusion makes no sharp stop
+    min_travel_px: float = 10.0  # ... spanning this many pixels of box bottom where it stopped
+    #                              (far away an id switch between queued cars jumps 10 m in 5 px)
     min_box_px: float = 8.0  # boxes smaller than this (either side) are too coarse to judge
     single: bool = True
     impact_kmh: float = 40.0  # a fall this large within impact_s (beyond any braking: ~11 m/s2
@@ -91,8 +94,8 @@ class Crash(Rule):
             if sp < self.s.stopped_kmh:
                 top = max(h[1] for h in st.hist if t - h[0] <= self.s.drop_s)
                 travel = float(np.hypot(x - st.hist[0][2], y - st.hist[0][3]))
-                if (top - sp >= self.s.drop_kmh and st.sharp_at is None
-                        and travel >= self.s.min_travel_m):  # fmt: skip
+                need = max(self.s.min_travel_m, self.s.min_travel_px * float(v.m_per_px[i]))
+                if top - sp >= self.s.drop_kmh and st.sharp_at is None and travel >= need:
                     st.sharp_at, st.before_kmh = t, top
                     hit = max(h[1] for h in st.hist if t - h[0] <= self.s.impact_s)
                     st.impact = hit - sp >= self.s.impact_kmh
@@ -130,9 +133,9 @@ class Crash(Rule):
             for i in standing:
                 tid = int(v.ids[i])
                 one = self.states.peek(tid)
-                if one is None or not self._confirmed(st, t) or tid in self.crashed_ids:
+                if one is None or not self._confirmed(one, t) or tid in self.crashed_ids:
                     continue
-                if v.lane[i] >= 0 and not st.impact:
+                if v.lane[i] >= 0 and not one.impact:
                     continue
                 self.crashed_ids.add(tid)
                 out.append(

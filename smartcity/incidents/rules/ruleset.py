@@ -134,7 +134,7 @@ class RuleSet:
             stopped.crashed = lambda: crash.crashed_ids
         cong = self.rules.get("congestion")
         self._meter = None if isinstance(cong, Congestion) else LaneMeter(self.geometry)
-        self._last_pts: float | None = None
+        self._last: FrameTracks | None = None
 
     def reset(self) -> None:
         """Forgets every track and count (a stream restarted)."""
@@ -146,9 +146,14 @@ class RuleSet:
         r = self.rules.get("line_crossing")
         return r.counts if isinstance(r, LineCrossing) else {}
 
-    def finish(self, frame: FrameTracks) -> RuleOutput:
-        """The stream ended at ``frame`` (the last one given to `update`): line crossings not
-        settled yet count now, as if each track had vanished where it was."""
+    def finish(self, frame: FrameTracks | None = None) -> RuleOutput:
+        """The stream ended at ``frame`` (default: the last one given to `update`; nothing to
+        do before the first): line crossings not settled yet count now, as if each track had
+        vanished where it was. Called at the end of a stream, when a camera leaves or its rules
+        are replaced, at a stop, and by `update` itself when stream time goes back."""
+        frame = frame or self._last
+        if frame is None:
+            return RuleOutput([], TrafficSample(self.cam, 0.0, 0, (), ()))
         line = self.rules.get("line_crossing")
         if not isinstance(line, LineCrossing):
             return RuleOutput([], TrafficSample(self.cam, frame.pts, frame.t_ns, (), ()))
@@ -159,10 +164,14 @@ class RuleSet:
     def update(self, frame: FrameTracks) -> RuleOutput:
         if frame.cam != self.cam:
             raise ValueError(f"frame of camera {frame.cam!r} given to the rules of {self.cam!r}")
-        if self._last_pts is not None and frame.pts < self._last_pts:
-            self.reset()  # stream time went back: a restarted stream
-        self._last_pts = frame.pts
+        early: tuple[Crossing, ...] = ()
         findings: list[Finding] = []
+        if self._last is not None and frame.pts < self._last.pts:
+            # stream time went back, a restarted stream: what was pending counts, then forget
+            done = self.finish()
+            findings, early = list(done.findings), tuple(done.traffic.crossings)
+            self.reset()
+        self._last = frame
         for rule in self.rules.values():
             findings.extend(rule.update(frame))
         cong = self.rules.get("congestion")
@@ -173,5 +182,5 @@ class RuleSet:
             lanes = self._meter.sample(frame_view(frame, self.geometry))
         line = self.rules.get("line_crossing")
         crossings = line.events if isinstance(line, LineCrossing) else []
-        traffic = TrafficSample(self.cam, frame.pts, frame.t_ns, tuple(lanes), tuple(crossings))
+        traffic = TrafficSample(self.cam, frame.pts, frame.t_ns, tuple(lanes), (*early, *crossings))
         return RuleOutput(findings, traffic)

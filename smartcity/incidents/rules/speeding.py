@@ -4,7 +4,10 @@ The speed is the median of the tracker's smoothed ground speed over the last ``w
 (robust to a single bad box), and the straight line fitted to the track's ground points over
 that window must clear the threshold by ``confidence_z`` standard errors of its slope: far
 away, where a pixel of box bottom is metres, a box that grows and shrinks or slides onto
-another vehicle makes a fast "speed" with a wide scatter, a real speeder a tight line.
+another vehicle makes a fast "speed" with a wide scatter, a real speeder a tight line. At a low
+analysis rate (under ~3 frames a second) the window holds fewer than the three points a line
+and its scatter need: the last three are fitted then (``low_rate_s``: reaching at most that far
+back).
 
 One Finding per vehicle, with the highest speed seen, the limit
 and the lane (severity: medium, high above the limit by 30 km/h, critical by 50): a candidate
@@ -37,6 +40,7 @@ class SpeedingSettings(Settings):
     min_s: float = 1.0
     window_s: float = 1.0
     confidence_z: float = 2.0  # ... and the fitted speed less this many standard errors too
+    low_rate_s: float = 3.0  # fewer than 3 ground points in window_s: the last 3 within this
     default_limit_kmh: float = 0.0  # for lanes without a limit; 0: such lanes are not judged
     rejoin_s: float = 10.0
     rejoin_m: float = 15.0
@@ -71,7 +75,9 @@ class Speeding(Rule):
             return True
         t1 = st.ground[-1][0]
         pts = np.array([p for p in st.ground if t1 - p[0] <= self.s.window_s + 1e-9])
-        if len(pts) < 4:
+        if len(pts) < 3:
+            pts = np.array([p for p in list(st.ground)[-3:] if t1 - p[0] <= self.s.low_rate_s])
+        if len(pts) < 3:
             return False
         t = pts[:, 0] - pts[:, 0].mean()
         stt = float(t @ t)
@@ -101,7 +107,8 @@ class Speeding(Rule):
             way = None if gd is None else (float(gd[0]), float(gd[1]))
             if np.all(np.isfinite(v.ground[i])):
                 st.ground.append((frame.pts, float(v.ground[i, 0]), float(v.ground[i, 1])))
-                while frame.pts - st.ground[0][0] > 1.5:
+                keep = max(1.5, self.s.window_s, self.s.low_rate_s)
+                while frame.pts - st.ground[0][0] > keep:
                     st.ground.popleft()
             if st.key and st.ground:
                 self.reported.seen(st.key, st.ground, way)
