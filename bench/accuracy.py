@@ -68,6 +68,7 @@ class Summary:
     all_expected: int = 0
     veh_counted: int = 0
     veh_expected: int = 0
+    veh_off: int = 0  # sum over scenes of |counted - expected|: over- and under-counts add up
     quiet_finds: list[str] = field(default_factory=list)
     per_class: dict[str, oracle.ClassCounts] = field(default_factory=dict)
 
@@ -116,6 +117,7 @@ def evaluate(
                 s.on_scenes.setdefault(f.rule, set())
         c, e = oracle.counting_error(run, vehicles_only=True)
         s.veh_counted, s.veh_expected = s.veh_counted + c, s.veh_expected + e
+        s.veh_off += abs(c - e)
         c, e = oracle.counting_error(run)
         s.all_counted, s.all_expected = s.all_counted + c, s.all_expected + e
         if name in COUNTING_SCENES:
@@ -157,6 +159,9 @@ def report(s: Summary, a: argparse.Namespace) -> bool:
         f"counting, all lines of all scenes: vehicles {s.veh_counted} of {s.veh_expected}, error "
         f"{s.veh_err:.1%}; with people {s.all_counted} of {s.all_expected}, error {s.all_err:.1%}"
     )
+    off = s.veh_off / s.veh_expected if s.veh_expected else 0.0
+    print(f"  vehicles off per scene, summed (over- and under-counts do not cancel): "
+          f"{s.veh_off} ({off:.1%})")  # fmt: skip
     worst = max(s.per_scene_mae.items(), key=lambda kv: kv[1]) if s.per_scene_mae else ("-", 0.0)
     print(f"speed MAE: {s.mae:.2f} km/h over {len(s.speed)} measurements "
           f"(worst scene {worst[0]} {worst[1]:.2f})")  # fmt: skip
@@ -191,6 +196,7 @@ def side_by_side(o: Summary, m: Summary) -> None:
         ("counting error, counting scene", f"{o.count_err:.1%}", f"{m.count_err:.1%}"),
         ("vehicles counted, all lines", f"{o.veh_counted} of {o.veh_expected}",
          f"{m.veh_counted} of {m.veh_expected}"),
+        ("vehicles off per scene, summed", str(o.veh_off), str(m.veh_off)),
         ("speed MAE (km/h)", f"{o.mae:.2f} ({len(o.speed)})", f"{m.mae:.2f} ({len(m.speed)})"),
         ("vehicle findings, quiet scenes", str(len(o.quiet_finds)), str(len(m.quiet_finds))),
     )  # fmt: skip
