@@ -199,7 +199,7 @@ void ExportPipeline(py::module_& m) {
       .def(
           "configure_tracking",
           [](Pipeline& p, float track_thresh, float match_thresh, int track_buffer, double speed_window_s,
-             float duplicate_iou, int crowd_class) {
+             float duplicate_iou, int crowd_class, double speed_long_window_s, double speed_curvature_z) {
             TrackerConfig c;
             c.track_thresh = track_thresh;
             c.match_thresh = match_thresh;
@@ -207,10 +207,13 @@ void ExportPipeline(py::module_& m) {
             c.speed_window_s = speed_window_s;
             c.duplicate_iou = duplicate_iou;
             c.crowd_class = crowd_class;
+            c.speed_long_window_s = speed_long_window_s;
+            c.speed_curvature_z = speed_curvature_z;
             p.SetTrackerConfig(c);
           },
           py::kw_only(), py::arg("track_thresh") = 0.5f, py::arg("match_thresh") = 0.8f, py::arg("track_buffer") = 30,
           py::arg("speed_window_s") = 1.0, py::arg("duplicate_iou") = 0.4f, py::arg("crowd_class") = 0,
+          py::arg("speed_long_window_s") = 0.0, py::arg("speed_curvature_z") = 5.0,
           "Settings of the per-camera ByteTrackers made from now on (frame_rate: the stream's analysis rate).")
       .def(
           "set_calibration",

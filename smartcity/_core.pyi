@@ -271,6 +271,8 @@ class Pipeline:
         speed_window_s: float = 1.0,
         duplicate_iou: float = 0.4,
         crowd_class: int = 0,
+        speed_long_window_s: float = 0.0,
+        speed_curvature_z: float = 5.0,
     ) -> None:
         """Settings of the per-camera ByteTrackers made from now on."""
     def set_calibration(self, camera_id: str, image_to_ground: npt.ArrayLike) -> None:
@@ -410,6 +412,8 @@ class ByteTracker:
         speed_window_s: float = 1.0,
         duplicate_iou: float = 0.4,
         crowd_class: int = 0,
+        speed_long_window_s: float = 0.0,
+        speed_curvature_z: float = 5.0,
     ) -> None:
         """ValueError naming the setting when one is out of range."""
     def update(

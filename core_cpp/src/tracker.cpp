@@ -164,6 +164,9 @@ void TrackerConfig::Validate() const {
   Check(std::isfinite(frame_rate) && frame_rate > 0, "frame_rate", "must be > 0");
   Check(trajectory_length >= 1, "trajectory_length", "must be >= 1");
   Check(std::isfinite(speed_window_s) && speed_window_s > 0, "speed_window_s", "must be > 0");
+  Check(std::isfinite(speed_long_window_s) && (speed_long_window_s == 0 || speed_long_window_s >= speed_window_s),
+        "speed_long_window_s", "must be 0 (off) or at least speed_window_s");
+  Check(std::isfinite(speed_curvature_z) && speed_curvature_z >= 0, "speed_curvature_z", "must be >= 0");
 }
 
 void ByteTracker::SetCalibration(const std::array<double, 9>& m) {
@@ -192,40 +195,127 @@ TrajectoryPoint ByteTracker::Point(double t, const std::array<float, 4>& box) co
   return p;
 }
 
-// Least-squares ground velocity over the points inside the window (x and y each a line in t),
-// as a speed. A box's bottom jitters by a pixel or two from frame to frame, which is metres far
-// away: the endpoints alone (newest minus oldest) put all of that noise of two frames into the
-// speed, the line through every frame of the window averages it out (about half the error for
-// 10 points or more, docs/tracking.md).
+namespace {
+
+// Least-squares ground velocity (m/s per axis) through the track's points at or after `from`
+// (x and y each a line in t); n the points used, first the oldest one's time.
+struct LineFit {
+  double vx = 0, vy = 0, n = 0, first = 0;
+  bool ok = false;
+};
+
+LineFit FitLine(const TrajectoryRing& ring, double from) {
+  LineFit f;
+  const double now = ring.back().t;
+  double st = 0, sx = 0, sy = 0;
+  f.first = now;
+  for (size_t k = 0; k < ring.size(); ++k) {
+    const TrajectoryPoint& p = ring[k];
+    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
+    const double t = p.t - now;  // <= 0: centred on now for precision
+    f.n += 1, st += t, sx += p.gx, sy += p.gy, f.first = std::min(f.first, p.t);
+  }
+  if (f.n < 2) return f;
+  const double mt = st / f.n, mx = sx / f.n, my = sy / f.n;
+  double stt = 0, stx = 0, sty = 0;
+  for (size_t k = 0; k < ring.size(); ++k) {
+    const TrajectoryPoint& p = ring[k];
+    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
+    const double t = p.t - now - mt;
+    stt += t * t, stx += t * (p.gx - mx), sty += t * (p.gy - my);
+  }
+  if (stt <= 0) return f;
+  f.vx = stx / stt, f.vy = sty / stt, f.ok = true;
+  return f;
+}
+
+}  // namespace
+
+// Whether the track moved steadily since `from`: a parabola fitted to each ground axis against
+// t (least squares) has an acceleration term within speed_curvature_z standard errors of 0.
+bool ByteTracker::Steady(const Track& tr, double from) const {
+  const TrajectoryRing& ring = tr.trajectory;
+  const double now = ring.back().t;
+  // Sums of t^k (t centred on the mean time) and of t^k * x, t^k * y, k = 0..2 (4 for t alone).
+  double n = 0, tsum = 0;
+  for (size_t k = 0; k < ring.size(); ++k) {
+    const TrajectoryPoint& p = ring[k];
+    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
+    n += 1, tsum += p.t - now;
+  }
+  if (n < 5) return false;
+  const double mt = tsum / n;
+  double s[5] = {0, 0, 0, 0, 0}, bx[3] = {0, 0, 0}, by[3] = {0, 0, 0};
+  for (size_t k = 0; k < ring.size(); ++k) {
+    const TrajectoryPoint& p = ring[k];
+    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
+    const double t = p.t - now - mt;
+    double tk = 1;
+    for (int j = 0; j < 5; ++j) {
+      s[j] += tk;
+      if (j < 3) bx[j] += tk * p.gx, by[j] += tk * p.gy;
+      tk *= t;
+    }
+  }
+  // M = [[s0 s1 s2] [s1 s2 s3] [s2 s3 s4]]: its inverse by cofactors (symmetric).
+  const double c00 = s[2] * s[4] - s[3] * s[3], c01 = -(s[1] * s[4] - s[3] * s[2]), c02 = s[1] * s[3] - s[2] * s[2];
+  const double c11 = s[0] * s[4] - s[2] * s[2], c12 = -(s[0] * s[3] - s[1] * s[2]), c22 = s[0] * s[2] - s[1] * s[1];
+  const double det = s[0] * c00 + s[1] * c01 + s[2] * c02;
+  if (!(std::fabs(det) > 1e-12)) return false;
+  const double inv[3][3] = {
+      {c00 / det, c01 / det, c02 / det}, {c01 / det, c11 / det, c12 / det}, {c02 / det, c12 / det, c22 / det}};
+  double cx[3], cy[3];
+  for (int i = 0; i < 3; ++i) {
+    cx[i] = inv[i][0] * bx[0] + inv[i][1] * bx[1] + inv[i][2] * bx[2];
+    cy[i] = inv[i][0] * by[0] + inv[i][1] * by[1] + inv[i][2] * by[2];
+  }
+  double rx = 0, ry = 0;
+  for (size_t k = 0; k < ring.size(); ++k) {
+    const TrajectoryPoint& p = ring[k];
+    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
+    const double t = p.t - now - mt;
+    const double ex = p.gx - (cx[0] + cx[1] * t + cx[2] * t * t);
+    const double ey = p.gy - (cy[0] + cy[1] * t + cy[2] * t * t);
+    rx += ex * ex, ry += ey * ey;
+  }
+  const double z = config_.speed_curvature_z;
+  const double se_x = std::sqrt(std::max(rx / (n - 3) * inv[2][2], 0.0));
+  const double se_y = std::sqrt(std::max(ry / (n - 3) * inv[2][2], 0.0));
+  return std::fabs(cx[2]) <= z * se_x + 1e-9 && std::fabs(cy[2]) <= z * se_y + 1e-9;
+}
+
+// Ground speed: the least-squares line through the track's ground points inside
+// speed_window_s. A box's bottom jitters by a pixel or two from frame to frame, which is metres
+// far away: the endpoints alone (newest minus oldest) put all of that noise of two frames into
+// the speed, the line through every frame of the window averages it out (about half the error
+// for 10 points or more, docs/tracking.md). While the track moves steadily (no significant
+// acceleration over speed_long_window_s, `Steady`) the line goes through that longer window:
+// three times the points, a third of the jitter, and no lag where there is no change to lag.
 float ByteTracker::SpeedKmh(const Track& tr) const {
   if (tr.trajectory.size() < 2) return NAN;
   const TrajectoryPoint& now = tr.trajectory.back();
   if (!std::isfinite(now.gx)) return NAN;
-  const double from = now.t - config_.speed_window_s - 1e-9;
-  double n = 0, st = 0, sx = 0, sy = 0, first = now.t;
-  for (size_t k = 0; k < tr.trajectory.size(); ++k) {
-    const TrajectoryPoint& p = tr.trajectory[k];
-    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
-    const double t = p.t - now.t;  // <= 0: centred on now for precision
-    n += 1, st += t, sx += p.gx, sy += p.gy, first = std::min(first, p.t);
+  const LineFit shortw = FitLine(tr.trajectory, now.t - config_.speed_window_s - 1e-9);
+  if (!shortw.ok || now.t - shortw.first < config_.speed_window_s / 2) return NAN;  // too short a history
+  LineFit use = shortw;
+  const double lw = config_.speed_long_window_s;
+  if (lw > config_.speed_window_s) {
+    const double from = now.t - lw - 1e-9;
+    const LineFit longw = FitLine(tr.trajectory, from);
+    if (longw.ok && now.t - longw.first >= 1.5 * config_.speed_window_s && Steady(tr, from)) use = longw;
   }
-  if (now.t - first < config_.speed_window_s / 2) return NAN;  // too short a history for a speed
-  const double mt = st / n, mx = sx / n, my = sy / n;
-  double stt = 0, stx = 0, sty = 0;
-  for (size_t k = 0; k < tr.trajectory.size(); ++k) {
-    const TrajectoryPoint& p = tr.trajectory[k];
-    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
-    const double t = p.t - now.t - mt;
-    stt += t * t, stx += t * (p.gx - mx), sty += t * (p.gy - my);
-  }
-  if (stt <= 0) return NAN;
-  return static_cast<float>(std::hypot(stx / stt, sty / stt) * 3.6);
+  return static_cast<float>(std::hypot(use.vx, use.vy) * 3.6);
 }
 
 ByteTracker::ByteTracker(const TrackerConfig& config)
     : config_(Validated(config)),
       max_frames_lost_(static_cast<int>(config_.frame_rate / 30.0 * config_.track_buffer)),
-      new_track_thresh_(config_.new_track_thresh < 0.f ? config_.track_thresh + 0.1f : config_.new_track_thresh) {}
+      new_track_thresh_(config_.new_track_thresh < 0.f ? config_.track_thresh + 0.1f : config_.new_track_thresh),
+      ring_capacity_(std::max(
+          static_cast<size_t>(config_.trajectory_length),
+          static_cast<size_t>(
+              std::ceil(std::max(config_.speed_window_s, config_.speed_long_window_s) * config_.frame_rate * 1.25)) +
+              2)) {}
 
 void ByteTracker::Reset() {
   tracked_.clear();
@@ -237,7 +327,8 @@ void ByteTracker::Reset() {
 std::vector<TrajectoryPoint> ByteTracker::Trajectory(int64_t track_id) const {
   for (const std::vector<Track>* list : {&tracked_, &lost_})
     for (const Track& t : *list)
-      if (t.id == track_id && track_id > 0) return t.trajectory.ToVector();
+      if (t.id == track_id && track_id > 0)
+        return t.trajectory.ToVector(static_cast<size_t>(config_.trajectory_length));
   return {};
 }
 
@@ -409,7 +500,7 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
     tr.class_votes.emplace_back(d.class_id, 1);
     tr.start_frame = tr.last_frame = frame_;
     tr.hits = 1;
-    tr.trajectory = TrajectoryRing(static_cast<size_t>(config_.trajectory_length));
+    tr.trajectory = TrajectoryRing(ring_capacity_);
     tr.trajectory.reserve(64);
     tr.trajectory.push_back(Point(t, d.box));
   }

@@ -105,7 +105,7 @@ class EngineSettings:
 
 _TRACKING_KEYS = {
     "track_thresh", "match_thresh", "track_buffer", "speed_window_s",
-    "duplicate_iou", "crowd_class",
+    "duplicate_iou", "crowd_class", "speed_long_window_s", "speed_curvature_z",
 }  # fmt: skip
 _TRACKING_INTS = {"track_buffer", "crowd_class"}
 _CAMERA_KEYS = {

@@ -257,7 +257,7 @@ def test_speed_is_the_least_squares_line_over_the_window():
     every ground point of the last second (x and y against time), not the two end points'
     difference, which puts all the jitter of two frames into the speed."""
     rng = np.random.default_rng(7)
-    t = ByteTracker(frame_rate=10, speed_window_s=1.0)
+    t = ByteTracker(frame_rate=10, speed_window_s=1.0, speed_long_window_s=0)
     t.set_calibration(np.diag([0.5, 0.5, 1.0]))  # 1 px = 0.5 m: a far camera
     worse = 0
     for k in range(60):
@@ -272,6 +272,47 @@ def test_speed_is_the_least_squares_line_over_the_window():
         ends = np.hypot(*(g[-1] - g[0])) / (win[-1, 0] - win[0, 0]) * 3.6
         worse += ends > out.speed_kmh[0]
     assert worse > 30, worse  # of 45: the end points' speed is mostly the larger (noisier) one
+
+
+def _drive(long_s: float, ys: list[float], noise: float, seed: int = 3) -> np.ndarray:
+    """Speeds (km/h) a tracker reports for a box whose centre goes through ys (px, 10 fps;
+    1 px = 0.5 m), with Gaussian jitter of `noise` px on each edge."""
+    rng = np.random.default_rng(seed)
+    t = ByteTracker(frame_rate=10, speed_window_s=1.0, speed_long_window_s=long_s)
+    t.set_calibration(np.diag([0.5, 0.5, 1.0]))
+    out = []
+    for y in ys:
+        b = np.array(box(300, y)) + rng.normal(0, noise, 4)
+        out.append(float(step(t, [list(b)]).speed_kmh[0]))
+    return np.array(out)
+
+
+def test_steady_motion_uses_the_long_window():
+    """A box driving at 36 km/h (2 px a frame) with 1.5 px of jitter per edge: over the long
+    window (3 s while the motion is steady) the speed is much nearer the truth than over 1 s."""
+    ys = [100 + 2.0 * k for k in range(120)]
+    err_long = np.abs(_drive(3.0, ys, 1.5)[40:] - 36.0).mean()
+    err_short = np.abs(_drive(0.0, ys, 1.5)[40:] - 36.0).mean()
+    assert err_long < 0.6 * err_short, (err_long, err_short)
+    with pytest.raises(ValueError, match="speed_long_window_s"):
+        ByteTracker(speed_window_s=1.0, speed_long_window_s=0.5)
+    with pytest.raises(ValueError, match="speed_curvature_z"):
+        ByteTracker(speed_curvature_z=-1)
+
+
+def test_braking_falls_back_to_the_short_window():
+    """The same car braking hard (2 px a frame to standing over 2 s, no jitter): the parabola
+    over the long window has a clear acceleration term, so the speed follows the brake as fast
+    as the 1 s window's; cruising before it, both agree."""
+    ys, y, v = [], 100.0, 2.0
+    for k in range(100):
+        if k >= 50:
+            v = max(0.0, v - 0.1)
+        y += v
+        ys.append(y)
+    with_long, short = _drive(3.0, ys, 0.0), _drive(0.0, ys, 0.0)
+    np.testing.assert_allclose(with_long[35:50], short[35:50], atol=0.2)
+    np.testing.assert_allclose(with_long[55:80], short[55:80], atol=0.5)
 
 
 def test_perspective_calibration_maps_the_bottom_centre():

@@ -53,7 +53,9 @@ struct TrackerConfig {
                                           // behind each other in a crowd; 0: the appliance's person, -1: none)
   bool fuse_score = true;                 // cost = 1 - IoU * score in stages 2 and 4
   int trajectory_length = 30;             // centre points kept per track
-  double speed_window_s = 1.0;            // ground speed: displacement over this long
+  double speed_window_s = 1.0;            // ground speed: displacement over this long ...
+  double speed_long_window_s = 0.0;       // ... or this long while the motion is steady (0: off; 3 tried)
+  double speed_curvature_z = 5.0;         // steady: no axis's fitted acceleration beyond z std errors
 
   void Validate() const;  // throws std::invalid_argument naming the bad field
 };
@@ -88,9 +90,11 @@ class TrajectoryRing {
     return points_[k < points_.size() ? k : k - points_.size()];
   }
   const TrajectoryPoint& back() const { return (*this)[points_.size() - 1]; }
-  std::vector<TrajectoryPoint> ToVector() const {
+  // The newest `last` points (all by default), oldest first.
+  std::vector<TrajectoryPoint> ToVector(size_t last = static_cast<size_t>(-1)) const {
     std::vector<TrajectoryPoint> out(points_.begin() + head_, points_.end());
     out.insert(out.end(), points_.begin(), points_.begin() + head_);
+    if (out.size() > last) out.erase(out.begin(), out.end() - static_cast<std::ptrdiff_t>(last));
     return out;
   }
 
@@ -179,6 +183,7 @@ class ByteTracker {
   const TrackerConfig config_;
   const int max_frames_lost_;
   const float new_track_thresh_;
+  const size_t ring_capacity_;  // trajectory points kept: trajectory_length, or enough for the speed
   const KalmanBoxFilter kf_;
   std::vector<Track> tracked_;  // tentative and confirmed
   std::vector<Track> lost_;
@@ -205,6 +210,7 @@ class ByteTracker {
              Assignment& out);
   TrajectoryPoint Point(double t, const std::array<float, 4>& box) const;
   float SpeedKmh(const Track& tr) const;
+  bool Steady(const Track& tr, double from) const;
 };
 
 }  // namespace smartcity
