@@ -62,10 +62,9 @@ def _write(path: Path, data: Path, cameras: list[dict], **block: object) -> Path
     return path
 
 
-def _car(pub: Publisher, cam: str, track: int, frame0: int, pts0: float) -> int:
-    """One car driving down through the depot zone, across y=200 and y=250: 12 frames."""
-    for k in range(12):
-        y = 60 + 25 * k
+def _drive(pub: Publisher, cam: str, track: int, frame0: int, pts0: float, ys: list[float]) -> int:
+    """One car whose box bottom goes through ys (px), a frame every 0.2 s."""
+    for k, y in enumerate(ys):
         ev = TracksEvent(
             cam=cam, seq=0, frame=frame0 + k, pts=pts0 + k * 0.2,
             t_ns=T0 + int((pts0 + k * 0.2) * 1e9), w=640, h=360,
@@ -75,7 +74,12 @@ def _car(pub: Publisher, cam: str, track: int, frame0: int, pts0: float) -> int:
         )  # fmt: skip
         assert pub.publish(ev)
         time.sleep(0.01)
-    return frame0 + 12
+    return frame0 + len(ys)
+
+
+def _car(pub: Publisher, cam: str, track: int, frame0: int, pts0: float) -> int:
+    """One car driving down through the depot zone, across y=200 and y=250: 12 frames."""
+    return _drive(pub, cam, track, frame0, pts0, [60 + 25 * k for k in range(12)])
 
 
 def _count(counts: dict, line: str) -> int:
@@ -225,18 +229,7 @@ def test_api_changes_reach_the_service_camera_by_camera(run_dir, tmp_path):
 def _waiting(pub: Publisher, cam: str, track: int, frame0: int, pts0: float) -> int:
     """A car that comes down to y=205, 5 px beyond the gate (y=200), and waits there: its
     crossing is not settled (settle_px 8) while it stands: 12 frames."""
-    for k in range(12):
-        y = min(140 + 15 * k, 205)
-        ev = TracksEvent(
-            cam=cam, seq=0, frame=frame0 + k, pts=pts0 + k * 0.2,
-            t_ns=T0 + int((pts0 + k * 0.2) * 1e9), w=640, h=360,
-            track_id=np.array([track], np.int64), class_id=np.array([2], np.int32),
-            score=np.array([0.9], np.float32),
-            xyxy=np.array([[150, y - 40, 250, y]], np.float32),
-        )  # fmt: skip
-        assert pub.publish(ev)
-        time.sleep(0.01)
-    return frame0 + 12
+    return _drive(pub, cam, track, frame0, pts0, [min(140 + 15 * k, 205) for k in range(12)])
 
 
 def test_crossings_waiting_to_settle_count_when_a_camera_leaves_or_changes(run_dir, tmp_path):
