@@ -197,6 +197,16 @@ TrajectoryPoint ByteTracker::Point(double t, const std::array<float, 4>& box) co
 
 namespace {
 
+// Calls f(p) for each point of the ring at or after `from` that has a ground position.
+template <typename F>
+void ForEachGround(const TrajectoryRing& ring, double from, F&& f) {
+  for (size_t k = 0; k < ring.size(); ++k) {
+    const TrajectoryPoint& p = ring[k];
+    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
+    f(p);
+  }
+}
+
 // Least-squares ground velocity (m/s per axis) through the track's points at or after `from`
 // (x and y each a line in t); n the points used, first the oldest one's time.
 struct LineFit {
@@ -209,21 +219,17 @@ LineFit FitLine(const TrajectoryRing& ring, double from) {
   const double now = ring.back().t;
   double st = 0, sx = 0, sy = 0;
   f.first = now;
-  for (size_t k = 0; k < ring.size(); ++k) {
-    const TrajectoryPoint& p = ring[k];
-    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
+  ForEachGround(ring, from, [&](const TrajectoryPoint& p) {
     const double t = p.t - now;  // <= 0: centred on now for precision
     f.n += 1, st += t, sx += p.gx, sy += p.gy, f.first = std::min(f.first, p.t);
-  }
+  });
   if (f.n < 2) return f;
   const double mt = st / f.n, mx = sx / f.n, my = sy / f.n;
   double stt = 0, stx = 0, sty = 0;
-  for (size_t k = 0; k < ring.size(); ++k) {
-    const TrajectoryPoint& p = ring[k];
-    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
+  ForEachGround(ring, from, [&](const TrajectoryPoint& p) {
     const double t = p.t - now - mt;
     stt += t * t, stx += t * (p.gx - mx), sty += t * (p.gy - my);
-  }
+  });
   if (stt <= 0) return f;
   f.vx = stx / stt, f.vy = sty / stt, f.ok = true;
   return f;
@@ -238,17 +244,11 @@ bool ByteTracker::Steady(const Track& tr, double from) const {
   const double now = ring.back().t;
   // Sums of t^k (t centred on the mean time) and of t^k * x, t^k * y, k = 0..2 (4 for t alone).
   double n = 0, tsum = 0;
-  for (size_t k = 0; k < ring.size(); ++k) {
-    const TrajectoryPoint& p = ring[k];
-    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
-    n += 1, tsum += p.t - now;
-  }
+  ForEachGround(ring, from, [&](const TrajectoryPoint& p) { n += 1, tsum += p.t - now; });
   if (n < 5) return false;
   const double mt = tsum / n;
   double s[5] = {0, 0, 0, 0, 0}, bx[3] = {0, 0, 0}, by[3] = {0, 0, 0};
-  for (size_t k = 0; k < ring.size(); ++k) {
-    const TrajectoryPoint& p = ring[k];
-    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
+  ForEachGround(ring, from, [&](const TrajectoryPoint& p) {
     const double t = p.t - now - mt;
     double tk = 1;
     for (int j = 0; j < 5; ++j) {
@@ -256,7 +256,7 @@ bool ByteTracker::Steady(const Track& tr, double from) const {
       if (j < 3) bx[j] += tk * p.gx, by[j] += tk * p.gy;
       tk *= t;
     }
-  }
+  });
   // M = [[s0 s1 s2] [s1 s2 s3] [s2 s3 s4]]: its inverse by cofactors (symmetric).
   const double c00 = s[2] * s[4] - s[3] * s[3], c01 = -(s[1] * s[4] - s[3] * s[2]), c02 = s[1] * s[3] - s[2] * s[2];
   const double c11 = s[0] * s[4] - s[2] * s[2], c12 = -(s[0] * s[3] - s[1] * s[2]), c22 = s[0] * s[2] - s[1] * s[1];
@@ -270,14 +270,12 @@ bool ByteTracker::Steady(const Track& tr, double from) const {
     cy[i] = inv[i][0] * by[0] + inv[i][1] * by[1] + inv[i][2] * by[2];
   }
   double rx = 0, ry = 0;
-  for (size_t k = 0; k < ring.size(); ++k) {
-    const TrajectoryPoint& p = ring[k];
-    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
+  ForEachGround(ring, from, [&](const TrajectoryPoint& p) {
     const double t = p.t - now - mt;
     const double ex = p.gx - (cx[0] + cx[1] * t + cx[2] * t * t);
     const double ey = p.gy - (cy[0] + cy[1] * t + cy[2] * t * t);
     rx += ex * ex, ry += ey * ey;
-  }
+  });
   const double z = config_.speed_curvature_z;
   const double se_x = std::sqrt(std::max(rx / (n - 3) * inv[2][2], 0.0));
   const double se_y = std::sqrt(std::max(ry / (n - 3) * inv[2][2], 0.0));
