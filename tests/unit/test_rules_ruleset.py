@@ -97,6 +97,8 @@ def test_pending_crossings_count_before_a_restart_forgets_them() -> None:
     again = rs.update(frame(0.0, [(7, CAR, 2.0, 10, 30)]))  # the stream restarted
     assert [(c.line, c.track_id) for c in again.traffic.crossings] == [("gate", 1)]
     assert rs.line_counts["gate"]["in"] == {}  # ... and the counts start again
+    done = rs.finish(frame(9.0, []))  # a frame with no tracks is still the frame given
+    assert done.traffic.pts == 9.0
 
 
 def test_finish_counts_the_crossings_not_settled_when_the_stream_ends() -> None:

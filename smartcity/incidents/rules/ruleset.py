@@ -151,7 +151,7 @@ class RuleSet:
         do before the first): line crossings not settled yet count now, as if each track had
         vanished where it was. Called at the end of a stream, when a camera leaves or its rules
         are replaced, at a stop, and by `update` itself when stream time goes back."""
-        frame = frame or self._last
+        frame = frame if frame is not None else self._last  # (a frame with no tracks is falsy)
         if frame is None:
             return RuleOutput([], TrafficSample(self.cam, 0.0, 0, (), ()))
         line = self.rules.get("line_crossing")
