@@ -67,6 +67,7 @@ class Speeding(Rule):
         self.s = settings or SpeedingSettings()
         self.states: TrackStates[_Speeds] = TrackStates(_Speeds, self.s.forget_s)
         self.reported = ReportedVehicles(self.s.rejoin_s, self.s.rejoin_m)
+        self._keep_s = max(1.5, self.s.window_s, self.s.low_rate_s)  # ground points kept
 
     def _sure(self, st: _Speeds, threshold_kmh: float) -> bool:
         """Whether the speed fitted to the ground points of the last window_s (a least-squares
@@ -107,8 +108,7 @@ class Speeding(Rule):
             way = None if gd is None else (float(gd[0]), float(gd[1]))
             if np.all(np.isfinite(v.ground[i])):
                 st.ground.append((frame.pts, float(v.ground[i, 0]), float(v.ground[i, 1])))
-                keep = max(1.5, self.s.window_s, self.s.low_rate_s)
-                while frame.pts - st.ground[0][0] > keep:
+                while frame.pts - st.ground[0][0] > self._keep_s:
                     st.ground.popleft()
             if st.key and st.ground:
                 self.reported.seen(st.key, st.ground, way)
