@@ -121,27 +121,36 @@ def walkers(preset: str, rng: np.random.Generator, n: int) -> list[dict[str, Any
     return out
 
 
+def scene_doc(
+    name: str,
+    description: str,
+    preset: str,
+    per_minute: int,
+    classes: dict[str, float],
+    speed: tuple[int, int],
+) -> dict[str, Any]:
+    """A training scene of MAX_SECONDS: traffic on every lane of the preset."""
+    return {
+        "name": name,
+        "description": description,
+        "preset": preset,
+        "seconds": MAX_SECONDS,
+        "traffic": [
+            {"lanes": "all", "per_minute": per_minute, "classes": classes,
+             "speed_kmh": list(speed)}
+        ],
+    }  # fmt: skip
+
+
 def extra_scenarios() -> list[S.Scenario]:
     """Day scenes with many two-wheelers and people (two per preset, fixed by their number)."""
     out = []
     for preset, (classes, speed) in TWO_WHEELERS.items():
         for k in range(2):
             rng = np.random.default_rng(1000 + 10 * len(out) + k)
-            doc: dict[str, Any] = {
-                "name": f"extra_{preset}_{k}",
-                "description": "training only: two-wheelers and people",
-                "preset": preset,
-                "seconds": MAX_SECONDS,
-                "traffic": [
-                    {
-                        "lanes": "all",
-                        "per_minute": 24 + 8 * k,
-                        "classes": classes,
-                        "speed_kmh": list(speed),
-                    }
-                ],
-                "objects": walkers(preset, rng, 6 if preset == "highway" else 14 + 4 * k),
-            }
+            doc = scene_doc(f"extra_{preset}_{k}", "training only: two-wheelers and people",
+                            preset, 24 + 8 * k, classes, speed)  # fmt: skip
+            doc["objects"] = walkers(preset, rng, 6 if preset == "highway" else 14 + 4 * k)
             if preset == "pedestrian_square":
                 doc["crowds"] = [
                     {
@@ -158,6 +167,7 @@ def extra_scenarios() -> list[S.Scenario]:
     return out
 
 
+HEAVY_CLASSES = {"bus": 0.3, "motorcycle": 0.3, "car": 0.25, "truck": 0.15}
 HEAVY = {
     "urban_straight": (35, 50),
     "arterial": (35, 65),
@@ -172,20 +182,8 @@ def heavy_scenarios() -> list[S.Scenario]:
     for preset, speed in HEAVY.items():
         for k in range(2):
             rng = np.random.default_rng(2000 + 10 * len(out) + k)
-            doc: dict[str, Any] = {
-                "name": f"heavy_{preset}_{k}",
-                "description": "training only: buses and motorcycles, dense",
-                "preset": preset,
-                "seconds": MAX_SECONDS,
-                "traffic": [
-                    {
-                        "lanes": "all",
-                        "per_minute": 30 + 10 * k,
-                        "classes": {"bus": 0.3, "motorcycle": 0.3, "car": 0.25, "truck": 0.15},
-                        "speed_kmh": list(speed),
-                    }
-                ],
-            }
+            doc = scene_doc(f"heavy_{preset}_{k}", "training only: buses and motorcycles, dense",
+                            preset, 30 + 10 * k, HEAVY_CLASSES, speed)  # fmt: skip
             if preset in PAVEMENTS:
                 doc["objects"] = walkers(preset, rng, 6)
             out.append(parse_scenario(doc, source="models/synthetic-traffic/dataset.py"))
