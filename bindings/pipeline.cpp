@@ -213,7 +213,7 @@ void ExportPipeline(py::module_& m) {
           },
           py::kw_only(), py::arg("track_thresh") = 0.5f, py::arg("match_thresh") = 0.8f, py::arg("track_buffer") = 30,
           py::arg("speed_window_s") = 1.0, py::arg("duplicate_iou") = 0.4f, py::arg("crowd_class") = 0,
-          py::arg("speed_long_window_s") = 0.0, py::arg("speed_curvature_z") = 5.0,
+          py::arg("speed_long_window_s") = 3.0, py::arg("speed_curvature_z") = 5.0,
           "Settings of the per-camera ByteTrackers made from now on (frame_rate: the stream's analysis rate).")
       .def(
           "set_calibration",

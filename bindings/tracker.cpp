@@ -123,7 +123,7 @@ void ExportTracker(py::module_& m) {
            py::arg("second_match_thresh") = 0.5f, py::arg("unconfirmed_match_thresh") = 0.7f,
            py::arg("new_track_thresh") = py::none(), py::arg("fuse_score") = true, py::arg("trajectory_length") = 30,
            py::arg("speed_window_s") = 1.0, py::arg("duplicate_iou") = 0.4f, py::arg("crowd_class") = 0,
-           py::arg("speed_long_window_s") = 0.0, py::arg("speed_curvature_z") = 5.0)
+           py::arg("speed_long_window_s") = 3.0, py::arg("speed_curvature_z") = 5.0)
       .def(
           "update",
           [](PyTracker& self, const py::object& xyxy_obj, const py::object& scores_obj, const py::object& class_ids_obj,

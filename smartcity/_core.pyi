@@ -271,7 +271,7 @@ class Pipeline:
         speed_window_s: float = 1.0,
         duplicate_iou: float = 0.4,
         crowd_class: int = 0,
-        speed_long_window_s: float = 0.0,
+        speed_long_window_s: float = 3.0,
         speed_curvature_z: float = 5.0,
     ) -> None:
         """Settings of the per-camera ByteTrackers made from now on."""
@@ -412,7 +412,7 @@ class ByteTracker:
         speed_window_s: float = 1.0,
         duplicate_iou: float = 0.4,
         crowd_class: int = 0,
-        speed_long_window_s: float = 0.0,
+        speed_long_window_s: float = 3.0,
         speed_curvature_z: float = 5.0,
     ) -> None:
         """ValueError naming the setting when one is out of range."""

@@ -666,6 +666,24 @@ def test_no_crash_for_normal_braking_into_a_queue() -> None:
     assert run(rule, out) == []
 
 
+def test_no_crash_for_a_step_of_the_trackers_speed_estimate() -> None:
+    """A car slows gently (1.4 m/s2) into the queue behind a standing car, and the speed the
+    tracker reports lags (a long window while the slowing looks steady), then steps from 28 to
+    2 km/h: the ground points show no sharp stop, so no crash; the rule judges its own line."""
+    rule = Crash(geo())
+    out = []
+    y, v = 80.5 - 58.1, 30 / 3.6
+    for k in range(150):
+        t = k / 10
+        if t > 4:
+            v = max(0.0, v - 0.14)
+        y += v / 10
+        said = 0.0 if v == 0 else 28.0 if t < 9.05 else 2.0
+        out.append(frame(t, [(1, CAR, 2.0, y, said), (2, CAR, 2.0, 83.0, 0.0)], k))
+    assert abs(y - 80.5) < 1.0  # stopped 2.5 m behind the standing car: boxes overlap
+    assert run(rule, out) == []
+
+
 def test_single_vehicle_impact_and_off_lane_stop() -> None:
     rule = Crash(geo())
     fs = run(rule, merge(_brake(1, 2.0, 0, 60, 3.0, 8)))  # in lane: stopped beyond braking

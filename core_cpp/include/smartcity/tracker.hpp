@@ -54,7 +54,7 @@ struct TrackerConfig {
   bool fuse_score = true;                 // cost = 1 - IoU * score in stages 2 and 4
   int trajectory_length = 30;             // centre points kept per track
   double speed_window_s = 1.0;            // ground speed: displacement over this long ...
-  double speed_long_window_s = 0.0;       // ... or this long while the motion is steady (0: off; 3 tried)
+  double speed_long_window_s = 3.0;       // ... or this long while the motion is steady (0: off)
   double speed_curvature_z = 5.0;         // steady: no axis's fitted acceleration beyond z std errors
 
   void Validate() const;  // throws std::invalid_argument naming the bad field

@@ -231,6 +231,21 @@ def ground_motion(points: Sequence[tuple[float, float, float]]) -> tuple[F64, F6
     return g, (g - np.array(old[1:3], np.float64)) / dt
 
 
+def ground_line(pts: F64) -> tuple[F64, F64] | None:
+    """A least-squares line per ground axis through (t, x, y) rows: the velocity (m/s per axis)
+    and the standard errors of those slopes; None with fewer than 3 points or no time span."""
+    if len(pts) < 3:
+        return None
+    t = pts[:, 0] - pts[:, 0].mean()
+    stt = float(t @ t)
+    if stt <= 0:
+        return None
+    xy = pts[:, 1:3] - pts[:, 1:3].mean(axis=0)
+    vel = t @ xy / stt
+    res = xy - np.outer(t, vel)
+    return vel, np.sqrt((res * res).sum(axis=0) / (len(pts) - 2) / stt)
+
+
 @dataclass
 class _Reported:
     direction: tuple[float, float] | None

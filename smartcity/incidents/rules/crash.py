@@ -8,6 +8,11 @@ perhaps hidden behind it) (``single``). Severity from the speed before the stop:
 50 km/h, ``medium`` from 25, ``low`` below; single-vehicle crashes one step lower. The crashed
 track ids are kept (``crashed_ids``) so the stopped-vehicle rule does not take a crashed vehicle
 for one queued behind the other.
+
+The speeds judged are the rule's own: a least-squares line through the track's ground points of
+the last ``speed_window_s``, not the tracker's estimate, which may smooth over a longer window
+while the motion looks steady (``speed_long_window_s``) and then step down to its short window
+when a gentle slowing becomes clear: that step is no sharp stop.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from smartcity.incidents.geometry import CameraGeometry
-from smartcity.incidents.rules.base import Rule, Settings, TrackStates, frame_view
+from smartcity.incidents.rules.base import Rule, Settings, TrackStates, frame_view, ground_line
 from smartcity.incidents.types import Finding, FrameTracks
 
 
@@ -40,6 +45,7 @@ class CrashSettings(Settings):
     impact_kmh: float = 40.0  # a fall this large within impact_s (beyond any braking: ~11 m/s2
     impact_s: float = 1.0  # with the tracker's 1 s speed window) is an impact, even in lane
     forget_s: float = 5.0
+    speed_window_s: float = 1.0  # the rule's own speed: a line through this much ground track
 
 
 @dataclass
@@ -86,8 +92,10 @@ class Crash(Rule):
         for i in idx:
             tid = int(v.ids[i])
             st = self.states.get(tid, t)
-            sp = float(v.speed[i])
             x, y = float(v.ground[i, 0]), float(v.ground[i, 1])
+            sp = _line_kmh(st.hist, t, x, y, self.s.speed_window_s)
+            if sp is None:  # too little of its own history yet: the tracker's estimate
+                sp = float(v.speed[i])
             st.hist.append((t, sp, x, y))
             while st.hist and t - st.hist[0][0] > max(self.s.drop_s, self.s.impact_s) + 2.0:
                 st.hist.popleft()
@@ -146,6 +154,19 @@ class Crash(Rule):
         for tid, _ in self.states.prune(t):
             self.crashed_ids.discard(tid)
         return out
+
+
+def _line_kmh(
+    hist: deque[tuple[float, float, float, float]], t: float, x: float, y: float, window: float
+) -> float | None:
+    """Ground speed in km/h of the line (`ground_line`) through the points of ``hist`` within
+    ``window`` of ``t`` and the point (t, x, y); None with fewer than 3 points or less than half
+    the window covered."""
+    pts = [(h[0], h[2], h[3]) for h in hist if t - h[0] <= window + 1e-9]
+    if len(pts) < 2 or t - pts[0][0] < 0.5 * window:
+        return None
+    line = ground_line(np.array([*pts, (t, x, y)], np.float64))
+    return None if line is None else float(np.hypot(*line[0])) * 3.6
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

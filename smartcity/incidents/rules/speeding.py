@@ -30,6 +30,7 @@ from smartcity.incidents.rules.base import (
     Settings,
     TrackStates,
     frame_view,
+    ground_line,
 )
 from smartcity.incidents.types import Finding, FrameTracks
 
@@ -78,16 +79,10 @@ class Speeding(Rule):
         pts = np.array([p for p in st.ground if t1 - p[0] <= self.s.window_s + 1e-9])
         if len(pts) < 3:
             pts = np.array([p for p in list(st.ground)[-3:] if t1 - p[0] <= self.s.low_rate_s])
-        if len(pts) < 3:
+        line = ground_line(pts)
+        if line is None:
             return False
-        t = pts[:, 0] - pts[:, 0].mean()
-        stt = float(t @ t)
-        if stt <= 0:
-            return False
-        xy = pts[:, 1:] - pts[:, 1:].mean(axis=0)
-        vel = t @ xy / stt  # m/s per axis
-        res = xy - np.outer(t, vel)
-        se = np.sqrt((res * res).sum(axis=0) / (len(pts) - 2) / stt)
+        vel, se = line
         v = float(np.hypot(*vel))
         if v <= 0:
             return False
