@@ -69,6 +69,7 @@ class Summary:
     veh_counted: int = 0
     veh_expected: int = 0
     veh_off: int = 0  # sum over scenes of |counted - expected|: over- and under-counts add up
+    veh_off_scenes: list[str] = field(default_factory=list)  # "scene counted/expected"
     quiet_finds: list[str] = field(default_factory=list)
     per_class: dict[str, oracle.ClassCounts] = field(default_factory=dict)
 
@@ -118,6 +119,8 @@ def evaluate(
         c, e = oracle.counting_error(run, vehicles_only=True)
         s.veh_counted, s.veh_expected = s.veh_counted + c, s.veh_expected + e
         s.veh_off += abs(c - e)
+        if c != e:
+            s.veh_off_scenes.append(f"{run.name} {c}/{e}")
         c, e = oracle.counting_error(run)
         s.all_counted, s.all_expected = s.all_counted + c, s.all_expected + e
         if name in COUNTING_SCENES:
@@ -162,6 +165,8 @@ def report(s: Summary, a: argparse.Namespace) -> bool:
     off = s.veh_off / s.veh_expected if s.veh_expected else 0.0
     print(f"  vehicles off per scene, summed (over- and under-counts do not cancel): "
           f"{s.veh_off} ({off:.1%})")  # fmt: skip
+    if a.verbose and s.veh_off_scenes:
+        print(f"    off: {', '.join(s.veh_off_scenes)}")
     worst = max(s.per_scene_mae.items(), key=lambda kv: kv[1]) if s.per_scene_mae else ("-", 0.0)
     print(f"speed MAE: {s.mae:.2f} km/h over {len(s.speed)} measurements "
           f"(worst scene {worst[0]} {worst[1]:.2f})")  # fmt: skip
