@@ -418,6 +418,18 @@ def test_speeding_needs_a_tight_line_of_ground_points() -> None:
     assert [f.key for f in run(off, far(8.0))] == ["track:1"]
 
 
+def test_speeding_a_fast_vehicle_seen_for_less_than_min_s() -> None:
+    """A 150 km/h car crosses the view in 0.9 s: over min_m (20 m) of road it has proven its
+    speed before min_s (1 s) passes; with min_m 0 (time only) it is never found. Over in
+    fewer than min_frames frames is not enough either way."""
+    fast = merge(drive(1, CAR, 2.0, 0, 150, 0, 0.9))
+    fs = run(Speeding(geo()), fast)
+    assert [f.key for f in fs] == ["track:1"] and fs[0].pts < 0.9
+    assert fs[0].severity == "critical"
+    assert run(Speeding(geo(), SpeedingSettings(min_m=0)), fast) == []
+    assert run(Speeding(geo(), SpeedingSettings(min_frames=20)), fast) == []
+
+
 @pytest.mark.parametrize("fps", [1, 2, 3])
 def test_speeding_found_at_a_low_analysis_rate(fps: int) -> None:
     """At 1-3 frames a second the 1 s window holds fewer than 3 ground points: the last three

@@ -1,4 +1,6 @@
-"""Speeding: a vehicle's ground speed above its lane's limit plus ``margin_kmh`` for ``min_s``.
+"""Speeding: a vehicle's ground speed above its lane's limit plus ``margin_kmh`` for ``min_s``, or
+over ``min_m`` of road if that comes first (a fast vehicle crosses the view in under a second),
+in at least ``min_frames`` frames.
 
 The speed is the median of the tracker's smoothed ground speed over the last ``window_s``
 (robust to a single bad box), and the straight line fitted to the track's ground points over
@@ -18,6 +20,7 @@ found again under a new id) is that vehicle and opens nothing new.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -39,6 +42,8 @@ from smartcity.incidents.types import Finding, FrameTracks
 class SpeedingSettings(Settings):
     margin_kmh: float = 10.0
     min_s: float = 1.0
+    min_m: float = 20.0  # ... or over this much road, whichever comes first (0: time only)
+    min_frames: int = 3  # ... and over in at least this many frames
     window_s: float = 1.0
     confidence_z: float = 2.0  # ... and the fitted speed less this many standard errors too
     low_rate_s: float = 3.0  # fewer than 3 ground points in window_s: the last 3 within this
@@ -52,6 +57,8 @@ class SpeedingSettings(Settings):
 class _Speeds:
     hist: deque[tuple[float, float]] = field(default_factory=deque)
     over_since: float | None = None
+    over_at: tuple[float, float] | None = None  # where it was when over_since began
+    over_frames: int = 0
     fired: bool = False
     key: str = ""  # the incident of its vehicle, once it fired or was found to be a reported one
     top: float = 0.0
@@ -89,6 +96,17 @@ class Speeding(Rule):
         se_v = float(np.hypot(vel[0] * se[0], vel[1] * se[1])) / v
         return (v - self.s.confidence_z * se_v) * 3.6 > threshold_kmh
 
+    def _sustained(self, st: _Speeds, pts: float, here: tuple[float, float] | None) -> bool:
+        """Over the threshold for min_s, or over min_m of road (a fast vehicle crosses a
+        camera's view in less than a second), in at least min_frames frames either way."""
+        if st.over_since is None or st.over_frames < self.s.min_frames:
+            return False
+        if pts - st.over_since >= self.s.min_s:
+            return True
+        if not self.s.min_m or here is None or st.over_at is None:
+            return False
+        return math.hypot(here[0] - st.over_at[0], here[1] - st.over_at[1]) >= self.s.min_m
+
     def _update(self, frame: FrameTracks) -> list[Finding]:
         v = frame_view(frame, self.geometry)
         out: list[Finding] = []
@@ -112,12 +130,14 @@ class Speeding(Rule):
                 st.hist.popleft()
             speed = float(np.median([s for _, s in st.hist]))
             if speed <= limit + self.s.margin_kmh or not self._sure(st, limit + self.s.margin_kmh):
-                st.over_since = None
+                st.over_since, st.over_at, st.over_frames = None, None, 0
                 continue
             st.top = max(st.top, speed)
+            here = (st.ground[-1][1], st.ground[-1][2]) if st.ground else None
             if st.over_since is None:
-                st.over_since = frame.pts
-            if not st.key and frame.pts - st.over_since >= self.s.min_s:
+                st.over_since, st.over_at = frame.pts, here
+            st.over_frames += 1
+            if not st.key and self._sustained(st, frame.pts, here):
                 if st.ground:
                     g = np.array(st.ground[-1][1:], np.float64)
                     st.key = self.reported.match(frame.pts, g, way)
