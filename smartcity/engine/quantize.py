@@ -52,6 +52,7 @@ class Agreement:
     matched: int  # float detections the int8 model also found (same class, IoU >= 0.5)
     float_ms: float  # per frame, one thread
     int8_ms: float
+    int8_matched: int = 0  # int8 detections the float model also made (same class, IoU >= 0.5)
 
     @property
     def recall(self) -> float:
@@ -59,7 +60,9 @@ class Agreement:
 
     @property
     def precision(self) -> float:
-        return self.matched / self.int8_detections if self.int8_detections else 1.0
+        """The int8 detections that the float model also made (two int8 boxes on one object,
+        where NMS kept both, are two agreeing detections, not one)."""
+        return self.int8_matched / self.int8_detections if self.int8_detections else 1.0
 
 
 def model_inputs(
@@ -165,14 +168,18 @@ def compare(original: ModelCard, quantized: ModelCard, inputs: list[np.ndarray])
                 **original.postprocess_options(),
             )
             dets[k].append(d)
-    matched = n_f = n_q = 0
+    matched = q_matched = n_f = n_q = 0
     for f, q in zip(dets["f"], dets["q"], strict=True):
         n_f, n_q = n_f + len(f), n_q + len(q)
         if len(f) and len(q):
             same = f.class_id[:, None] == q.class_id[None, :]
-            matched += int(((iou_matrix(f.xyxy, q.xyxy) >= 0.5) & same).any(axis=1).sum())
+            hit = (iou_matrix(f.xyxy, q.xyxy) >= 0.5) & same
+            matched += int(hit.any(axis=1).sum())
+            q_matched += int(hit.any(axis=0).sum())
     n = len(inputs)
-    return Agreement(n, n_f, n_q, matched, 1e3 * times["f"] / n, 1e3 * times["q"] / n)
+    return Agreement(
+        n, n_f, n_q, matched, 1e3 * times["f"] / n, 1e3 * times["q"] / n, int8_matched=q_matched
+    )
 
 
 def quantize(
