@@ -148,8 +148,6 @@ def _session(path: Path) -> Any:
 def compare(original: ModelCard, quantized: ModelCard, inputs: list[np.ndarray]) -> Agreement:
     """The quantized model's detections against the original's on the same inputs (the card's
     post-processing, boxes in model pixels), and the time per frame of each."""
-    from smartcity.incidents.rules.oracle import iou_matrix
-
     sessions = {"f": _session(original.onnx_path), "q": _session(quantized.onnx_path)}
     dets: dict[str, list[Any]] = {"f": [], "q": []}
     times = {"f": 0.0, "q": 0.0}
@@ -168,18 +166,28 @@ def compare(original: ModelCard, quantized: ModelCard, inputs: list[np.ndarray])
                 **original.postprocess_options(),
             )
             dets[k].append(d)
-    matched = q_matched = n_f = n_q = 0
-    for f, q in zip(dets["f"], dets["q"], strict=True):
-        n_f, n_q = n_f + len(f), n_q + len(q)
-        if len(f) and len(q):
-            same = f.class_id[:, None] == q.class_id[None, :]
-            hit = (iou_matrix(f.xyxy, q.xyxy) >= 0.5) & same
-            matched += int(hit.any(axis=1).sum())
-            q_matched += int(hit.any(axis=0).sum())
+    n_f, n_q, matched, q_matched = agreement_counts(dets["f"], dets["q"])
     n = len(inputs)
     return Agreement(
         n, n_f, n_q, matched, 1e3 * times["f"] / n, 1e3 * times["q"] / n, int8_matched=q_matched
     )
+
+
+def agreement_counts(original: list[Any], quantized: list[Any]) -> tuple[int, int, int, int]:
+    """Per frame detections (``xyxy``, ``class_id``) of the two models -> (original's count,
+    quantized's count, original's detections the quantized model also made, quantized
+    detections the original also made); made = same class, IoU >= 0.5."""
+    from smartcity.incidents.rules.oracle import iou_matrix
+
+    matched = q_matched = n_f = n_q = 0
+    for f, q in zip(original, quantized, strict=True):
+        n_f, n_q = n_f + len(f.class_id), n_q + len(q.class_id)
+        if len(f.class_id) and len(q.class_id):
+            same = np.asarray(f.class_id)[:, None] == np.asarray(q.class_id)[None, :]
+            hit = (iou_matrix(np.asarray(f.xyxy), np.asarray(q.xyxy)) >= 0.5) & same
+            matched += int(hit.any(axis=1).sum())
+            q_matched += int(hit.any(axis=0).sum())
+    return n_f, n_q, matched, q_matched
 
 
 def quantize(
