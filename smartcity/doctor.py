@@ -109,6 +109,35 @@ def gpus() -> list[dict[str, Any]]:
     return out
 
 
+def check_cpu(cpuinfo: str | None = None) -> Check:
+    """The CPU and its int8 instructions (``cpuinfo``: the text of /proc/cpuinfo, read when
+    None). ONNX Runtime's int8 kernels use VNNI where the CPU has it; with AVX2 alone their
+    uint8 x int8 pair sums saturate, and an int8 copy of a model agrees less with the original
+    (docs/detection.md: quantize on the CPU the appliance runs on)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError as e:
+            return Check("CPU", WARN, f"cannot read /proc/cpuinfo: {e}")
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        k, sep, v = line.partition(":")
+        if sep and k.strip() not in fields:
+            fields[k.strip()] = v.strip()
+    flags = set(fields.get("flags", "").split())
+    name = fields.get("model name", "unknown model")
+    cpus = os.cpu_count() or 0
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        kind = "AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-VNNI"
+        return Check("CPU", OK, f"{name}, {cpus} CPUs; int8 kernels: {kind}")
+    if "avx2" in flags:
+        return Check("CPU", WARN, f"{name}, {cpus} CPUs; int8 kernels: AVX2 only (no VNNI): an "
+                     "int8 model copy agrees less with its original here; make it here "
+                     "(smartcity models quantize) and check it")  # fmt: skip
+    return Check("CPU", WARN, f"{name}, {cpus} CPUs; no AVX2: ONNX Runtime runs its slower "
+                 "kernels (flags read: " + (" ".join(sorted(flags)[:8]) or "none") + ")")  # fmt: skip
+
+
 def check_gpus() -> Check:
     found = gpus()
     if not found:
@@ -218,7 +247,7 @@ def decisions(checks: list[Check], data_dir: Path, url: str | None) -> list[str]
 
 
 def run(data_dir: Path, db_url: str | None, host: str, port: int) -> dict[str, Any]:
-    checks = [check_core(), check_hw_decoders(), check_gpus(), *check_backends(),
+    checks = [check_core(), check_cpu(), check_hw_decoders(), check_gpus(), *check_backends(),
               check_data_dir(data_dir), check_database(db_url, data_dir), check_clock(),
               check_port(host, port)]  # fmt: skip
     return {"checks": [asdict(c) for c in checks], "decisions": decisions(checks, data_dir, db_url),

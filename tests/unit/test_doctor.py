@@ -61,3 +61,18 @@ def test_existing_database_is_checked(tmp_path) -> None:
     Store.open(data_dir=tmp_path).close()
     c = doctor.check_database(None, tmp_path)
     assert c.status == "ok" and "integrity ok" in c.detail
+
+
+def test_cpu_int8_kernels_are_named() -> None:
+    """VNNI (AVX-512 or AVX) is ok; AVX2 alone warns that int8 copies agree less there; no
+    AVX2 warns too; this machine's own /proc/cpuinfo gives a report either way."""
+    head = "processor\t: 0\nmodel name\t: Test CPU 3000\nflags\t\t: fpu sse2 avx avx2"
+    ok = doctor.check_cpu(head + " avx512f avx512_vnni\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert ok.status == "ok" and "Test CPU 3000" in ok.detail and "AVX-512 VNNI" in ok.detail
+    assert "AVX-VNNI" in doctor.check_cpu(head + " avx_vnni\n").detail
+    avx2 = doctor.check_cpu(head + "\n")
+    assert avx2.status == "warn" and "AVX2 only" in avx2.detail and "quantize" in avx2.detail
+    old = doctor.check_cpu("model name\t: Old CPU\nflags\t\t: fpu sse2\n")
+    assert old.status == "warn" and "no AVX2" in old.detail and "sse2" in old.detail
+    here = doctor.check_cpu()
+    assert here.name == "CPU" and here.status in ("ok", "warn") and "CPUs" in here.detail
