@@ -134,8 +134,9 @@ def check_cpu(cpuinfo: str | None = None) -> Check:
         return Check("CPU", WARN, f"{name}, {cpus} CPUs; int8 kernels: AVX2 only (no VNNI): an "
                      "int8 model copy agrees less with its original here; make it here "
                      "(smartcity models quantize) and check it")  # fmt: skip
+    seen = " ".join(sorted(flags)[:8]) or "none"
     return Check("CPU", WARN, f"{name}, {cpus} CPUs; no AVX2: ONNX Runtime runs its slower "
-                 "kernels (flags read: " + (" ".join(sorted(flags)[:8]) or "none") + ")")  # fmt: skip
+                 f"kernels (flags read: {seen})")  # fmt: skip
 
 
 def check_gpus() -> Check:
