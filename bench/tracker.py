@@ -100,8 +100,8 @@ def main() -> int:
         print(f"no peer environment at {a.peer_python}: run `make bench` (it creates it)")
         return 2
     print(f"tracker ms/frame, {FRAMES} frames, best of {a.reps} (ratio = peer / ours)")
-    cols = ("objects", 8), ("ours", 9), ("trackers", 9), ("ratio", 8), ("ours+ground", 12), ("ratio", 8)
-    print(" ".join(f"{name:>{width}}" for name, width in cols))
+    head = f"{'objects':>8} {'ours':>9} {'trackers':>9} {'ratio':>8}"
+    print(f"{head} {'ours+ground':>12} {'ratio':>8}")
     ratios = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(x) for x in a.objects.split(",")):
