@@ -197,66 +197,40 @@ TrajectoryPoint ByteTracker::Point(double t, const std::array<float, 4>& box) co
 
 namespace {
 
-// Calls f(p) for each point of the ring at or after `from` that has a ground position.
-template <typename F>
-void ForEachGround(const TrajectoryRing& ring, double from, F&& f) {
-  for (size_t k = 0; k < ring.size(); ++k) {
-    const TrajectoryPoint& p = ring[k];
-    if (p.t < from || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
-    f(p);
+// Power sums of a track's ground points in one window: t relative to the newest point's time,
+// x and y relative to its ground position (small numbers, so that the sums lose little).
+struct Moments {
+  double n = 0, t1 = 0, t2 = 0, t3 = 0, t4 = 0;           // sums of t^k
+  double x0 = 0, x1 = 0, x2 = 0, y0 = 0, y1 = 0, y2 = 0;  // sums of t^k x, t^k y
+  double xx = 0, yy = 0;                                  // sums of x^2, y^2
+  double first = 0;                                       // time of the oldest point, relative
+  void Add(double t, double x, double y) {
+    const double tt = t * t;
+    n += 1, t1 += t, t2 += tt, t3 += tt * t, t4 += tt * tt;
+    x0 += x, x1 += t * x, x2 += tt * x, y0 += y, y1 += t * y, y2 += tt * y;
+    xx += x * x, yy += y * y;
+    first = std::min(first, t);
   }
-}
-
-// Least-squares ground velocity (m/s per axis) through the track's points at or after `from`
-// (x and y each a line in t); n the points used, first the oldest one's time.
-struct LineFit {
-  double vx = 0, vy = 0, n = 0, first = 0;
-  bool ok = false;
 };
 
-LineFit FitLine(const TrajectoryRing& ring, double from) {
-  LineFit f;
-  const double now = ring.back().t;
-  double st = 0, sx = 0, sy = 0;
-  f.first = now;
-  ForEachGround(ring, from, [&](const TrajectoryPoint& p) {
-    const double t = p.t - now;  // <= 0: centred on now for precision
-    f.n += 1, st += t, sx += p.gx, sy += p.gy, f.first = std::min(f.first, p.t);
-  });
-  if (f.n < 2) return f;
-  const double mt = st / f.n, mx = sx / f.n, my = sy / f.n;
-  double stt = 0, stx = 0, sty = 0;
-  ForEachGround(ring, from, [&](const TrajectoryPoint& p) {
-    const double t = p.t - now - mt;
-    stt += t * t, stx += t * (p.gx - mx), sty += t * (p.gy - my);
-  });
-  if (stt <= 0) return f;
-  f.vx = stx / stt, f.vy = sty / stt, f.ok = true;
-  return f;
+// Least-squares ground velocity (m/s per axis) of the line x = a + v t through a window.
+bool LineVelocity(const Moments& m, double& vx, double& vy) {
+  if (m.n < 2) return false;
+  const double den = m.n * m.t2 - m.t1 * m.t1;  // n^2 times the variance of t
+  if (!(den > 1e-12 * m.n * m.n)) return false;
+  vx = (m.n * m.x1 - m.t1 * m.x0) / den;
+  vy = (m.n * m.y1 - m.t1 * m.y0) / den;
+  return true;
 }
 
-}  // namespace
-
-// Whether the track moved steadily since `from`: a parabola fitted to each ground axis against
-// t (least squares) has an acceleration term within speed_curvature_z standard errors of 0.
-bool ByteTracker::Steady(const Track& tr, double from) const {
-  const TrajectoryRing& ring = tr.trajectory;
-  const double now = ring.back().t;
-  // Sums of t^k (t centred on the mean time) and of t^k * x, t^k * y, k = 0..2 (4 for t alone).
-  double n = 0, tsum = 0;
-  ForEachGround(ring, from, [&](const TrajectoryPoint& p) { n += 1, tsum += p.t - now; });
-  if (n < 5) return false;
-  const double mt = tsum / n;
-  double s[5] = {0, 0, 0, 0, 0}, bx[3] = {0, 0, 0}, by[3] = {0, 0, 0};
-  ForEachGround(ring, from, [&](const TrajectoryPoint& p) {
-    const double t = p.t - now - mt;
-    double tk = 1;
-    for (int j = 0; j < 5; ++j) {
-      s[j] += tk;
-      if (j < 3) bx[j] += tk * p.gx, by[j] += tk * p.gy;
-      tk *= t;
-    }
-  });
+// Whether the track moved steadily over the window of `m`: a parabola fitted to each ground
+// axis against t (least squares) has an acceleration term within speed_curvature_z standard
+// errors of 0. The normal equations and the residual sum of squares (x'x - c'X'x) come from the
+// window's power sums, so no further pass over the points is needed; the t^2 coefficient and its
+// variance do not depend on where t's origin lies.
+bool Steady(const Moments& m, double z) {
+  if (m.n < 5) return false;
+  const double s[5] = {m.n, m.t1, m.t2, m.t3, m.t4};
   // M = [[s0 s1 s2] [s1 s2 s3] [s2 s3 s4]]: its inverse by cofactors (symmetric).
   const double c00 = s[2] * s[4] - s[3] * s[3], c01 = -(s[1] * s[4] - s[3] * s[2]), c02 = s[1] * s[3] - s[2] * s[2];
   const double c11 = s[0] * s[4] - s[2] * s[2], c12 = -(s[0] * s[3] - s[1] * s[2]), c22 = s[0] * s[2] - s[1] * s[1];
@@ -264,23 +238,20 @@ bool ByteTracker::Steady(const Track& tr, double from) const {
   if (!(std::fabs(det) > 1e-12)) return false;
   const double inv[3][3] = {
       {c00 / det, c01 / det, c02 / det}, {c01 / det, c11 / det, c12 / det}, {c02 / det, c12 / det, c22 / det}};
+  const double bx[3] = {m.x0, m.x1, m.x2}, by[3] = {m.y0, m.y1, m.y2};
   double cx[3], cy[3];
   for (int i = 0; i < 3; ++i) {
     cx[i] = inv[i][0] * bx[0] + inv[i][1] * bx[1] + inv[i][2] * bx[2];
     cy[i] = inv[i][0] * by[0] + inv[i][1] * by[1] + inv[i][2] * by[2];
   }
-  double rx = 0, ry = 0;
-  ForEachGround(ring, from, [&](const TrajectoryPoint& p) {
-    const double t = p.t - now - mt;
-    const double ex = p.gx - (cx[0] + cx[1] * t + cx[2] * t * t);
-    const double ey = p.gy - (cy[0] + cy[1] * t + cy[2] * t * t);
-    rx += ex * ex, ry += ey * ey;
-  });
-  const double z = config_.speed_curvature_z;
-  const double se_x = std::sqrt(std::max(rx / (n - 3) * inv[2][2], 0.0));
-  const double se_y = std::sqrt(std::max(ry / (n - 3) * inv[2][2], 0.0));
+  const double rx = m.xx - (cx[0] * bx[0] + cx[1] * bx[1] + cx[2] * bx[2]);
+  const double ry = m.yy - (cy[0] * by[0] + cy[1] * by[1] + cy[2] * by[2]);
+  const double se_x = std::sqrt(std::max(rx / (m.n - 3) * inv[2][2], 0.0));
+  const double se_y = std::sqrt(std::max(ry / (m.n - 3) * inv[2][2], 0.0));
   return std::fabs(cx[2]) <= z * se_x + 1e-9 && std::fabs(cy[2]) <= z * se_y + 1e-9;
 }
+
+}  // namespace
 
 // Ground speed: the least-squares line through the track's ground points inside
 // speed_window_s. A box's bottom jitters by a pixel or two from frame to frame, which is metres
@@ -289,20 +260,31 @@ bool ByteTracker::Steady(const Track& tr, double from) const {
 // for 10 points or more, docs/tracking.md). While the track moves steadily (no significant
 // acceleration over speed_long_window_s, `Steady`) the line goes through that longer window:
 // three times the points, a third of the jitter, and no lag where there is no change to lag.
+// One pass over the ring gathers the power sums of both windows; both lines and the steadiness
+// test are solved from them.
 float ByteTracker::SpeedKmh(const Track& tr) const {
-  if (tr.trajectory.size() < 2) return NAN;
-  const TrajectoryPoint& now = tr.trajectory.back();
-  if (!std::isfinite(now.gx)) return NAN;
-  const LineFit shortw = FitLine(tr.trajectory, now.t - config_.speed_window_s - 1e-9);
-  if (!shortw.ok || now.t - shortw.first < config_.speed_window_s / 2) return NAN;  // too short a history
-  LineFit use = shortw;
-  const double lw = config_.speed_long_window_s;
-  if (lw > config_.speed_window_s) {
-    const double from = now.t - lw - 1e-9;
-    const LineFit longw = FitLine(tr.trajectory, from);
-    if (longw.ok && now.t - longw.first >= 1.5 * config_.speed_window_s && Steady(tr, from)) use = longw;
+  const TrajectoryRing& ring = tr.trajectory;
+  if (ring.size() < 2) return NAN;
+  const TrajectoryPoint& now = ring.back();
+  if (!std::isfinite(now.gx) || !std::isfinite(now.gy)) return NAN;
+  const double sw = config_.speed_window_s, lw = config_.speed_long_window_s;
+  const bool use_long = lw > sw;
+  const double from_short = -sw - 1e-9, from_long = use_long ? -lw - 1e-9 : from_short;
+  Moments shortw, longw;
+  for (size_t k = 0; k < ring.size(); ++k) {
+    const TrajectoryPoint& p = ring[k];
+    const double t = p.t - now.t;
+    if (t < from_long || !std::isfinite(p.gx) || !std::isfinite(p.gy)) continue;
+    const double x = static_cast<double>(p.gx) - now.gx, y = static_cast<double>(p.gy) - now.gy;
+    if (use_long) longw.Add(t, x, y);
+    if (t >= from_short) shortw.Add(t, x, y);
   }
-  return static_cast<float>(std::hypot(use.vx, use.vy) * 3.6);
+  double vx = 0, vy = 0;
+  if (!LineVelocity(shortw, vx, vy) || -shortw.first < sw / 2) return NAN;  // too short a history
+  double lvx = 0, lvy = 0;
+  if (use_long && LineVelocity(longw, lvx, lvy) && -longw.first >= 1.5 * sw && Steady(longw, config_.speed_curvature_z))
+    vx = lvx, vy = lvy;
+  return static_cast<float>(std::hypot(vx, vy) * 3.6);
 }
 
 ByteTracker::ByteTracker(const TrackerConfig& config)

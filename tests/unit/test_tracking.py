@@ -287,6 +287,62 @@ def _drive(long_s: float, ys: list[float], noise: float, seed: int = 3) -> np.nd
     return np.array(out)
 
 
+def _reference_kmh(ts: np.ndarray, g: np.ndarray, sw: float, lw: float, z: float) -> float:
+    """The tracker's speed estimate written plainly with NumPy: the 1 s least-squares line,
+    or the long window's line while a parabola through it has no significant acceleration."""
+
+    def line(m: np.ndarray) -> float:
+        return float(np.hypot(*(np.polyfit(ts[m], g[m, i], 1)[0] for i in (0, 1))) * 3.6)
+
+    short = ts >= ts[-1] - sw - 1e-9
+    if short.sum() < 2 or ts[-1] - ts[short][0] < sw / 2:
+        return float("nan")
+    long = ts >= ts[-1] - lw - 1e-9
+    if long.sum() < 5 or ts[-1] - ts[long][0] < 1.5 * sw:
+        return line(short)
+    tc = ts[long] - ts[long].mean()
+    X = np.stack([np.ones_like(tc), tc, tc * tc], axis=1)
+    inv = np.linalg.inv(X.T @ X)
+    for i in (0, 1):
+        c = inv @ X.T @ g[long, i]
+        rss = float(((g[long, i] - X @ c) ** 2).sum())
+        se = np.sqrt(max(rss / (long.sum() - 3) * inv[2, 2], 0.0))
+        if abs(c[2]) > z * se + 1e-9:
+            return line(short)
+    return line(long)
+
+
+def test_speed_estimate_matches_a_numpy_reference():
+    """The tracker gathers both windows' sums in one pass over the trajectory and solves the
+    two lines and the steadiness test from them: the same speeds as fitting each plainly, frame
+    by frame, over cruising, braking, standing and pulling away, with jitter."""
+    rng = np.random.default_rng(11)
+    ys = [100 + 3.0 * k for k in range(50)]  # 54 km/h at 1 px = 0.5 m, 10 fps
+    ys += [ys[-1] + 3.0 * k - 0.1 * k * k for k in range(1, 16)]  # braking
+    ys += [ys[-1]] * 20 + [ys[-1] + 0.05 * k * k for k in range(1, 30)]  # standing, pulling away
+    t = ByteTracker(frame_rate=10, speed_window_s=1.0, speed_long_window_s=3.0)
+    t.set_calibration(np.diag([0.5, 0.5, 1.0]))
+    ts: list[float] = []
+    g: list[np.ndarray] = []
+    used_long = used_short = 0
+    for k, y in enumerate(ys):
+        b = np.array(box(300, y)) + rng.normal(0, 0.7, 4)
+        out = step(t, [list(b)])
+        assert list(out.track_id) == [1]
+        ts.append(k / 10)
+        g.append(out.ground_xy[0].astype(np.float64))
+        ref = _reference_kmh(np.array(ts), np.array(g), 1.0, 3.0, 5.0)
+        got = float(out.speed_kmh[0])
+        if np.isnan(ref):
+            assert np.isnan(got), k
+            continue
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3, err_msg=f"frame {k}")
+        short = _reference_kmh(np.array(ts), np.array(g), 1.0, 0.0, 5.0)
+        used_short += abs(ref - short) < 1e-9
+        used_long += abs(ref - short) >= 1e-9
+    assert used_long > 20 and used_short > 20, (used_long, used_short)  # both paths were taken
+
+
 def test_steady_motion_uses_the_long_window():
     """A box driving at 36 km/h (2 px a frame) with 1.5 px of jitter per edge: over the long
     window (3 s while the motion is steady) the speed is much nearer the truth than over 1 s."""

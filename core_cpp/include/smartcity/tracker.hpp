@@ -210,7 +210,6 @@ class ByteTracker {
              Assignment& out);
   TrajectoryPoint Point(double t, const std::array<float, 4>& box) const;
   float SpeedKmh(const Track& tr) const;
-  bool Steady(const Track& tr, double from) const;
 };
 
 }  // namespace smartcity
