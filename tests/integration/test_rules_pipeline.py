@@ -90,16 +90,13 @@ def test_full_pipeline_hands_the_rules_the_cars(renders: Path) -> None:
 
 # Every other library scene, slow (about 5 minutes on the shared 2-core machine, renders
 # included). Measured with the stage-6 model (2026-11-28): every expected incident the scene
-# showed is found but this one, left out here (docs/incidents.md): the wrong-way car at night
-# (tracked, but its far box jitters 6 m between frames at 25 fps, which restarts the rule's
-# drive). The speeding motorcycle, a known miss until speeding's `min_m`, is asserted again.
-# Precision is asserted for every type: no false finding on any scene since the rule and
-# tracker changes for far, jittering boxes (duplicate tracks, speeding's confidence check,
-# wrong-way's pixel span; 2026-11-28).
+# showed is found. The wrong-way car at night (its far box jitters 6 m between frames at 25 fps,
+# which restarts the step check's drive) was a known miss until wrong-way's long path (tenth
+# session); the speeding motorcycle until speeding's `min_m`. Precision is asserted for every
+# type: no false finding on any scene since the rule and tracker changes for far, jittering
+# boxes (duplicate tracks, speeding's confidence check, wrong-way's pixel span; 2026-11-28).
 SLOW = [n for n in scenarios.library_names() if n not in {d[0] for d in DEFAULT}]
-KNOWN_MISSES = {
-    ("wrong_way_night_highway", "wrong_way"),
-}
+KNOWN_MISSES: set[tuple[str, str]] = set()
 
 
 @pytest.mark.slow

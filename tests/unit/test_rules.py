@@ -339,11 +339,49 @@ def test_wrong_way_same_vehicle_under_a_new_track_is_not_reported_again() -> Non
     assert [f.key for f in opened(fs)] == ["track:1", "track:2"]
 
 
+def test_wrong_way_a_jittery_far_drive_is_found_through_its_jumps() -> None:
+    """Far away at 25 fps a box's bottom jumps by metres between frames (faster than
+    max_step_kmh), so the drive of the step check restarts at every jump; the long path takes
+    the track through them: 60 km/h the wrong way for 4 s with 3 m of jitter a frame."""
+    rng = np.random.default_rng(5)
+
+    def seq() -> list[FrameTracks]:
+        return [frame(k / 25, [(1, CAR, 2.0, 95 - 60 / 3.6 * k / 25 + rng.normal(0, 3.0), 60.0)])
+                for k in range(100)]  # fmt: skip
+
+    assert opened(run(WrongWay(geo(), WrongWaySettings(long_distance_m=0)), seq())) == []
+    fs = opened(run(WrongWay(geo()), seq()))
+    assert [f.key for f in fs] == ["track:1"]
+    assert fs[0].details["distance_m"] >= 40 and 2.4 <= fs[0].pts <= 4.0
+
+
+def test_wrong_way_long_path_ignores_queue_slides_and_single_jumps() -> None:
+    """What the long path must not take for a drive: a jittering standing box that slides back
+    onto the next car of a queue twice (18 m), and one that jumps 45 m onto another object once
+    (its window's quarters do not each move back)."""
+    rng = np.random.default_rng(6)
+    ys = [80.0] * 40 + [71.0] * 40 + [62.0] * 45  # 25 fps: two 9 m slides, 5 s
+    seq = [frame(k / 25, [(1, CAR, 2.0, y + rng.normal(0, 1.5), 6.0)]) for k, y in enumerate(ys)]
+    assert opened(run(WrongWay(geo()), seq)) == []
+    ys = [90.0] * 60 + [45.0] * 65
+    seq = [frame(k / 25, [(1, CAR, 2.0, y + rng.normal(0, 1.5), 6.0)]) for k, y in enumerate(ys)]
+    assert opened(run(WrongWay(geo()), seq)) == []
+    # the same 45 m driven steadily over those 5 s is found
+    seq = [frame(k / 25, [(1, CAR, 2.0, 90 - 45 * k / 125 + rng.normal(0, 1.5), 32.0)])
+           for k in range(125)]  # fmt: skip
+    assert [f.key for f in opened(run(WrongWay(geo()), seq))] == ["track:1"]
+
+
 def test_wrong_way_settings_are_checked() -> None:
     with pytest.raises(GeometryError, match="step_s"):
         parse_settings(WrongWaySettings, {"step_s": 0}, "cameras.c1.rules.wrong_way")
     with pytest.raises(GeometryError, match="sustain_s"):
         parse_settings(WrongWaySettings, {"sustain_s": 0.2}, "cameras.c1.rules.wrong_way")
+    with pytest.raises(GeometryError, match="long_window_s"):
+        parse_settings(WrongWaySettings, {"long_window_s": 1}, "cameras.c1.rules.wrong_way")
+    with pytest.raises(GeometryError, match="long_distance_m"):
+        parse_settings(WrongWaySettings, {"long_distance_m": -1}, "cameras.c1.rules.wrong_way")
+    parse_settings(WrongWaySettings, {"long_distance_m": 0, "long_window_s": 1}, "c.wrong_way")
 
 
 # --------------------------------------------------------------------------- stopped vehicle

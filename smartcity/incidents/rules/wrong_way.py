@@ -14,7 +14,9 @@ onto the next car of a queue, or grows and shrinks by a pixel, goes back for a m
 forth, and does not build up a sustained drive. A vehicle that changes to a lane of another
 direction starts afresh, and so does a track whose ground point jumps faster than
 ``max_step_kmh`` between two frames (no vehicle does that: the tracker took over another
-object).
+object). Far away at a high frame rate a steady drive can jump like that at every other frame
+(a pixel is metres): the long path (``_long_drive``, ``long_distance_m`` over
+``long_window_s``) follows such a track through its jumps.
 
 A vehicle already reported keeps its incident when its track is lost and found again under a
 new id (a far, small box; a vehicle hidden for a moment) or when it has two tracks at once: a
@@ -55,6 +57,8 @@ class WrongWaySettings(Settings):
     rejoin_s: float = 10.0
     rejoin_m: float = 15.0
     forget_s: float = 3.0
+    long_distance_m: float = 40.0  # the jittery-track path (0: off), over long_window_s
+    long_window_s: float = 5.0
     severity: str = "high"
 
     def check(self, path: str) -> None:
@@ -62,6 +66,11 @@ class WrongWaySettings(Settings):
             raise GeometryError(f"{path}.step_s", "must be > 0")
         if self.sustain_s and self.sustain_s < self.step_s:
             raise GeometryError(f"{path}.sustain_s", f"must be 0 or >= step_s ({self.step_s})")
+        if self.long_distance_m and self.long_window_s < max(self.sustain_s, self.step_s):
+            raise GeometryError(
+                f"{path}.long_window_s",
+                f"must be >= sustain_s ({self.sustain_s}) while long_distance_m is on",
+            )
 
 
 @dataclass
@@ -73,6 +82,9 @@ class _Progress:
     key: str = ""  # the incident this track belongs to ("" until it fires or rejoins one)
     # (pts, progress s, ground x, ground y) of the recent frames, oldest first
     hist: deque[tuple[float, float, float, float]] = field(default_factory=deque)
+    # (pts, progress s) over long_window_s, kept through jumps (cleared on a change of lane
+    # direction only): the jittery-track path
+    raw: deque[tuple[float, float]] = field(default_factory=deque)
 
 
 class WrongWay(Rule):
@@ -103,6 +115,42 @@ class WrongWay(Rule):
                 return True
         return False
 
+    def _long_drive(self, st: _Progress, m_per_px: float) -> float:
+        """The distance (m) a jittery track drove the wrong way over long_window_s, or 0.
+
+        Far away and at a high frame rate a box's bottom can jump by more than
+        ``max_step_kmh`` between two frames while the vehicle drives steadily, so the drive of
+        ``_sustained`` restarts again and again. Here the track's points are taken through
+        those jumps: a least-squares line of progress against time over the window must go
+        back by ``long_distance_m`` (and ``min_px`` pixels of box bottom) at ``min_speed_kmh``
+        or more, over at least ``sustain_s``, and the medians of the window's four quarters
+        must each lie further back than the one before by a quarter of the expected step. A
+        box sliding from car to car along a standing queue moves in a few steps, not in four
+        quarters of one steady drive."""
+        r = st.raw
+        if not self.s.long_distance_m or len(r) < 8:
+            return 0.0
+        t = np.fromiter((p[0] for p in r), np.float64, len(r))
+        s = np.fromiter((p[1] for p in r), np.float64, len(r))
+        span = float(t[-1] - t[0])
+        if span < max(self.s.sustain_s, 1e-6):
+            return 0.0
+        tc = t - t.mean()
+        slope = float(np.dot(tc, s - s.mean()) / np.dot(tc, tc))
+        back = -slope * span
+        need = max(self.s.long_distance_m, self.s.min_px * m_per_px)
+        if back < need or -slope * 3.6 < self.s.min_speed_kmh:
+            return 0.0
+        edges = t[0] + span * np.arange(1, 4) / 4
+        parts = np.split(s, np.searchsorted(t, edges))
+        if any(len(q) < 2 for q in parts):
+            return 0.0
+        med = [float(np.median(q)) for q in parts]
+        step = back / 4
+        if any(med[k] - med[k + 1] < 0.25 * step for k in range(3)):
+            return 0.0
+        return back
+
     def _seen(self, st: _Progress) -> None:
         """Keeps the reported vehicle of a fired or rejoined track up to date."""
         self.reported.seen(st.key, [(t, x, y) for t, _, x, y in st.hist], st.direction)
@@ -124,6 +172,7 @@ class WrongWay(Rule):
             if st.direction is None or np.dot(st.direction, d) < 0.9:
                 st.direction, st.best, st.lane = d, -np.inf, lane.name
                 st.hist.clear()
+                st.raw.clear()
             s = gx * d[0] + gy * d[1]
             if st.hist and frame.pts > st.hist[-1][0]:
                 last_s, last_t = st.hist[-1][1], st.hist[-1][0]
@@ -133,6 +182,9 @@ class WrongWay(Rule):
             st.hist.append((frame.pts, s, gx, gy))
             while frame.pts - st.hist[0][0] > keep:
                 st.hist.popleft()
+            st.raw.append((frame.pts, s))
+            while frame.pts - st.raw[0][0] > self.s.long_window_s:
+                st.raw.popleft()
             st.best = max(st.best, s)
             if st.key:
                 self._seen(st)
@@ -140,8 +192,12 @@ class WrongWay(Rule):
             back = st.best - s
             need = max(self.s.min_distance_m, self.s.min_px * float(v.m_per_px[i]))
             moving = not np.isfinite(v.speed[i]) or v.speed[i] >= self.s.min_speed_kmh
-            if not back >= need or not moving or not self._sustained(st):
+            if not moving:
                 continue
+            if not (back >= need and self._sustained(st)):
+                back = self._long_drive(st, float(v.m_per_px[i]))
+                if not back:
+                    continue
             st.key = self.reported.match(frame.pts, np.array((gx, gy)), st.direction)
             if st.key:  # the same vehicle, reported already under another track
                 self._seen(st)
