@@ -750,6 +750,19 @@ def test_single_vehicle_impact_judged_on_its_own_state_with_others_in_view() -> 
     assert [f.key for f in fs] == ["track:1"]
 
 
+def test_no_crash_for_a_box_sliding_onto_the_car_behind_in_a_queue() -> None:
+    """A far box on a standing car slides 12 m back onto the next car of the queue within half
+    a second (an id switch) and stands there beside another track: its 1 s line reads a
+    "drive" and then a stop, but it never moved at half that speed for min_moving_s."""
+    out = []
+    for k in range(100):
+        t = k / 10
+        y = 60.0 if t < 3 else 48.0 if t >= 3.5 else 60.0 - 12.0 * (t - 3) / 0.5
+        out.append(frame(t, [(1, CAR, 2.0, y, 0.0), (2, CAR, 2.0, 46.0, 0.0)], k))
+    assert [f.key for f in run(Crash(geo(), CrashSettings(min_moving_s=0)), out)] == ["tracks:1-2"]
+    assert run(Crash(geo()), out) == []
+
+
 def test_crash_far_away_needs_min_travel_px_of_box_movement() -> None:
     """min_travel_px 1000 at this camera's 0.1 m a pixel asks for 100 m of travel before the
     stop: 50 km/h over the 3.5 s kept is 49 m, so no sharp stop (a far id switch between queued

@@ -40,6 +40,9 @@ class CrashSettings(Settings):
     #                              edge jumping under occlusion makes no sharp stop
     min_travel_px: float = 10.0  # ... spanning this many pixels of box bottom where it stopped
     #                              (far away an id switch between queued cars jumps 10 m in 5 px)
+    min_moving_s: float = 1.5  # ... and it had moved at half its top speed for this long in
+    #                            them (a far box sliding onto the car behind in a standing queue
+    #                            reads as a 1 s "drive" of one speed window, then a stop)
     min_box_px: float = 8.0  # boxes smaller than this (either side) are too coarse to judge
     single: bool = True
     impact_kmh: float = 40.0  # a fall this large within impact_s (beyond any braking: ~11 m/s2
@@ -80,6 +83,12 @@ class Crash(Rule):
         age = t - st.sharp_at
         return self.s.confirm_s <= age <= self.s.confirm_s + self.s.sharp_memory_s
 
+    @staticmethod
+    def _moved_for(st: _Speed, kmh: float) -> float:
+        """Seconds of the track's kept history it spent at ``kmh`` or faster."""
+        h = st.hist
+        return sum(h[k + 1][0] - h[k][0] for k in range(len(h) - 1) if h[k][1] >= kmh)
+
     def _update(self, frame: FrameTracks) -> list[Finding]:
         v = frame_view(frame, self.geometry)
         t = frame.pts
@@ -103,7 +112,8 @@ class Crash(Rule):
                 top = max(h[1] for h in st.hist if t - h[0] <= self.s.drop_s)
                 travel = float(np.hypot(x - st.hist[0][2], y - st.hist[0][3]))
                 need = max(self.s.min_travel_m, self.s.min_travel_px * float(v.m_per_px[i]))
-                if top - sp >= self.s.drop_kmh and st.sharp_at is None and travel >= need:
+                if (top - sp >= self.s.drop_kmh and st.sharp_at is None and travel >= need
+                        and self._moved_for(st, top / 2) >= self.s.min_moving_s):  # fmt: skip
                     st.sharp_at, st.before_kmh = t, top
                     hit = max(h[1] for h in st.hist if t - h[0] <= self.s.impact_s)
                     st.impact = hit - sp >= self.s.impact_kmh
