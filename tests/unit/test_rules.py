@@ -412,6 +412,20 @@ def test_stopped_vehicle_not_in_a_jam_across_the_lanes() -> None:
     assert run(rule, seq) == []
 
 
+def test_stopped_vehicle_beside_passing_tracks_too_young_for_a_speed() -> None:
+    """Far away, passing vehicles in the next lane keep being picked up under new ids, whose
+    speed is NaN until they have half a speed window: no evidence of a jam, so they do not
+    reset the stopped vehicle's clock (they did: a stopped truck on a highway went unreported);
+    the same tracks known to be slow still make it a jam."""
+    young = []
+    for k in range(300):  # every frame a fresh id in lane n1 next to it, speed unknown
+        young.append((k / 10, (100 + k, CAR, 5.0, 20 + (k % 10), float("nan"))))
+    fs = opened(run(StoppedVehicle(geo()), merge(_stand(1, 2.0, 30, 0, 30), young)))
+    assert [(f.key, f.pts) for f in fs] == [("track:1", 8.0)]
+    slow = [(t, (o[0], o[1], o[2], o[3], 4.0)) for t, o in young]
+    assert opened(run(StoppedVehicle(geo()), merge(_stand(1, 2.0, 30, 0, 30), slow))) == []
+
+
 def test_stopped_vehicle_after_a_crash_even_behind_another() -> None:
     rule = StoppedVehicle(geo())
     rule.crashed = lambda: {2}

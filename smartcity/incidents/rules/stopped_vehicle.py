@@ -70,7 +70,8 @@ class StoppedVehicle(Rule):
         lanes = self.geometry.lanes
         group = lanes[int(v.lane[i])].group
         same = np.array([k >= 0 and lanes[int(k)].group == group for k in v.lane], dtype=bool)
-        other = same & (v.lane != v.lane[i]) & v.vehicle & ~(v.speed > self.s.queue_ahead_kmh)
+        # a jam is vehicles known to be slow: a track too young for a speed (NaN) is no evidence
+        other = same & (v.lane != v.lane[i]) & v.vehicle & (v.speed <= self.s.queue_ahead_kmh)
         along = np.abs((v.ground - v.ground[i]) @ direction)
         return bool((other & (along <= self.s.jam_range_m)).any())
 
