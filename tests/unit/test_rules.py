@@ -658,6 +658,32 @@ def test_loitering_keeps_the_stay_across_a_new_id() -> None:
     assert opened(run(rule, late)) == []
 
 
+def test_loitering_hands_the_stay_to_an_overlapping_box_whose_ground_point_is_off() -> None:
+    """Far away the detector puts a second box on a standing person (their upper body, 15 px
+    shorter at the bottom): track 1 drifts onto it, its ground point 1.6-2 m off, and is lost;
+    track 2 on the whole person goes on. The ground points are beyond rejoin_m, the boxes
+    overlap: the stay carries over (it did not, and the loiterer was missed)."""
+
+    def person(t: float, tid: int, x: float, y: float, lift_px: float) -> FrameTracks:
+        u, v = x * 10, (100 - y) * 10
+        return FrameTracks(
+            cam="cam", frame=int(t * 5), pts=t, t_ns=int(t * 1e9), w=1280, h=1000,
+            track_id=np.array([tid]), class_id=np.array([PERSON], np.int32),
+            score=np.array([0.9], np.float32),
+            xyxy=np.array([[u - 5, v - 40 - lift_px, u + 5, v - lift_px]], np.float32),
+            ground_xy=np.array([[x, y + lift_px / 10]], np.float32),
+            speed_kmh=np.array([0.0], np.float32),
+        )  # fmt: skip
+
+    seq = [person(k / 5, 1, 20.0, 40.0, 0.0) for k in range(100)]  # 0-19.8 s
+    seq += [person(20 + k / 5, 1, 20.0, 40.0, 16.0 + 2 * k) for k in range(3)]  # drifts up
+    seq += [person(20.6 + k / 5, 2, 20.0, 40.0, 0.0) for k in range(100)]  # 20.6-40.4 s
+    fs = opened(run(Loitering(geo(), LoiteringSettings(min_s=30)), seq))
+    assert [(f.key, round(f.pts, 1)) for f in fs] == [("track:2", 30.0)]
+    off = LoiteringSettings(min_s=30, rejoin_iou=0)
+    assert opened(run(Loitering(geo(), off), seq)) == []
+
+
 # --------------------------------------------------------------------------- pedestrians
 
 

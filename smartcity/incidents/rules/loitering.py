@@ -30,6 +30,7 @@ class LoiteringSettings(Settings):
     rejoin_s: float = 2.0
     rejoin_m: float = 1.5
     rejoin_px: float = 15.0
+    rejoin_iou: float = 0.3  # ... or a box overlapping its last box this much (0: off)
     forget_s: float = 5.0
     zones: tuple[str, ...] = ()
     severity: str = "low"
@@ -40,6 +41,7 @@ class _Stay:
     hist: deque[tuple[float, float, float]] = field(default_factory=deque)
     open: bool = False
     handed: bool = False  # its history went to another track
+    box: tuple[float, float, float, float] | None = None  # its last box, image pixels
 
 
 class Loitering(Rule):
@@ -57,10 +59,14 @@ class Loitering(Rule):
         self.metres = geometry.calibrated
         self.states: TrackStates[_Stay] = TrackStates(_Stay, self.s.forget_s)
 
-    def _hand_over(self, now: float, ids: np.ndarray, pts: np.ndarray, reach: float) -> None:
+    def _hand_over(
+        self, now: float, ids: np.ndarray, pts: np.ndarray, boxes: np.ndarray, reach: float
+    ) -> None:
         """Each track lost within rejoin_s (not reported, not handed on yet) gives its history
         to the nearest track seen now within ``reach`` of its last point whose own history
-        began later."""
+        began later; failing that, to the one whose box overlaps its last box most (IoU of
+        ``rejoin_iou`` or more). Far away a second box on the same person (their upper body,
+        a few pixels shorter) puts the ground point metres off: the boxes still overlap."""
         here = {int(t): k for k, t in enumerate(ids)}
         for tid, st in self.states.items():
             if tid in here or st.open or st.handed or not st.hist:
@@ -76,6 +82,15 @@ class Loitering(Rule):
                 d = float(np.hypot(pts[k, 0] - x, pts[k, 1] - y))
                 if d <= best_d:
                     best, best_d = other, d
+            if best is None and self.s.rejoin_iou > 0 and st.box is not None:
+                best_iou = self.s.rejoin_iou
+                for other, k in here.items():
+                    o = self.states.peek(other)
+                    if o is not None and o.hist and o.hist[0][0] <= st.hist[0][0]:
+                        continue
+                    iou = _iou(st.box, boxes[k])
+                    if iou >= best_iou:
+                        best, best_iou = other, iou
             if best is None:
                 continue
             o = self.states.get(best, now)
@@ -94,13 +109,15 @@ class Loitering(Rule):
             for z in self.zones:
                 inz |= z.contains(v.px, v.ground)
             sel &= inz
-        self._hand_over(frame.pts, v.ids[sel], pts[sel], self.s.rejoin_m if self.metres
+        xyxy = np.asarray(frame.xyxy, np.float64).reshape(-1, 4)
+        self._hand_over(frame.pts, v.ids[sel], pts[sel], xyxy[sel], self.s.rejoin_m if self.metres
                         else self.s.rejoin_px)  # fmt: skip
         for i in np.nonzero(sel)[0]:
             tid = int(v.ids[i])
             st = self.states.get(tid, frame.pts)
             x, y = float(pts[i, 0]), float(pts[i, 1])
             st.hist.append((frame.pts, x, y))
+            st.box = (xyxy[i, 0], xyxy[i, 1], xyxy[i, 2], xyxy[i, 3])
             while st.hist and np.hypot(st.hist[0][1] - x, st.hist[0][2] - y) > r:
                 st.hist.popleft()
             span = frame.pts - st.hist[0][0]
@@ -117,3 +134,12 @@ class Loitering(Rule):
                 out.append(self.finding(frame, f"track:{tid}", (tid,), closed=True,
                                         severity=self.s.severity))  # fmt: skip
         return out
+
+
+def _iou(a: tuple[float, float, float, float], b: np.ndarray) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
