@@ -599,10 +599,14 @@ def test_crowd_counts_the_people_hidden_for_a_moment() -> None:
                           float(f.ground_xy[i, 1]), 0) for i in np.nonzero(keep)[0]])  # fmt: skip
 
     seq = [flicker(k / 10, k) for k in range(60)]
-    fs = run(Crowd(geo(), CrowdSettings(min_people=8)), seq)
+    fs = run(Crowd(geo(), CrowdSettings(min_people=8, hold_min_s=0)), seq)
     # all ten from the second frame (0.1 s) on: min_s (4 s) later
     assert [(f.key, len(f.track_ids)) for f in fs] == [("crowd", 10)]
     assert 4.1 - 1e-6 <= fs[0].pts <= 4.2 + 1e-6
+    # by default a track is held once it has been seen over hold_min_s (1 s): a second later
+    fs = run(Crowd(geo(), CrowdSettings(min_people=8)), seq)
+    assert [(f.key, len(f.track_ids)) for f in fs] == [("crowd", 10)]
+    assert 5.0 - 1e-6 <= fs[0].pts <= 5.2 + 1e-6
     assert run(Crowd(geo(), CrowdSettings(min_people=8, hold_s=0)), seq) == []
     # Everyone leaves: the held people are dropped after hold_s, then clear_s clears it.
     rule = Crowd(geo(), CrowdSettings(min_people=8, clear_s=3, hold_s=1.5))
@@ -624,8 +628,10 @@ def test_crowd_counts_a_person_with_a_new_track_id_once() -> None:
 
     seq = [frame_at(k) for k in range(80)]
     assert run(Crowd(geo(), CrowdSettings(min_people=8)), seq) == []
-    fs = run(Crowd(geo(), CrowdSettings(min_people=8, hold_merge_m=0)), seq)
+    fs = run(Crowd(geo(), CrowdSettings(min_people=8, hold_merge_m=0, hold_min_s=0)), seq)
     assert [f.key for f in opened(fs)] == ["crowd"]
+    # the new ids live 0.3 s each: under hold_min_s, so not held even without hold_merge_m
+    assert run(Crowd(geo(), CrowdSettings(min_people=8, hold_merge_m=0)), seq) == []
 
 
 def test_loitering_fires_after_min_s_and_not_for_walkers() -> None:

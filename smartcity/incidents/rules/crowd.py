@@ -7,7 +7,9 @@ People in a crowd hide one another: a detector finds each of them in some frames
 person seen within the last ``hold_s`` (and not seen in this frame) is counted where they were
 last seen, so the count is of the people there, not of the boxes of one frame; unless a
 person seen now stands within ``hold_merge_m`` of that place (the tracker gave the same person
-a new id: counted once).
+a new id: counted once). Only a track seen over at least ``hold_min_s`` is held: far away the
+tracker can lose a small walking person every few frames, and a string of short-lived ids held
+for ``hold_s`` each counted one person many times.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class CrowdSettings(Settings):
     zones: tuple[str, ...] = ()  # geometry zone names; empty: the radius around each person
     hold_s: float = 1.5  # a person not seen for up to this long is still counted (0: off)
     hold_merge_m: float = 0.7  # ... unless someone seen now stands this close to that place
+    hold_min_s: float = 1.0  # ... and only a track seen over this long (not a flicker of ids)
     severity: str = "medium"
 
     def check(self, path: str) -> None:
@@ -68,19 +71,24 @@ class Crowd(Rule):
         self.areas: dict[str, _Area] = {}
         # person track id -> (pts, pixel point, ground point) where last seen
         self.seen: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
+        self.first: dict[int, float] = {}  # person track id -> when first seen
 
     def _people(self, frame: FrameTracks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ids, pixel points and ground points of the people seen now or within hold_s."""
         v = frame_view(frame, self.geometry)
         t = frame.pts
         for i in np.nonzero(v.person)[0]:
-            self.seen[int(v.ids[i])] = (t, v.px[i].copy(), v.ground[i].copy())
+            tid = int(v.ids[i])
+            self.seen[tid] = (t, v.px[i].copy(), v.ground[i].copy())
+            self.first.setdefault(tid, t)
         for tid in [k for k, (at, _, _) in self.seen.items() if t - at > self.s.hold_s]:
-            del self.seen[tid]
-        ids = np.array(list(self.seen), np.int64)
-        px = np.array([x[1] for x in self.seen.values()], np.float64).reshape(-1, 2)
-        g = np.array([x[2] for x in self.seen.values()], np.float64).reshape(-1, 2)
-        now = np.array([at == t for at, _, _ in self.seen.values()], dtype=bool)
+            del self.seen[tid], self.first[tid]
+        count = {k: x for k, x in self.seen.items()
+                 if x[0] == t or x[0] - self.first[k] >= self.s.hold_min_s}  # fmt: skip
+        ids = np.array(list(count), np.int64)
+        px = np.array([x[1] for x in count.values()], np.float64).reshape(-1, 2)
+        g = np.array([x[2] for x in count.values()], np.float64).reshape(-1, 2)
+        now = np.array([at == t for at, _, _ in count.values()], dtype=bool)
         held = np.nonzero(~now)[0]
         if len(held) and now.any() and self.s.hold_merge_m > 0:
             d = np.hypot(g[held, None, 0] - g[None, now, 0], g[held, None, 1] - g[None, now, 1])
