@@ -181,18 +181,32 @@ HEAVY = {
 }
 
 
-def heavy_scenarios() -> list[S.Scenario]:
-    """Day scenes with buses and motorcycles (near half the traffic), two per preset."""
+def dense_scenarios(
+    kind: str,
+    what: str,
+    classes: dict[str, float],
+    per_minute: int,
+    step: int,
+    walkers_n: int,
+    seed0: int,
+) -> list[S.Scenario]:
+    """Dense day scenes of one traffic mix, two per preset of HEAVY (``per_minute`` and
+    ``per_minute + step`` vehicles a minute), ``walkers_n`` people on the pavements."""
     out = []
     for preset, speed in HEAVY.items():
         for k in range(2):
-            rng = np.random.default_rng(2000 + 10 * len(out) + k)
-            doc = scene_doc(f"heavy_{preset}_{k}", "training only: buses and motorcycles, dense",
-                            preset, 30 + 10 * k, HEAVY_CLASSES, speed)  # fmt: skip
+            rng = np.random.default_rng(seed0 + 10 * len(out) + k)
+            doc = scene_doc(f"{kind}_{preset}_{k}", f"training only: {what}, dense", preset,
+                            per_minute + step * k, classes, speed)  # fmt: skip
             if preset in PAVEMENTS:
-                doc["objects"] = walkers(preset, rng, 6)
+                doc["objects"] = walkers(preset, rng, walkers_n)
             out.append(parse_scenario(doc, source="models/synthetic-traffic/dataset.py"))
     return out
+
+
+def heavy_scenarios() -> list[S.Scenario]:
+    """Day scenes with buses and motorcycles (near half the traffic), two per preset."""
+    return dense_scenarios("heavy", "buses and motorcycles", HEAVY_CLASSES, 30, 10, 6, 2000)
 
 
 MOTO_CLASSES = {"motorcycle": 0.55, "car": 0.25, "truck": 0.08, "bus": 0.05, "bicycle": 0.07}
@@ -200,16 +214,7 @@ MOTO_CLASSES = {"motorcycle": 0.55, "car": 0.25, "truck": 0.08, "bus": 0.05, "bi
 
 def moto_scenarios() -> list[S.Scenario]:
     """Day scenes where motorcycles are more than half of dense traffic, two per preset."""
-    out = []
-    for preset, speed in HEAVY.items():
-        for k in range(2):
-            rng = np.random.default_rng(3000 + 10 * len(out) + k)
-            doc = scene_doc(f"moto_{preset}_{k}", "training only: motorcycles, dense",
-                            preset, 40 + 12 * k, MOTO_CLASSES, speed)  # fmt: skip
-            if preset in PAVEMENTS:
-                doc["objects"] = walkers(preset, rng, 4)
-            out.append(parse_scenario(doc, source="models/synthetic-traffic/dataset.py"))
-    return out
+    return dense_scenarios("moto", "motorcycles", MOTO_CLASSES, 40, 12, 4, 3000)
 
 
 def main() -> None:

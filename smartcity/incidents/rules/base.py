@@ -347,3 +347,13 @@ class Rule:
 def require(cond: bool, path: str, message: str) -> None:
     if not cond:
         raise GeometryError(path, message)
+
+
+def box_iou(a: Sequence[float] | F64, b: Sequence[float] | F64) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from smartcity.incidents.geometry import CameraGeometry
-from smartcity.incidents.rules.base import Rule, Settings, TrackStates, frame_view, ground_line
+from smartcity.incidents.rules.base import (
+    Rule,
+    Settings,
+    TrackStates,
+    box_iou,
+    frame_view,
+    ground_line,
+)
 from smartcity.incidents.types import Finding, FrameTracks
 
 
@@ -131,7 +138,7 @@ class Crash(Rule):
                     continue
                 if float(np.hypot(*(v.ground[a] - v.ground[b]))) > self.s.contact_m:
                     continue
-                if _iou(xyxy[a], xyxy[b]) <= self.s.min_iou:
+                if box_iou(xyxy[a], xyxy[b]) <= self.s.min_iou:
                     continue
                 pair = tuple(sorted((int(v.ids[a]), int(v.ids[b]))))
                 if pair in self.pairs:
@@ -177,12 +184,3 @@ def _line_kmh(
         return None
     line = ground_line(np.array([*pts, (t, x, y)], np.float64))
     return None if line is None else float(np.hypot(*line[0])) * 3.6
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))

@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from smartcity.incidents.geometry import CameraGeometry
-from smartcity.incidents.rules.base import Rule, Settings, TrackStates, frame_view, require
+from smartcity.incidents.rules.base import (
+    Rule,
+    Settings,
+    TrackStates,
+    box_iou,
+    frame_view,
+    require,
+)
 from smartcity.incidents.types import Finding, FrameTracks
 
 
@@ -88,7 +95,7 @@ class Loitering(Rule):
                     o = self.states.peek(other)
                     if o is not None and o.hist and o.hist[0][0] <= st.hist[0][0]:
                         continue
-                    iou = _iou(st.box, boxes[k])
+                    iou = box_iou(st.box, boxes[k])
                     if iou >= best_iou:
                         best, best_iou = other, iou
             if best is None:
@@ -134,12 +141,3 @@ class Loitering(Rule):
                 out.append(self.finding(frame, f"track:{tid}", (tid,), closed=True,
                                         severity=self.s.severity))  # fmt: skip
         return out
-
-
-def _iou(a: tuple[float, float, float, float], b: np.ndarray) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
