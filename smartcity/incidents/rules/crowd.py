@@ -7,9 +7,9 @@ People in a crowd hide one another: a detector finds each of them in some frames
 person seen within the last ``hold_s`` (and not seen in this frame) is counted where they were
 last seen, so the count is of the people there, not of the boxes of one frame; unless a
 person seen now stands within ``hold_merge_m`` of that place (the tracker gave the same person
-a new id: counted once). Only a track seen over at least ``hold_min_s`` is held: far away the
-tracker can lose a small walking person every few frames, and a string of short-lived ids held
-for ``hold_s`` each counted one person many times.
+a new id: counted once). Only a track seen over at least ``hold_min_s`` is held: far away a
+detector can find a cyclist as two or three person boxes that each last a few frames, and a
+string of short-lived ids held for ``hold_s`` each counted one rider many times.
 """
 
 from __future__ import annotations
