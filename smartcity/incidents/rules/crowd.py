@@ -69,9 +69,8 @@ class Crowd(Rule):
         self.zones = [names[z] for z in self.s.zones]
         self.needs_metres = not self.zones
         self.areas: dict[str, _Area] = {}
-        # person track id -> (pts, pixel point, ground point) where last seen
-        self.seen: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
-        self.first: dict[int, float] = {}  # person track id -> when first seen
+        # person track id -> (pts, pixel point, ground point) where last seen, and when first seen
+        self.seen: dict[int, tuple[float, np.ndarray, np.ndarray, float]] = {}
 
     def _people(self, frame: FrameTracks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ids, pixel points and ground points of the people seen now or within hold_s."""
@@ -79,16 +78,16 @@ class Crowd(Rule):
         t = frame.pts
         for i in np.nonzero(v.person)[0]:
             tid = int(v.ids[i])
-            self.seen[tid] = (t, v.px[i].copy(), v.ground[i].copy())
-            self.first.setdefault(tid, t)
-        for tid in [k for k, (at, _, _) in self.seen.items() if t - at > self.s.hold_s]:
-            del self.seen[tid], self.first[tid]
+            first = self.seen[tid][3] if tid in self.seen else t
+            self.seen[tid] = (t, v.px[i].copy(), v.ground[i].copy(), first)
+        for tid in [k for k, x in self.seen.items() if t - x[0] > self.s.hold_s]:
+            del self.seen[tid]
         count = {k: x for k, x in self.seen.items()
-                 if x[0] == t or x[0] - self.first[k] >= self.s.hold_min_s}  # fmt: skip
+                 if x[0] == t or x[0] - x[3] >= self.s.hold_min_s}  # fmt: skip
         ids = np.array(list(count), np.int64)
         px = np.array([x[1] for x in count.values()], np.float64).reshape(-1, 2)
         g = np.array([x[2] for x in count.values()], np.float64).reshape(-1, 2)
-        now = np.array([at == t for at, _, _ in count.values()], dtype=bool)
+        now = np.array([x[0] == t for x in count.values()], dtype=bool)
         held = np.nonzero(~now)[0]
         if len(held) and now.any() and self.s.hold_merge_m > 0:
             d = np.hypot(g[held, None, 0] - g[None, now, 0], g[held, None, 1] - g[None, now, 1])

@@ -66,6 +66,11 @@ class Loitering(Rule):
         self.metres = geometry.calibrated
         self.states: TrackStates[_Stay] = TrackStates(_Stay, self.s.forget_s)
 
+    def _began_after(self, other: int, st: _Stay) -> bool:
+        """Whether track ``other``'s history (none yet counts) began after that of ``st``."""
+        o = self.states.peek(other)
+        return o is None or not o.hist or o.hist[0][0] > st.hist[0][0]
+
     def _hand_over(
         self, now: float, ids: np.ndarray, pts: np.ndarray, boxes: np.ndarray, reach: float
     ) -> None:
@@ -81,20 +86,15 @@ class Loitering(Rule):
             t_last, x, y = st.hist[-1]
             if now - t_last > self.s.rejoin_s:
                 continue
+            later = [(other, k) for other, k in here.items() if self._began_after(other, st)]
             best, best_d = None, reach
-            for other, k in here.items():
-                o = self.states.peek(other)
-                if o is not None and o.hist and o.hist[0][0] <= st.hist[0][0]:
-                    continue
+            for other, k in later:
                 d = float(np.hypot(pts[k, 0] - x, pts[k, 1] - y))
                 if d <= best_d:
                     best, best_d = other, d
             if best is None and self.s.rejoin_iou > 0 and st.box is not None:
                 best_iou = self.s.rejoin_iou
-                for other, k in here.items():
-                    o = self.states.peek(other)
-                    if o is not None and o.hist and o.hist[0][0] <= st.hist[0][0]:
-                        continue
+                for other, k in later:
                     iou = box_iou(st.box, boxes[k])
                     if iou >= best_iou:
                         best, best_iou = other, iou
