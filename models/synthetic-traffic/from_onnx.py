@@ -35,6 +35,8 @@ ORDER = ("stem", "s3.0", "s3.1", "s4.0", "s4.1", "s5.0", "s5.1", "l5", "l4", "m4
          "head.0")  # fmt: skip
 #: the same with train.py --p2 (the stride-4 level runs after the three shared-head calls)
 ORDER_P2 = ORDER + ("l2", "m2", "head2.0")
+#: the same with train.py --p2-block (the residual block runs just before l2)
+ORDER_P2_BLOCK = ORDER + ("r2a", "r2b", "l2", "m2", "head2.0")
 
 
 def tensors(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -73,10 +75,14 @@ def main() -> int:
     w, h = (int(v) for v in a.size.split("x"))
     inits = tensors(onnx.load(a.onnx))
     p2 = "net.head2.1.weight" in inits  # a file made with train.py --p2
-    order = ORDER_P2 if p2 else ORDER
-    net = train.Net(p2=p2)
-    blocks = dict(net.named_modules())
     convs = folded_convs(Path(a.onnx))
+    order = ORDER_P2 if p2 else ORDER
+    block = 0
+    if p2 and len(convs) == len(ORDER_P2_BLOCK):  # a file made with --p2-block
+        order = ORDER_P2_BLOCK
+        block = convs[len(ORDER)][0].shape[0]
+    net = train.Net(p2=p2, p2_block=block)
+    blocks = dict(net.named_modules())
     if len(convs) != len(order):
         raise SystemExit(
             f"{len(convs)} folded convolutions in the ONNX file, {len(order)} expected"
@@ -134,6 +140,8 @@ def main() -> int:
         bn.bias.data = m + bias
     torch.save(net.state_dict(), a.out)
     print(f"{a.out}: {len(order)} conv+BN blocks and the head(s) restored from {a.onnx}")
+    if block:
+        print(f"continue it with train.py --p2 PX --p2-block {block}")
     return 0
 
 

@@ -19,6 +19,12 @@ level (N = 20400 at 640x384, the stride-4 points first). With --init from a thre
 state_dict the new level starts as a copy of the stride-8 one (m2 = m3, head2 = head); only
 the 1x1 conv from the stem starts fresh.
 
+--p2-block C (with --p2; default 0: none) puts a residual block on the stem's features before
+the stride-4 level only (3x3 conv to C channels, ReLU, 3x3 conv back to the stem's width, added
+to them): the stride-4 level otherwise sees each 4x4 patch through one linear map, which is
+little for a motorcycle 6-8 px wide. Its last BatchNorm starts at scale 0, so a stride-4 file
+given with --init computes exactly what it did and the block is learnt from there.
+
 Assignment: a truth box is given to the levels whose size range holds its longer side
 (stride 8: up to 64 px, 16: 32-160 px, 32: from 96 px) and there to the points within 1.5
 strides of its centre that lie inside the box grown by half a stride (at least one point per
@@ -71,10 +77,15 @@ def cbr(ci: int, co: int, k: int = 3, s: int = 1, p: int | None = None) -> nn.Se
 
 class Net(nn.Module):
     def __init__(
-        self, width: tuple[int, ...] = (32, 48, 64, 128), fpn: int = 32, p2: bool = False
+        self,
+        width: tuple[int, ...] = (32, 48, 64, 128),
+        fpn: int = 32,
+        p2: bool = False,
+        p2_block: int = 0,
     ) -> None:
         super().__init__()
         self.p2 = p2
+        self.p2_block = p2_block
         c2, c3, c4, c5 = width
         self.stem = cbr(3, c2, 4, 4, 0)  # /4: a 4x4 patch per output (cheap on a CPU)
         self.s3 = nn.Sequential(cbr(c2, c3, 3, 2), cbr(c3, c3))  # /8
@@ -92,6 +103,14 @@ class Net(nn.Module):
             b2 = self.head2[-1].bias
             nn.init.constant_(b2[4:], -4.6)
             nn.init.constant_(b2[:4], 0.0)
+        if p2_block:  # --p2-block: a residual block on the stem's features, stride-4 path only
+            self.r2a = cbr(c2, p2_block)  # 3x3 to a narrow width, ReLU
+            self.r2b = nn.Sequential(  # 3x3 back to the stem's width, no ReLU (residual)
+                nn.Conv2d(p2_block, c2, 3, 1, 1, bias=False), nn.BatchNorm2d(c2)
+            )
+            # BN scale 0: the block adds nothing at first, so a stride-4 network given with
+            # --init computes what it did and learns to use the block from there
+            nn.init.zeros_(self.r2b[1].weight)
 
     def warm_p2(self) -> None:
         """Start the stride-4 level from the trained stride-8 one: m2 and head2 become copies
@@ -109,6 +128,8 @@ class Net(nn.Module):
         f3 = self.m3(self.l3(p3) + F.interpolate(f4, scale_factor=2.0, mode="nearest"))
         out = [self.head(f).flatten(2) for f in (f3, f4, f5)]  # each [B, 4+C, n]
         if self.p2:
+            if self.p2_block:
+                x = x + self.r2b(self.r2a(x))
             f2 = self.m2(self.l2(x) + F.interpolate(f3, scale_factor=2.0, mode="nearest"))
             out.insert(0, self.head2(f2).flatten(2))  # strides 4, 8, 16, 32
         return out
@@ -383,15 +404,25 @@ def main() -> None:
         help="add a stride-4 level for boxes up to PX px on their longer side (e.g. 24); "
         "default 0: the three levels of the shipped file",
     )
+    ap.add_argument(
+        "--p2-block",
+        type=int,
+        default=0,
+        metavar="C",
+        help="with --p2: a residual block of width C on the stem's features for the stride-4 "
+        "level (default 0: none)",
+    )
     a = ap.parse_args()
     if a.p2 > 0:
         use_p2(a.p2)
+    elif a.p2_block:
+        raise SystemExit("--p2-block needs --p2")
     W, H = (int(v) for v in a.size.split("x"))
     if W % 32 or H % 32:
         raise SystemExit(f"--size {a.size}: width and height must be multiples of 32")
     torch.set_num_threads(a.threads)
     if a.export_only:
-        net = Net(p2=a.p2 > 0)
+        net = Net(p2=a.p2 > 0, p2_block=a.p2_block)
         net.load_state_dict(torch.load(a.init, map_location="cpu"))
         export(net, Path(a.out))
         print(f"exported {a.out}", flush=True)
@@ -405,10 +436,16 @@ def main() -> None:
     print(
         f"loaded {len(imgs)} train, {len(vimgs)} val images in {time.time() - t0:.0f} s", flush=True
     )
-    net = Net(p2=a.p2 > 0).to(memory_format=torch.channels_last)
+    net = Net(p2=a.p2 > 0, p2_block=a.p2_block).to(memory_format=torch.channels_last)
     if a.init:
         sd = torch.load(a.init, map_location="cpu")
-        if a.p2 > 0 and not any(k.startswith("l2.") for k in sd):
+        if a.p2_block and not any(k.startswith("r2a.") for k in sd):
+            # a stride-4 state_dict without the block: the block starts adding nothing
+            missing, unexpected = net.load_state_dict(sd, strict=False)
+            if unexpected or any(not k.startswith(("r2a.", "r2b.")) for k in missing):
+                raise SystemExit(f"--init: unexpected {unexpected}, missing {missing}")
+            print(f"--p2-block: {len(missing)} new tensors, the block adds 0 at first", flush=True)
+        elif a.p2 > 0 and not any(k.startswith("l2.") for k in sd):
             # a three-level state_dict: load it, then start the new level from the stride-8 one
             missing, unexpected = net.load_state_dict(sd, strict=False)
             if unexpected or any(not k.startswith(("l2.", "m2.", "head2.")) for k in missing):

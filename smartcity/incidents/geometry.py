@@ -46,8 +46,9 @@ def points_in_polygon(pts: F64, poly: F64) -> npt.NDArray[np.bool_]:
     """Even-odd test of (N, 2) points against one (K, 2) polygon; vectorized over points."""
     pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
     x, y = pts[:, 0:1], pts[:, 1:2]
-    px, py = poly[:, 0][None, :], poly[:, 1][None, :]
-    qx, qy = np.roll(poly[:, 0], -1)[None, :], np.roll(poly[:, 1], -1)[None, :]
+    q = np.concatenate((poly[1:], poly[:1]))  # each edge's far end (np.roll costs more)
+    px, py = poly[None, :, 0], poly[None, :, 1]
+    qx, qy = q[None, :, 0], q[None, :, 1]
     crosses = (py > y) != (qy > y)
     with np.errstate(divide="ignore", invalid="ignore"):
         xi = px + (y - py) * (qx - px) / (qy - py)

@@ -372,6 +372,30 @@ def test_wrong_way_long_path_ignores_queue_slides_and_single_jumps() -> None:
     assert [f.key for f in opened(run(WrongWay(geo()), seq))] == ["track:1"]
 
 
+def test_wrong_way_long_path_running_line_matches_a_least_squares_fit() -> None:
+    """The long path's slope comes from running sums over a sliding window; it must be the
+    least-squares slope of the points in the window at every frame, far into a long track
+    (times in the thousands of seconds, re-based sums) and through jittery progress."""
+    from smartcity.incidents.rules.wrong_way import _LineWindow
+
+    rng = np.random.default_rng(3)
+    win, span = _LineWindow(), 5.0
+    t = 4000.0
+    for k in range(2000):
+        t += float(rng.uniform(0.05, 0.15))
+        s = -8.0 * t + float(rng.normal(0, 3.0)) + (40.0 if k % 7 == 0 else 0.0)
+        win.append(t, s)
+        win.keep_last(span, t)
+        pts = np.array(win.points)
+        assert t - pts[0, 0] <= span
+        if len(pts) >= 2:
+            ref = np.polyfit(pts[:, 0] - pts[0, 0], pts[:, 1], 1)[0]
+            assert win.slope() == pytest.approx(ref, rel=1e-9, abs=1e-9), k
+    win.clear()
+    win.append(1.0, 2.0)
+    assert np.isnan(win.slope())  # one point: no line
+
+
 def test_wrong_way_settings_are_checked() -> None:
     with pytest.raises(GeometryError, match="step_s"):
         parse_settings(WrongWaySettings, {"step_s": 0}, "cameras.c1.rules.wrong_way")

@@ -73,6 +73,63 @@ class WrongWaySettings(Settings):
             )
 
 
+class _LineWindow:
+    """(pts, progress) points over a sliding window with the running sums of their
+    least-squares line, so that the line's slope costs O(1) a frame (every moving vehicle asks
+    for it); times are taken from ``t0`` and the sums recomputed every ``REBASE`` appends, so
+    that they lose nothing over a long track."""
+
+    REBASE = 256
+    __slots__ = ("points", "t0", "n", "st", "ss", "stt", "sts", "adds")
+
+    def __init__(self) -> None:
+        self.points: deque[tuple[float, float]] = deque()
+        self.clear()
+
+    def clear(self) -> None:
+        self.points.clear()
+        self.t0 = 0.0
+        self.n = self.st = self.ss = self.stt = self.sts = 0.0
+        self.adds = 0
+
+    def _add(self, t: float, s: float, w: float) -> None:
+        t -= self.t0
+        self.n += w
+        self.st += w * t
+        self.ss += w * s
+        self.stt += w * t * t
+        self.sts += w * t * s
+
+    def append(self, t: float, s: float) -> None:
+        if not self.points:
+            self.clear()
+            self.t0 = t
+        self.points.append((t, s))
+        self._add(t, s, 1.0)
+        self.adds += 1
+
+    def keep_last(self, span: float, now: float) -> None:
+        """Drops the points older than ``span`` seconds before ``now``."""
+        pts = self.points
+        while pts and now - pts[0][0] > span:
+            t, s = pts.popleft()
+            self._add(t, s, -1.0)
+        if self.adds >= self.REBASE and pts:
+            kept = list(pts)
+            self.clear()
+            self.t0 = kept[0][0]
+            for t, s in kept:
+                self.points.append((t, s))
+                self._add(t, s, 1.0)
+
+    def slope(self) -> float:
+        """The least-squares slope (progress per second), NaN under two distinct times."""
+        den = self.n * self.stt - self.st * self.st
+        if self.n < 2 or not den > 1e-12 * self.n * self.n:
+            return float("nan")
+        return (self.n * self.sts - self.st * self.ss) / den
+
+
 @dataclass
 class _Progress:
     direction: tuple[float, float] | None = None
@@ -84,7 +141,7 @@ class _Progress:
     hist: deque[tuple[float, float, float, float]] = field(default_factory=deque)
     # (pts, progress s) over long_window_s, kept through jumps (cleared on a change of lane
     # direction only): the jittery-track path
-    raw: deque[tuple[float, float]] = field(default_factory=deque)
+    raw: _LineWindow = field(default_factory=_LineWindow)
 
 
 class WrongWay(Rule):
@@ -127,20 +184,19 @@ class WrongWay(Rule):
         must each lie further back than the one before by a quarter of the expected step. A
         box sliding from car to car along a standing queue moves in a few steps, not in four
         quarters of one steady drive."""
-        r = st.raw
+        r = st.raw.points
         if not self.s.long_distance_m or len(r) < 8:
+            return 0.0
+        span = r[-1][0] - r[0][0]
+        if span < max(self.s.sustain_s, 1e-6):
+            return 0.0
+        slope = st.raw.slope()  # running sums: the points are read only when this passes
+        back = -slope * span
+        need = max(self.s.long_distance_m, self.s.min_px * m_per_px)
+        if not (back >= need and -slope * 3.6 >= self.s.min_speed_kmh):
             return 0.0
         t = np.fromiter((p[0] for p in r), np.float64, len(r))
         s = np.fromiter((p[1] for p in r), np.float64, len(r))
-        span = float(t[-1] - t[0])
-        if span < max(self.s.sustain_s, 1e-6):
-            return 0.0
-        tc = t - t.mean()
-        slope = float(np.dot(tc, s - s.mean()) / np.dot(tc, tc))
-        back = -slope * span
-        need = max(self.s.long_distance_m, self.s.min_px * m_per_px)
-        if back < need or -slope * 3.6 < self.s.min_speed_kmh:
-            return 0.0
         edges = t[0] + span * np.arange(1, 4) / 4
         parts = np.split(s, np.searchsorted(t, edges))
         if any(len(q) < 2 for q in parts):
@@ -182,9 +238,8 @@ class WrongWay(Rule):
             st.hist.append((frame.pts, s, gx, gy))
             while frame.pts - st.hist[0][0] > keep:
                 st.hist.popleft()
-            st.raw.append((frame.pts, s))
-            while frame.pts - st.raw[0][0] > self.s.long_window_s:
-                st.raw.popleft()
+            st.raw.append(frame.pts, s)
+            st.raw.keep_last(self.s.long_window_s, frame.pts)
             st.best = max(st.best, s)
             if st.key:
                 self._seen(st)
