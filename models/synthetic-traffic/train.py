@@ -362,6 +362,16 @@ def export(net: Net, path: Path) -> None:
     )
 
 
+def load_without(net: Net, sd: dict[str, torch.Tensor], new: tuple[str, ...]) -> int:
+    """Loads a state_dict that lacks only the tensors of ``net``'s new parts (names starting
+    with one of ``new``); returns how many those are. Anything else missing or left over is an
+    error naming it."""
+    missing, unexpected = net.load_state_dict(sd, strict=False)
+    if unexpected or any(not k.startswith(new) for k in missing):
+        raise SystemExit(f"--init: unexpected {unexpected}, missing {missing}")
+    return len(missing)
+
+
 def use_p2(max_side: float) -> None:
     """Four levels: stride 4 for boxes whose longer side is up to max_side px (they stay on the
     stride-8 level too, so that level keeps what it learnt)."""
@@ -441,17 +451,13 @@ def main() -> None:
         sd = torch.load(a.init, map_location="cpu")
         if a.p2_block and not any(k.startswith("r2a.") for k in sd):
             # a stride-4 state_dict without the block: the block starts adding nothing
-            missing, unexpected = net.load_state_dict(sd, strict=False)
-            if unexpected or any(not k.startswith(("r2a.", "r2b.")) for k in missing):
-                raise SystemExit(f"--init: unexpected {unexpected}, missing {missing}")
-            print(f"--p2-block: {len(missing)} new tensors, the block adds 0 at first", flush=True)
+            n = load_without(net, sd, ("r2a.", "r2b."))
+            print(f"--p2-block: {n} new tensors, the block adds 0 at first", flush=True)
         elif a.p2 > 0 and not any(k.startswith("l2.") for k in sd):
             # a three-level state_dict: load it, then start the new level from the stride-8 one
-            missing, unexpected = net.load_state_dict(sd, strict=False)
-            if unexpected or any(not k.startswith(("l2.", "m2.", "head2.")) for k in missing):
-                raise SystemExit(f"--init: unexpected {unexpected}, missing {missing}")
+            n = load_without(net, sd, ("l2.", "m2.", "head2."))
             net.warm_p2()
-            print(f"--p2: {len(missing)} new tensors; m2, head2 copied from m3, head", flush=True)
+            print(f"--p2: {n} new tensors; m2, head2 copied from m3, head", flush=True)
         else:
             net.load_state_dict(sd)
     print(f"parameters: {sum(p.numel() for p in net.parameters())}", flush=True)
