@@ -7,6 +7,7 @@ the counting line "gate" crosses the road at y 50 (in = northbound).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -40,7 +41,7 @@ from smartcity.incidents.rules.base import parse_settings
 from smartcity.incidents.types import Finding, FrameTracks
 
 H_TOP = [[0.1, 0.0, 0.0], [0.0, -0.1, 100.0], [0.0, 0.0, 1.0]]
-CAR, PERSON, TRUCK, BUS, BICYCLE = 2, 0, 5, 4, 1
+CAR, PERSON, TRUCK, BUS, BICYCLE, MOTO = 2, 0, 5, 4, 1, 3
 
 GEOMETRY = {
     "calibration": {"homography": H_TOP},
@@ -506,6 +507,22 @@ def test_speeding_a_fast_vehicle_seen_for_less_than_min_s() -> None:
     assert run(Speeding(geo(), SpeedingSettings(min_frames=20)), fast) == []
 
 
+def test_speeding_keeps_ground_points_from_before_the_tracker_had_a_speed() -> None:
+    """The tracker reads no speed for a track's first half second. A 160 km/h motorcycle seen
+    for 0.96 s at 25 fps has a speed for its last 0.48 s (21 m): the ground points of before
+    make the fitted line sure from its first frame with a speed, so min_m is covered and it is
+    found (the line had waited for three points with a speed: 17.8 m, missed). Seen for 0.8 s,
+    its 14 m with a speed are too few either way."""
+
+    def seen(k1: int) -> list[tuple[float, Obj]]:
+        return [(k / 25, (1, MOTO, 2.0, 160 / 3.6 * k / 25, math.nan if k < 12 else 160.0))
+                for k in range(k1)]  # fmt: skip
+
+    fs = run(Speeding(geo()), merge(seen(25)))
+    assert [f.key for f in fs] == ["track:1"] and fs[0].details["speed_kmh"] == 160.0
+    assert run(Speeding(geo()), merge(seen(21))) == []
+
+
 @pytest.mark.parametrize("fps", [1, 2, 3])
 def test_speeding_found_at_a_low_analysis_rate(fps: int) -> None:
     """At 1-3 frames a second the 1 s window holds fewer than 3 ground points: the last three
@@ -686,6 +703,19 @@ def test_loitering_keeps_the_stay_across_a_new_id() -> None:
         [(t / 5, (2, PERSON, 20.0, 40.0, 0)) for t in range(115, 200)],  # from 23 s
     )
     assert opened(run(rule, late)) == []
+
+
+def test_loitering_keeps_the_stay_through_two_hand_overs() -> None:
+    """A person standing for 40 s: at 10 s their track 1 is missed for a frame beside a second
+    box on them (track 2, from 9 s), which takes the stay; track 1 is seen again and takes it
+    back when track 2 goes at 12 s; at 20 s track 1 is lost for good and track 3 (from 19 s)
+    takes over: found at 30 s under track 3 (a track that had handed its stay on once could not
+    hand it on again, and the loiterer of loitering_square was missed)."""
+    one = [(t / 5, (1, PERSON, 20.0, 40.0, 0)) for t in range(100) if t != 50]  # 0-19.8 s
+    two = [(t / 5, (2, PERSON, 20.4, 40.2, 0)) for t in range(45, 60)]  # 9-11.8 s
+    three = [(t / 5, (3, PERSON, 20.3, 39.8, 0)) for t in range(95, 200)]  # 19-39.8 s
+    fs = opened(run(Loitering(geo(), LoiteringSettings(min_s=30)), merge(one, two, three)))
+    assert [(f.key, round(f.pts, 1)) for f in fs] == [("track:3", 30.0)]
 
 
 def test_loitering_hands_the_stay_to_an_overlapping_box_whose_ground_point_is_off() -> None:

@@ -47,7 +47,6 @@ class LoiteringSettings(Settings):
 class _Stay:
     hist: deque[tuple[float, float, float]] = field(default_factory=deque)
     open: bool = False
-    handed: bool = False  # its history went to another track
     box: tuple[float, float, float, float] | None = None  # its last box, image pixels
 
 
@@ -74,14 +73,17 @@ class Loitering(Rule):
     def _hand_over(
         self, now: float, ids: np.ndarray, pts: np.ndarray, boxes: np.ndarray, reach: float
     ) -> None:
-        """Each track lost within rejoin_s (not reported, not handed on yet) gives its history
-        to the nearest track seen now within ``reach`` of its last point whose own history
-        began later; failing that, to the one whose box overlaps its last box most (IoU of
-        ``rejoin_iou`` or more). Far away a second box on the same person (their upper body,
-        a few pixels shorter) puts the ground point metres off: the boxes still overlap."""
+        """Each track lost within rejoin_s (not reported) gives its history to the nearest
+        track seen now within ``reach`` of its last point whose own history began later;
+        failing that, to the one whose box overlaps its last box most (IoU of ``rejoin_iou``
+        or more). Far away a second box on the same person (their upper body, a few pixels
+        shorter) puts the ground point metres off: the boxes still overlap. A history handed
+        on is gone from the giver; a track that received one hands it on again when it is lost
+        in turn, and a giver seen again gathers a new one (a person missed for a frame beside
+        a second box on them hands their stay to that box, and takes it back when it goes)."""
         here = {int(t): k for k, t in enumerate(ids)}
         for tid, st in self.states.items():
-            if tid in here or st.open or st.handed or not st.hist:
+            if tid in here or st.open or not st.hist:
                 continue
             t_last, x, y = st.hist[-1]
             if now - t_last > self.s.rejoin_s:
@@ -102,7 +104,6 @@ class Loitering(Rule):
                 continue
             o = self.states.get(best, now)
             o.hist = deque(sorted([*st.hist, *o.hist]))
-            st.handed = True
             st.hist.clear()
 
     def _update(self, frame: FrameTracks) -> list[Finding]:

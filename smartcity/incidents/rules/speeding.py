@@ -11,6 +11,11 @@ analysis rate (under ~3 frames a second) the window holds fewer than the three p
 and its scatter need: the last three are fitted then (``low_rate_s``: reaching at most that far
 back).
 
+Ground points are kept from a track's first frame, not only once the tracker gives it a speed
+(after half its speed window): the line is then sure from the first frame with a speed, where
+it needed three more frames, and a 160 km/h motorcycle seen for under a second covers
+``min_m`` before it leaves the view.
+
 One Finding per vehicle, with the highest speed seen, the limit
 and the lane (severity: medium, high above the limit by 30 km/h, critical by 50): a candidate
 where a reported vehicle of the same direction was heading (within ``rejoin_m`` plus a quarter
@@ -110,7 +115,7 @@ class Speeding(Rule):
     def _update(self, frame: FrameTracks) -> list[Finding]:
         v = frame_view(frame, self.geometry)
         out: list[Finding] = []
-        for i in np.nonzero(v.vehicle & (v.lane >= 0) & np.isfinite(v.speed))[0]:
+        for i in np.nonzero(v.vehicle & (v.lane >= 0))[0]:
             lane = self.geometry.lanes[int(v.lane[i])]
             limit = lane.speed_limit_kmh or self.s.default_limit_kmh
             if not limit:
@@ -123,6 +128,8 @@ class Speeding(Rule):
                 st.ground.append((frame.pts, float(v.ground[i, 0]), float(v.ground[i, 1])))
                 while frame.pts - st.ground[0][0] > self._keep_s:
                     st.ground.popleft()
+            if not np.isfinite(v.speed[i]):  # the tracker has no speed yet: points kept only
+                continue
             if st.key and st.ground:
                 self.reported.seen(st.key, st.ground, way)
             st.hist.append((frame.pts, float(v.speed[i])))
