@@ -1,13 +1,14 @@
-"""Suspected crash: two vehicles in contact (boxes overlapping on the image and ground points
-within ``contact_m``), both standing (below ``stopped_kmh``), at least one after a sharp stop
-(its speed fell by ``drop_kmh`` or more within ``drop_s`` to standing, having travelled
-``min_travel_m`` before, spanning ``min_travel_px`` pixels of box bottom where it stopped, and it
-then stood for ``confirm_s``); or a single vehicle stopping sharply off every lane, or stopping
-faster than brakes can stop it (``impact_kmh`` lost within ``impact_s``: it hit something,
-perhaps hidden behind it) (``single``). Severity from the speed before the stop: ``high`` from
-50 km/h, ``medium`` from 25, ``low`` below; single-vehicle crashes one step lower. The crashed
-track ids are kept (``crashed_ids``) so the stopped-vehicle rule does not take a crashed vehicle
-for one queued behind the other.
+"""Suspected crash: two vehicles in contact (boxes overlapping on the image and ground points within
+``contact_m``), both standing (below ``stopped_kmh``), at least one after a sharp stop (its speed
+fell by ``drop_kmh`` or more within ``drop_s`` to standing, from the 80th percentile of its speeds
+over ``drop_s``, not the highest: a far box's line overshooting for a moment makes no drop; having
+travelled ``min_travel_m`` before, spanning ``min_travel_px`` pixels of box bottom where it stopped,
+and it then stood for ``confirm_s``); or a single vehicle stopping sharply off every lane, or
+stopping faster than brakes can stop it (``impact_kmh`` lost within ``impact_s``: it hit something,
+perhaps hidden behind it) (``single``). Severity from the speed before the stop: ``high`` from 50
+km/h, ``medium`` from 25, ``low`` below; single-vehicle crashes one step lower. The crashed track
+ids are kept (``crashed_ids``) so the stopped-vehicle rule does not take a crashed vehicle for one
+queued behind the other.
 
 The speeds judged are the rule's own: a least-squares line through the track's ground points of
 the last ``speed_window_s``, not the tracker's estimate, which may smooth over a longer window
@@ -116,7 +117,7 @@ class Crash(Rule):
             while st.hist and t - st.hist[0][0] > max(self.s.drop_s, self.s.impact_s) + 2.0:
                 st.hist.popleft()
             if sp < self.s.stopped_kmh:
-                top = max(h[1] for h in st.hist if t - h[0] <= self.s.drop_s)
+                top = float(np.percentile([h[1] for h in st.hist if t - h[0] <= self.s.drop_s], 80))
                 travel = float(np.hypot(x - st.hist[0][2], y - st.hist[0][3]))
                 need = max(self.s.min_travel_m, self.s.min_travel_px * float(v.m_per_px[i]))
                 if (top - sp >= self.s.drop_kmh and st.sharp_at is None and travel >= need
