@@ -397,6 +397,20 @@ def test_wrong_way_long_path_running_line_matches_a_least_squares_fit() -> None:
     assert np.isnan(win.slope())  # one point: no line
 
 
+def test_wrong_way_needs_the_vehicle_seen_in_min_seen_of_the_frames() -> None:
+    """A far box in a queue sliding from car to car is found in a third of the frames or
+    fewer; a driving vehicle, even at night, in most. The same 40 km/h wrong-way drive kept in
+    every third frame only (a car in the other lane in every frame) is not reported; in every
+    frame it is, and with min_seen 0 so is the thinned one."""
+    other = drive(2, CAR, 5.0, 0, 40, 0, 5)
+    every = drive(1, CAR, 2.0, 90, -40, 0, 5)
+    thin = every[::3]
+    assert [f.key for f in opened(run(WrongWay(geo()), merge(every, other)))] == ["track:1"]
+    assert opened(run(WrongWay(geo()), merge(thin, other))) == []
+    off = WrongWay(geo(), WrongWaySettings(min_seen=0))
+    assert [f.key for f in opened(run(off, merge(thin, other)))] == ["track:1"]
+
+
 def test_wrong_way_settings_are_checked() -> None:
     with pytest.raises(GeometryError, match="step_s"):
         parse_settings(WrongWaySettings, {"step_s": 0}, "cameras.c1.rules.wrong_way")
@@ -406,6 +420,8 @@ def test_wrong_way_settings_are_checked() -> None:
         parse_settings(WrongWaySettings, {"long_window_s": 1}, "cameras.c1.rules.wrong_way")
     with pytest.raises(GeometryError, match="long_distance_m"):
         parse_settings(WrongWaySettings, {"long_distance_m": -1}, "cameras.c1.rules.wrong_way")
+    with pytest.raises(GeometryError, match="min_seen: must be between 0 and 1"):
+        parse_settings(WrongWaySettings, {"min_seen": 1.5}, "cameras.c1.rules.wrong_way")
     parse_settings(WrongWaySettings, {"long_distance_m": 0, "long_window_s": 1}, "c.wrong_way")
 
 

@@ -16,7 +16,9 @@ direction starts afresh, and so does a track whose ground point jumps faster tha
 ``max_step_kmh`` between two frames (no vehicle does that: the tracker took over another
 object). Far away at a high frame rate a steady drive can jump like that at every other frame
 (a pixel is metres): the long path (``_long_drive``, ``long_distance_m`` over
-``long_window_s``) follows such a track through its jumps.
+``long_window_s``) follows such a track through its jumps. Either way the track must have been
+found in ``min_seen`` of the camera's frames over the last ``sustain_s``: a far box sliding from
+car to car along a queue is found in a third of them or fewer, a driving vehicle in most.
 
 A vehicle already reported keeps its incident when its track is lost and found again under a
 new id (a far, small box; a vehicle hidden for a moment) or when it has two tracks at once: a
@@ -59,6 +61,7 @@ class WrongWaySettings(Settings):
     forget_s: float = 3.0
     long_distance_m: float = 40.0  # the jittery-track path (0: off), over long_window_s
     long_window_s: float = 5.0
+    min_seen: float = 0.5  # seen in this share of the camera's frames over sustain_s (0: off)
     severity: str = "high"
 
     def check(self, path: str) -> None:
@@ -66,6 +69,8 @@ class WrongWaySettings(Settings):
             raise GeometryError(f"{path}.step_s", "must be > 0")
         if self.sustain_s and self.sustain_s < self.step_s:
             raise GeometryError(f"{path}.sustain_s", f"must be 0 or >= step_s ({self.step_s})")
+        if not 0 <= self.min_seen <= 1:
+            raise GeometryError(f"{path}.min_seen", "must be between 0 and 1")
         if self.long_distance_m and self.long_window_s < max(self.sustain_s, self.step_s):
             raise GeometryError(
                 f"{path}.long_window_s",
@@ -154,6 +159,18 @@ class WrongWay(Rule):
         self.s = settings or WrongWaySettings()
         self.states: TrackStates[_Progress] = TrackStates(_Progress, self.s.forget_s)
         self.reported = ReportedVehicles(self.s.rejoin_s, self.s.rejoin_m)
+        self._frames: deque[float] = deque()  # the camera's analysed frames of the last seconds
+
+    def _seen_enough(self, st: _Progress, now: float) -> bool:
+        """Whether the track was in at least min_seen of the camera's frames over the last
+        sustain_s (step_s at least). A far box in a queue that slides from car to car is
+        found in a third of the frames or fewer; a driving vehicle, even at night, in most."""
+        if not self.s.min_seen:
+            return True
+        span = max(self.s.sustain_s, self.s.step_s) - 1e-6
+        frames = sum(1 for t in reversed(self._frames) if now - t < span)
+        seen = sum(1 for t, _ in reversed(st.raw.points) if now - t < span)
+        return seen >= self.s.min_seen * frames
 
     def _sustained(self, st: _Progress) -> bool:
         """Whether the track went back at every step over the last sustain_s."""
@@ -216,6 +233,9 @@ class WrongWay(Rule):
         out: list[Finding] = []
         lanes = self.geometry.lanes
         keep = max(self.s.sustain_s, 1.0) + self.s.step_s
+        self._frames.append(frame.pts)
+        while frame.pts - self._frames[0] > keep:
+            self._frames.popleft()
         for i in np.nonzero(v.vehicle & (v.lane >= 0) & v.metric)[0]:
             lane = lanes[int(v.lane[i])]
             g = lane.ground_direction
@@ -253,6 +273,8 @@ class WrongWay(Rule):
                 back = self._long_drive(st, float(v.m_per_px[i]))
                 if not back:
                     continue
+            if not self._seen_enough(st, frame.pts):
+                continue
             st.key = self.reported.match(frame.pts, np.array((gx, gy)), st.direction)
             if st.key:  # the same vehicle, reported already under another track
                 self._seen(st)
