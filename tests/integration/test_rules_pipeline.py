@@ -88,13 +88,13 @@ def test_full_pipeline_hands_the_rules_the_cars(renders: Path) -> None:
     assert cars.wrong_class <= 0.05 * cars.tracks, vars(cars)
 
 
-# Every other library scene, slow (about 5 minutes on the shared 2-core machine, renders
-# included). Measured with the stage-6 model (2026-11-28) and the stage-9 model (2026-11-29, 7 min
-# 48 s): every expected incident the scene showed is found. The wrong-way car at night (its far
-# box jitters 6 m between frames at 25 fps, which restarts the step check's drive) was a known
-# miss until wrong-way's long path (tenth session); the speeding motorcycle until speeding's
-# `min_m` (and, with stage 9, until speeding kept ground points from a track's first frame). Precision is asserted for every
-# type: no false finding on any scene since the rule and tracker changes for far, jittering
+# Every other library scene, slow (about 5 minutes on the shared 2-core machine, renders included).
+# Measured with the stage-6 model (2026-11-28) and the stage-9 model (2026-11-29, 7 min 48 s): every
+# expected incident the scene showed is found. The wrong-way car at night (its far box jitters 6 m
+# between frames at 25 fps, which restarts the step check's drive) was a known miss until
+# wrong-way's long path (tenth session); the speeding motorcycle until speeding's `min_m` (and, with
+# stage 9, until speeding kept ground points from a track's first frame). Precision is asserted for
+# every type: no false finding on any scene since the rule and tracker changes for far, jittering
 # boxes (duplicate tracks, speeding's confidence check, wrong-way's pixel span; 2026-11-28).
 SLOW = [n for n in scenarios.library_names() if n not in {d[0] for d in DEFAULT}]
 KNOWN_MISSES: set[tuple[str, str]] = set()
