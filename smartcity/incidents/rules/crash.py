@@ -117,7 +117,12 @@ class Crash(Rule):
             while st.hist and t - st.hist[0][0] > max(self.s.drop_s, self.s.impact_s) + 2.0:
                 st.hist.popleft()
             if sp < self.s.stopped_kmh:
-                top = float(np.percentile([h[1] for h in st.hist if t - h[0] <= self.s.drop_s], 80))
+                readings = [h[1] for h in st.hist if t - h[0] <= self.s.drop_s]
+                # the 80th percentile is at most the highest: the sort only where that clears
+                # the drop (a standing vehicle, every frame, mostly does not)
+                top = max(readings)
+                if st.sharp_at is None and top - sp >= self.s.drop_kmh:
+                    top = float(np.percentile(readings, 80))
                 travel = float(np.hypot(x - st.hist[0][2], y - st.hist[0][3]))
                 need = max(self.s.min_travel_m, self.s.min_travel_px * float(v.m_per_px[i]))
                 if (top - sp >= self.s.drop_kmh and st.sharp_at is None and travel >= need
