@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import takewhile
 
 import numpy as np
 
@@ -168,8 +169,8 @@ class WrongWay(Rule):
         if not self.s.min_seen:
             return True
         span = max(self.s.sustain_s, self.s.step_s) - 1e-6
-        frames = sum(1 for t in reversed(self._frames) if now - t < span)
-        seen = sum(1 for t, _ in reversed(st.raw.points) if now - t < span)
+        frames = sum(1 for _ in takewhile(lambda t: now - t < span, reversed(self._frames)))
+        seen = sum(1 for _ in takewhile(lambda p: now - p[0] < span, reversed(st.raw.points)))
         return seen >= self.s.min_seen * frames
 
     def _sustained(self, st: _Progress) -> bool:
