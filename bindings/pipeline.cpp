@@ -199,7 +199,8 @@ void ExportPipeline(py::module_& m) {
       .def(
           "configure_tracking",
           [](Pipeline& p, float track_thresh, float match_thresh, int track_buffer, double speed_window_s,
-             float duplicate_iou, int crowd_class, double speed_long_window_s, double speed_curvature_z) {
+             float duplicate_iou, int crowd_class, double speed_long_window_s, double speed_curvature_z,
+             const std::string& speed_filter, double speed_accel, double speed_noise_px, double speed_noise_frac) {
             TrackerConfig c;
             c.track_thresh = track_thresh;
             c.match_thresh = match_thresh;
@@ -209,11 +210,16 @@ void ExportPipeline(py::module_& m) {
             c.crowd_class = crowd_class;
             c.speed_long_window_s = speed_long_window_s;
             c.speed_curvature_z = speed_curvature_z;
+            c.speed_filter = ParseSpeedFilter(speed_filter);
+            c.speed_accel = speed_accel;
+            c.speed_noise_px = speed_noise_px;
+            c.speed_noise_frac = speed_noise_frac;
             p.SetTrackerConfig(c);
           },
           py::kw_only(), py::arg("track_thresh") = 0.5f, py::arg("match_thresh") = 0.8f, py::arg("track_buffer") = 30,
           py::arg("speed_window_s") = 1.0, py::arg("duplicate_iou") = 0.4f, py::arg("crowd_class") = 0,
-          py::arg("speed_long_window_s") = 3.0, py::arg("speed_curvature_z") = 5.0,
+          py::arg("speed_long_window_s") = 3.0, py::arg("speed_curvature_z") = 5.0, py::arg("speed_filter") = "kalman",
+          py::arg("speed_accel") = 3.0, py::arg("speed_noise_px") = 1.5, py::arg("speed_noise_frac") = 0.08,
           "Settings of the per-camera ByteTrackers made from now on (frame_rate: the stream's analysis rate).")
       .def(
           "set_calibration",

@@ -99,7 +99,9 @@ void ExportTracker(py::module_& m) {
       .def(py::init([](float track_thresh, float match_thresh, int track_buffer, double frame_rate, float low_thresh,
                        float second_match_thresh, float unconfirmed_match_thresh, std::optional<float> new_track_thresh,
                        bool fuse_score, int trajectory_length, double speed_window_s, float duplicate_iou,
-                       int crowd_class, double speed_long_window_s, double speed_curvature_z) {
+                       int crowd_class, double speed_long_window_s, double speed_curvature_z,
+                       const std::string& speed_filter, double speed_accel, double speed_noise_px,
+                       double speed_noise_frac) {
              TrackerConfig c;
              c.track_thresh = track_thresh;
              c.match_thresh = match_thresh;
@@ -116,6 +118,10 @@ void ExportTracker(py::module_& m) {
              c.crowd_class = crowd_class;
              c.speed_long_window_s = speed_long_window_s;
              c.speed_curvature_z = speed_curvature_z;
+             c.speed_filter = ParseSpeedFilter(speed_filter);
+             c.speed_accel = speed_accel;
+             c.speed_noise_px = speed_noise_px;
+             c.speed_noise_frac = speed_noise_frac;
              return std::make_unique<PyTracker>(c);
            }),
            py::arg("track_thresh") = 0.5f, py::arg("match_thresh") = 0.8f, py::arg("track_buffer") = 30,
@@ -123,7 +129,8 @@ void ExportTracker(py::module_& m) {
            py::arg("second_match_thresh") = 0.5f, py::arg("unconfirmed_match_thresh") = 0.7f,
            py::arg("new_track_thresh") = py::none(), py::arg("fuse_score") = true, py::arg("trajectory_length") = 30,
            py::arg("speed_window_s") = 1.0, py::arg("duplicate_iou") = 0.4f, py::arg("crowd_class") = 0,
-           py::arg("speed_long_window_s") = 3.0, py::arg("speed_curvature_z") = 5.0)
+           py::arg("speed_long_window_s") = 3.0, py::arg("speed_curvature_z") = 5.0, py::arg("speed_filter") = "kalman",
+           py::arg("speed_accel") = 3.0, py::arg("speed_noise_px") = 1.5, py::arg("speed_noise_frac") = 0.08)
       .def(
           "update",
           [](PyTracker& self, const py::object& xyxy_obj, const py::object& scores_obj, const py::object& class_ids_obj,

@@ -150,6 +150,16 @@ const char* TrackStateName(TrackState s) {
   return "unknown";
 }
 
+TrackerConfig::SpeedFilter ParseSpeedFilter(const std::string& name) {
+  if (name == "kalman") return TrackerConfig::SpeedFilter::kKalman;
+  if (name == "line") return TrackerConfig::SpeedFilter::kLine;
+  throw std::invalid_argument("speed_filter: must be kalman or line, got '" + name + "'");
+}
+
+const char* SpeedFilterName(TrackerConfig::SpeedFilter f) {
+  return f == TrackerConfig::SpeedFilter::kLine ? "line" : "kalman";
+}
+
 void TrackerConfig::Validate() const {
   auto unit = [](float v) { return std::isfinite(v) && v >= 0.f && v <= 1.f; };
   Check(unit(track_thresh), "track_thresh", "must be in [0, 1]");
@@ -167,6 +177,12 @@ void TrackerConfig::Validate() const {
   Check(std::isfinite(speed_long_window_s) && (speed_long_window_s == 0 || speed_long_window_s >= speed_window_s),
         "speed_long_window_s", "must be 0 (off) or at least speed_window_s");
   Check(std::isfinite(speed_curvature_z) && speed_curvature_z >= 0, "speed_curvature_z", "must be >= 0");
+  Check(speed_filter == SpeedFilter::kKalman || speed_filter == SpeedFilter::kLine, "speed_filter",
+        "must be kalman or line");
+  Check(std::isfinite(speed_accel) && speed_accel > 0, "speed_accel", "must be > 0");
+  Check(std::isfinite(speed_noise_px) && speed_noise_px > 0, "speed_noise_px", "must be > 0");
+  Check(std::isfinite(speed_noise_frac) && speed_noise_frac >= 0 && speed_noise_frac <= 1, "speed_noise_frac",
+        "must be in [0, 1]");
 }
 
 void ByteTracker::SetCalibration(const std::array<double, 9>& m) {
@@ -178,9 +194,19 @@ void ByteTracker::SetCalibration(const std::array<double, 9>& m) {
   if (!(std::fabs(det) > 1e-12)) throw std::invalid_argument("calibration: the homography is singular");
   h_ = m;
   calibrated_ = true;
+  ResetGroundFilters();
 }
 
-void ByteTracker::ClearCalibration() { calibrated_ = false; }
+void ByteTracker::ClearCalibration() {
+  calibrated_ = false;
+  ResetGroundFilters();
+}
+
+// Ground points of another calibration are in other units: every filter starts again.
+void ByteTracker::ResetGroundFilters() {
+  for (std::vector<Track>* list : {&tracked_, &lost_})
+    for (Track& t : *list) t.ground = GroundFilter();
+}
 
 TrajectoryPoint ByteTracker::Point(double t, const std::array<float, 4>& box) const {
   TrajectoryPoint p{t, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, NAN, NAN};
@@ -262,7 +288,7 @@ bool Steady(const Moments& m, double z) {
 // three times the points, a third of the jitter, and no lag where there is no change to lag.
 // One pass over the ring gathers the power sums of both windows; both lines and the steadiness
 // test are solved from them.
-float ByteTracker::SpeedKmh(const Track& tr) const {
+float ByteTracker::LineSpeedKmh(const Track& tr) const {
   const TrajectoryRing& ring = tr.trajectory;
   if (ring.size() < 2) return NAN;
   const TrajectoryPoint& now = ring.back();
@@ -285,6 +311,126 @@ float ByteTracker::SpeedKmh(const Track& tr) const {
   if (use_long && LineVelocity(longw, lvx, lvy) && -longw.first >= 1.5 * sw && Steady(longw, config_.speed_curvature_z))
     vx = lvx, vy = lvy;
   return static_cast<float>(std::hypot(vx, vy) * 3.6);
+}
+
+float ByteTracker::SpeedKmh(const Track& tr) const {
+  return config_.speed_filter == TrackerConfig::SpeedFilter::kLine ? LineSpeedKmh(tr) : FilterSpeedKmh(tr);
+}
+
+void ByteTracker::AddPoint(Track& tr, double t, const std::array<float, 4>& box,
+                           const std::array<float, 4>* det) const {
+  const TrajectoryPoint p = Point(t, box);
+  tr.trajectory.push_back(p);
+  if (config_.speed_filter == TrackerConfig::SpeedFilter::kKalman) {
+    if (det)
+      FilterGround(tr.ground, Point(t, *det), *det);
+    else
+      FilterGround(tr.ground, p, box);
+  }
+}
+
+// One ground point into a track's constant-velocity Kalman filter. The measurement noise is the
+// box bottom's pixel jitter (speed_noise_px + speed_noise_frac x height down, 0.5 px +
+// speed_noise_frac x width across) carried to the ground through the homography's Jacobian at
+// the point: a pixel far away is metres, near the camera centimetres, and each point counts by
+// that. The process noise is white acceleration (speed_accel, m^2/s^3): how fast the filter
+// follows braking against how much jitter it lets through.
+void ByteTracker::FilterGround(GroundFilter& f, const TrajectoryPoint& p, const std::array<float, 4>& box) const {
+  if (!std::isfinite(p.gx) || !std::isfinite(p.gy)) return;
+  const double* h = h_.data();
+  const double u = p.cx, v = box[3];
+  const double w = h[6] * u + h[7] * v + h[8];
+  // d(ground)/d(u, v) of X = (h0 u + h1 v + h2) / w, Y = (h3 u + h4 v + h5) / w.
+  const double j00 = (h[0] - p.gx * h[6]) / w, j01 = (h[1] - p.gx * h[7]) / w;
+  const double j10 = (h[3] - p.gy * h[6]) / w, j11 = (h[4] - p.gy * h[7]) / w;
+  const double frac = config_.speed_noise_frac;
+  const double su = 0.5 + frac * (box[2] - box[0]), sv = config_.speed_noise_px + frac * (box[3] - box[1]);
+  const double su2 = su * su, sv2 = sv * sv;
+  const double rxx = j00 * j00 * su2 + j01 * j01 * sv2, rxy = j00 * j10 * su2 + j01 * j11 * sv2,
+               ryy = j10 * j10 * su2 + j11 * j11 * sv2;
+  if (!std::isfinite(rxx) || !std::isfinite(rxy) || !std::isfinite(ryy)) return;
+  if (f.points == 0) {
+    f.points = 1;
+    f.t0 = f.t_last = p.t;
+    f.x[0] = p.gx, f.x[1] = p.gy;
+    f.r0[0] = rxx, f.r0[1] = rxy, f.r0[2] = ryy;
+    return;
+  }
+  const double dt = p.t - f.t_last;
+  if (f.points == 1) {
+    if (!(dt > 1e-6)) {  // the same instant again: the newer point replaces the first
+      f.x[0] = p.gx, f.x[1] = p.gy;
+      f.r0[0] = rxx, f.r0[1] = rxy, f.r0[2] = ryy;
+      return;
+    }
+    // Velocity from the two points; its covariance from both points' (no prior toward 0).
+    const double vx = (p.gx - f.x[0]) / dt, vy = (p.gy - f.x[1]) / dt;
+    f.x[0] = p.gx, f.x[1] = p.gy, f.x[2] = vx, f.x[3] = vy;
+    const double r[2][2] = {{rxx, rxy}, {rxy, ryy}};
+    const double r0[2][2] = {{f.r0[0], f.r0[1]}, {f.r0[1], f.r0[2]}};
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 2; ++j) {
+        f.P[i][j] = r[i][j];
+        f.P[i][j + 2] = f.P[i + 2][j] = r[i][j] / dt;
+        f.P[i + 2][j + 2] = (r[i][j] + r0[i][j]) / (dt * dt);
+      }
+    f.points = 2;
+    f.t_last = p.t;
+    return;
+  }
+  double(&P)[4][4] = f.P;
+  if (dt > 0) {
+    // Predict: x += v dt; P = F P F' + Q, F = [[I, dt I], [0, I]].
+    f.x[0] += f.x[2] * dt, f.x[1] += f.x[3] * dt;
+    double fp[4][4];
+    for (int j = 0; j < 4; ++j) {
+      fp[0][j] = P[0][j] + dt * P[2][j];
+      fp[1][j] = P[1][j] + dt * P[3][j];
+      fp[2][j] = P[2][j];
+      fp[3][j] = P[3][j];
+    }
+    for (int i = 0; i < 4; ++i) {
+      P[i][0] = fp[i][0] + dt * fp[i][2];
+      P[i][1] = fp[i][1] + dt * fp[i][3];
+      P[i][2] = fp[i][2];
+      P[i][3] = fp[i][3];
+    }
+    const double q = config_.speed_accel, q11 = q * dt * dt * dt / 3, q12 = q * dt * dt / 2, q22 = q * dt;
+    P[0][0] += q11, P[1][1] += q11, P[0][2] += q12, P[2][0] += q12, P[1][3] += q12, P[3][1] += q12;
+    P[2][2] += q22, P[3][3] += q22;
+    f.t_last = p.t;
+  }
+  // Update with z = (gx, gy): S = P[:2,:2] + R, K = P[:, :2] S^-1.
+  const double s00 = P[0][0] + rxx, s01 = P[0][1] + rxy, s10 = P[1][0] + rxy, s11 = P[1][1] + ryy;
+  const double det = s00 * s11 - s01 * s10;
+  if (!(std::fabs(det) > 1e-18)) return;
+  const double i00 = s11 / det, i01 = -s01 / det, i10 = -s10 / det, i11 = s00 / det;
+  double k[4][2];
+  for (int i = 0; i < 4; ++i) {
+    k[i][0] = P[i][0] * i00 + P[i][1] * i10;
+    k[i][1] = P[i][0] * i01 + P[i][1] * i11;
+  }
+  const double y0 = p.gx - f.x[0], y1 = p.gy - f.x[1];
+  for (int i = 0; i < 4; ++i) f.x[i] += k[i][0] * y0 + k[i][1] * y1;
+  double np[4][4];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) np[i][j] = P[i][j] - (k[i][0] * P[0][j] + k[i][1] * P[1][j]);
+  for (int i = 0; i < 4; ++i)
+    for (int j = i; j < 4; ++j) P[i][j] = P[j][i] = (np[i][j] + np[j][i]) / 2;  // kept symmetric
+}
+
+// The filter's speed, its noise taken out of the length: the squared length of an estimated
+// velocity is on average the true one's plus the variance of both axes, so a standing vehicle's
+// jitter would read as a few km/h; trace(P_v) is subtracted (floored at 0). NaN before the
+// track has half of speed_window_s of ground points, or when its newest point has none.
+float ByteTracker::FilterSpeedKmh(const Track& tr) const {
+  const GroundFilter& f = tr.ground;
+  if (f.points < 2 || tr.trajectory.empty()) return NAN;
+  const TrajectoryPoint& now = tr.trajectory.back();
+  if (!std::isfinite(now.gx) || !std::isfinite(now.gy)) return NAN;
+  if (f.t_last - f.t0 < config_.speed_window_s / 2 - 1e-9) return NAN;
+  const double v2 = f.x[2] * f.x[2] + f.x[3] * f.x[3] - (f.P[2][2] + f.P[3][3]);
+  return static_cast<float>(std::sqrt(std::max(v2, 0.0)) * 3.6);
 }
 
 ByteTracker::ByteTracker(const TrackerConfig& config)
@@ -368,7 +514,7 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
     for (const auto& v : tr.class_votes)
       if (v.first == tr.class_id) current_votes = v.second;
     if (vote->second > current_votes) tr.class_id = d.class_id;
-    tr.trajectory.push_back(Point(t, tr.box));
+    AddPoint(tr, t, tr.box, &d.box);
   };
 
   // 2. High detections against confirmed + lost tracks.
@@ -482,7 +628,7 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
     tr.hits = 1;
     tr.trajectory = TrajectoryRing(ring_capacity_);
     tr.trajectory.reserve(64);
-    tr.trajectory.push_back(Point(t, d.box));
+    AddPoint(tr, t, d.box);
   }
 
   // A confirmed and a lost track on the same object (IoU > 0.85): keep the older one.

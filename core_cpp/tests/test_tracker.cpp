@@ -514,6 +514,60 @@ TEST(Tracker, TrajectoryKeepsTheLastPointsWithTimestamps) {
   EXPECT_DOUBLE_EQ(u.Trajectory(1)[2].t, 2 / 10.0);
 }
 
+// Ground speed (TrackerConfig::speed_filter). 1 px = 0.5 m (a far camera), 10 fps, a box
+// jittering by up to +-1.5 px per edge from a fixed generator.
+std::vector<float> DriveSpeeds(TrackerConfig::SpeedFilter filter, const std::vector<double>& ys) {
+  TrackerConfig c;
+  c.frame_rate = 10;
+  c.speed_filter = filter;
+  ByteTracker t(c);
+  t.SetCalibration({0.5, 0, 0, 0, 0.5, 0, 0, 0, 1});
+  std::mt19937 gen(9);
+  auto jitter = [&] { return static_cast<float>(static_cast<double>(gen()) / gen.max() * 3.0 - 1.5); };
+  std::vector<float> out;
+  for (size_t k = 0; k < ys.size(); ++k) {
+    Detections d = Dets({Box(300, static_cast<float>(ys[k]), 40, 80)});
+    for (float& v : d.xyxy) v += jitter();
+    const Tracks tr = t.Update(d, 0.1 * static_cast<double>(k));
+    out.push_back(tr.size() == 1 ? tr.speed_kmh[0] : NAN);
+  }
+  return out;
+}
+
+TEST(Tracker, KalmanSpeedReadsStandingAsStillAndFollowsDriving) {
+  const std::vector<double> standing(60, 200.0);
+  const std::vector<float> kal = DriveSpeeds(TrackerConfig::SpeedFilter::kKalman, standing);
+  const std::vector<float> line = DriveSpeeds(TrackerConfig::SpeedFilter::kLine, standing);
+  EXPECT_TRUE(std::isnan(kal[3]));  // half of speed_window_s first
+  double sum_k = 0, sum_l = 0;
+  for (size_t k = 20; k < kal.size(); ++k) sum_k += kal[k], sum_l += line[k];
+  EXPECT_LT(sum_k, 0.3 * sum_l) << sum_k << " " << sum_l;  // the jitter is not read as speed
+  std::vector<double> driving;
+  for (int k = 0; k < 80; ++k) driving.push_back(100 + 2.0 * k);  // 2 px a frame: 36 km/h
+  const std::vector<float> d = DriveSpeeds(TrackerConfig::SpeedFilter::kKalman, driving);
+  double err = 0;
+  for (size_t k = 30; k < d.size(); ++k) err += std::fabs(d[k] - 36.0);
+  EXPECT_LT(err / static_cast<double>(d.size() - 30), 1.5);
+}
+
+TEST(Tracker, KalmanSettingsAreChecked) {
+  for (auto set : std::vector<std::function<void(TrackerConfig&)>>{
+           [](TrackerConfig& c) { c.speed_accel = 0; }, [](TrackerConfig& c) { c.speed_noise_px = -1; },
+           [](TrackerConfig& c) { c.speed_noise_frac = 1.5; }}) {
+    TrackerConfig c;
+    set(c);
+    EXPECT_THROW(ByteTracker{c}, std::invalid_argument);
+  }
+  EXPECT_EQ(ParseSpeedFilter("line"), TrackerConfig::SpeedFilter::kLine);
+  EXPECT_STREQ(SpeedFilterName(ParseSpeedFilter("kalman")), "kalman");
+  try {
+    ParseSpeedFilter("median");
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("speed_filter"), std::string::npos) << e.what();
+  }
+}
+
 // A crowded scene, deterministic on every platform (own generator, no <random> distributions):
 // 80 objects at constant velocity over 1280 x 720 (wrapping), jitter, 5 % misses, 15 % low
 // scores, a few false boxes, three classes; 200 frames.

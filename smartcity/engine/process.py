@@ -106,8 +106,10 @@ class EngineSettings:
 _TRACKING_KEYS = {
     "track_thresh", "match_thresh", "track_buffer", "speed_window_s",
     "duplicate_iou", "crowd_class", "speed_long_window_s", "speed_curvature_z",
+    "speed_filter", "speed_accel", "speed_noise_px", "speed_noise_frac",
 }  # fmt: skip
 _TRACKING_INTS = {"track_buffer", "crowd_class"}
+_TRACKING_STRS = {"speed_filter"}
 _CAMERA_KEYS = {
     "id",
     "url",
@@ -421,6 +423,10 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
             f"tracking.{bad_keys[0]}: unknown field" if bad_keys else "tracking: must be a mapping"
         )
     for key, v in tracking.items():
+        if key in _TRACKING_STRS:
+            if not isinstance(v, str):
+                raise EngineConfigError(f"tracking.{key}: must be a string, got {v!r}")
+            continue
         if isinstance(v, bool) or not isinstance(v, int if key in _TRACKING_INTS else int | float):
             kind = "an integer" if key in _TRACKING_INTS else "a number"
             raise EngineConfigError(f"tracking.{key}: must be {kind}, got {v!r}")

@@ -26,6 +26,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -56,9 +57,23 @@ struct TrackerConfig {
   double speed_window_s = 1.0;            // ground speed: displacement over this long ...
   double speed_long_window_s = 3.0;       // ... or this long while the motion is steady (0: off)
   double speed_curvature_z = 5.0;         // steady: no axis's fitted acceleration beyond z std errors
+  // How speed_kmh is estimated (docs/tracking.md, "Ground position and speed"):
+  //   kKalman: a constant-velocity Kalman filter on the ground plane per track, each point weighted
+  //            by how many metres a pixel of its box is there (the homography's Jacobian), the
+  //            speed's noise taken out of its length;
+  //   kLine:   the least-squares line through speed_window_s (or speed_long_window_s) of points.
+  enum class SpeedFilter : int8_t { kKalman = 0, kLine = 1 };
+  SpeedFilter speed_filter = SpeedFilter::kKalman;
+  double speed_accel = 3.0;        // kKalman: white acceleration noise, m^2/s^3 (lag vs noise)
+  double speed_noise_px = 1.5;     // kKalman: box bottom jitter, pixels, ...
+  double speed_noise_frac = 0.08;  // ... plus this fraction of the box's height (width across)
 
   void Validate() const;  // throws std::invalid_argument naming the bad field
 };
+
+// "kalman" or "line"; anything else throws std::invalid_argument naming speed_filter.
+TrackerConfig::SpeedFilter ParseSpeedFilter(const std::string& name);
+const char* SpeedFilterName(TrackerConfig::SpeedFilter f);
 
 struct TrajectoryPoint {
   double t;  // seconds: the timestamp given to Update, or frame index / frame_rate
@@ -104,6 +119,18 @@ class TrajectoryRing {
   size_t capacity_;
 };
 
+// A track's ground-plane constant-velocity Kalman filter (TrackerConfig::SpeedFilter::kKalman).
+// State (x, y, vx, vy) in metres and m/s; P its covariance. Started from the first two ground
+// points (velocity = their difference, no prior), so that it holds no bias toward standing.
+struct GroundFilter {
+  int points = 0;     // ground points taken: 0, 1 (z0 only), 2 or more (x, P valid)
+  double t0 = 0;      // time of the first point
+  double t_last = 0;  // time of the last point taken
+  double x[4] = {0, 0, 0, 0};
+  double P[4][4] = {};
+  double r0[3] = {0, 0, 0};  // the first point's measurement covariance (xx, xy, yy)
+};
+
 struct Track {
   int64_t id = -1;  // -1 while tentative
   TrackState state = TrackState::kTentative;
@@ -116,6 +143,7 @@ struct Track {
   int64_t last_frame = 0;  // last frame matched
   int64_t hits = 0;        // detections matched over the track's life
   TrajectoryRing trajectory;
+  GroundFilter ground;
 
   std::array<float, 4> Xyxy() const { return XyahToXyxy(kalman.Xyah()); }
 };
@@ -128,7 +156,7 @@ struct Tracks {
   std::vector<int32_t> class_id;
   std::vector<int8_t> state;     // TrackState
   std::vector<float> ground_xy;  // size() * 2, metres; NaN without a calibration
-  std::vector<float> speed_kmh;  // ground speed over speed_window_s; NaN when unknown
+  std::vector<float> speed_kmh;  // ground speed (TrackerConfig::speed_filter); NaN when unknown
   size_t size() const { return track_id.size(); }
 };
 
@@ -209,7 +237,13 @@ class ByteTracker {
   void Match(const std::vector<Track*>& tracks, const std::vector<const Candidate*>& dets, bool fuse, double limit,
              Assignment& out);
   TrajectoryPoint Point(double t, const std::array<float, 4>& box) const;
+  void ResetGroundFilters();
+  // Appends the point of `box` at `t` to the track's trajectory and feeds its ground filter.
+  void AddPoint(Track& tr, double t, const std::array<float, 4>& box, const std::array<float, 4>* det = nullptr) const;
+  void FilterGround(GroundFilter& f, const TrajectoryPoint& p, const std::array<float, 4>& box) const;
   float SpeedKmh(const Track& tr) const;
+  float LineSpeedKmh(const Track& tr) const;
+  float FilterSpeedKmh(const Track& tr) const;
 };
 
 }  // namespace smartcity
