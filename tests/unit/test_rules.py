@@ -179,13 +179,33 @@ def test_line_counts_once_with_jitter_on_the_line() -> None:
 def test_line_counts_each_direction_and_only_between_its_ends() -> None:
     rule = LineCrossing(geo())
     ev = []
-    seq = [(0, 45), (1, 55), (2, 45)]  # north over the line, then back south
+    seq = [(0, 45), (1, 55), (12, 45)]  # north over the line, then back south 11 s later
     for t, y in seq:
         rule.update(frame(t, [(1, CAR, 2.0, y, 30), (2, TRUCK, 20.0, y, 30)]))
         ev.extend(rule.events)
     assert [(e.track_id, e.direction) for e in ev] == [(1, "in"), (1, "out")]
     assert rule.counts["gate"] == {"in": {"car": 1}, "out": {"car": 1}}  # truck passed beside it
     assert ev[0].class_id == CAR and ev[0].pts == 1
+
+
+def test_line_a_track_going_back_and_forth_over_a_line_counts_once() -> None:
+    """A bus in a queue whose box bottom jumps 3 m either side of the line for 3 s, settling on
+    each side for 0.5 s (traffic_jam_highway@1 counted one such bus six times): once, in its
+    first direction. The same track crossing back recross_s (10 s) after its last counted
+    crossing counts again; with recross_s 0 every settled change of side counts."""
+    ys = [44.0, 46.0] + ([53.0] * 5 + [47.0] * 5) * 3 + [53.0, 56.0, 60.0]
+    fs = [frame(k / 10, [(1, BUS, 2.0, y, 5.0)]) for k, y in enumerate(ys)]
+    rule = LineCrossing(geo(), LineSettings())
+    run(rule, fs)
+    assert rule.counts["gate"] == {"in": {"bus": 1}, "out": {}}
+    back = [frame(3.5 + 12 + k / 10, [(1, BUS, 2.0, 56.0 - 2 * k, 5.0)]) for k in range(8)]
+    run(rule, [frame(3.5 + k, [(1, BUS, 2.0, 60.0, 0.0)]) for k in range(1, 13)] + back)
+    assert rule.counts["gate"] == {"in": {"bus": 1}, "out": {"bus": 1}}
+    every = LineCrossing(geo(), LineSettings(recross_s=0))
+    run(every, fs)
+    assert every.counts["gate"] == {"in": {"bus": 4}, "out": {"bus": 3}}
+    with pytest.raises(GeometryError, match="recross_s"):
+        LineSettings(recross_s=-1).check("cam.line_crossing")
 
 
 def test_line_a_track_first_seen_beyond_the_line_is_not_counted() -> None:

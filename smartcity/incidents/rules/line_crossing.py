@@ -51,12 +51,14 @@ class LineSettings(Settings):
     settle_px: float = 8.0  # ... or an image line
     dwell_s: float = 0.0  # ... and this long on the new side ...
     person_dwell_s: float = 1.0  # ... for people (their feet hide in a crowd)
+    recross_s: float = 10.0  # a track crossing a line it was counted on this recently: not again
     forget_s: float = 3.0
 
     def check(self, path: str) -> None:
         require(self.alert_direction in ("in", "out", "any"), f"{path}.alert_direction",
                 "must be in, out or any")  # fmt: skip
-        for k in ("band_m", "band_px", "settle_m", "settle_px", "dwell_s", "person_dwell_s"):
+        for k in ("band_m", "band_px", "settle_m", "settle_px", "dwell_s", "person_dwell_s",
+                  "recross_s"):  # fmt: skip
             require(getattr(self, k) >= 0, f"{path}.{k}", "must be 0 or more")
         class_ids(self.classes, f"{path}.classes")
 
@@ -85,6 +87,7 @@ class _Side:
     side: dict[str, int] = field(default_factory=dict)  # line -> -1 / +1
     last: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # x, y, signed d
     pending: dict[str, _Pending] = field(default_factory=dict)  # line -> its change of side
+    counted: dict[str, float] = field(default_factory=dict)  # line -> pts of its last crossing
 
 
 class LineCrossing(Rule):
@@ -148,7 +151,7 @@ class LineCrossing(Rule):
                 if frame.pts - pend[1] >= dwell - 1e-9 and abs(d[i]) >= settle:
                     del st.pending[line.name]
                     st.side[line.name] = new
-                    out += self._count(frame, line, tid, pend)
+                    out += self._count(frame, line, tid, pend, st)
         return out + self._vanished(frame, frame.pts)
 
     def flush(self, frame: FrameTracks) -> list[Finding]:
@@ -163,18 +166,25 @@ class LineCrossing(Rule):
         out: list[Finding] = []
         for tid, st in self.states.prune(pts):
             for name, pend in st.pending.items():
-                out += self._count(frame, self.line_by_name[name], tid, pend)
+                out += self._count(frame, self.line_by_name[name], tid, pend, st)
         return out
 
-    def _count(self, frame: FrameTracks, line: Line, tid: int, pend: _Pending) -> list[Finding]:
+    def _count(
+        self, frame: FrameTracks, line: Line, tid: int, pend: _Pending, st: _Side
+    ) -> list[Finding]:
         """Counts a change of side when the step from the old side's last point to the new
-        side's first passes between a and b; a Finding with ``alert``."""
+        side's first passes between a and b, unless the track was counted on this line within
+        ``recross_s`` (then the time is kept as the last crossing's); a Finding with ``alert``."""
         new, pts, t_ns, cls, speed, here, prev = pend
         k = prev[2] / (prev[2] - here[2])
         q = np.array(prev[:2]) + k * (np.array(here[:2]) - np.array(prev[:2]))
         u = float(line.along(q[None, :])[0])
         if not -self.s.end_margin <= u <= 1 + self.s.end_margin:
             return []
+        last = st.counted.get(line.name)
+        st.counted[line.name] = pts
+        if last is not None and pts - last < self.s.recross_s:
+            return []  # back and forth over the line: a long box's bottom jumping, not traffic
         towards_left = new > 0
         direction = "in" if towards_left == (line.in_side == "left") else "out"
         ev = Crossing(line.name, tid, cls, direction, pts, t_ns, speed)
