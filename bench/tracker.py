@@ -7,8 +7,8 @@ a child process of its own environment (`trackers` brings supervision, SciPy and
 its own, so it lives in build/bench-venv, which `make bench` creates). Runs alternate, best of
 `--reps` counts. Prints ms per frame and the ratio at 10, 50, 100 and 200 objects; the goal of
 issue 5 is 50x or better at 100 objects. A second column of ours is the same run with a camera
-calibration set (ground points and speeds on, the default 1 s and 3 s steady-motion speed
-windows), which the peer does not compute at all: what a calibrated camera costs.
+calibration set (ground points and speeds on, the default ground-plane Kalman filter per
+track, docs/tracking.md), which the peer does not compute at all: what a calibrated camera costs.
 
     .venv/bin/python bench/tracker.py [--reps 3] [--peer-python build/bench-venv/bin/python]
 """

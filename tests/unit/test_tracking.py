@@ -294,6 +294,17 @@ def _drive(
     return np.array(out)
 
 
+def _braking(frames: int, brake_at: int) -> list[float]:
+    """Box centres (px, 10 fps) of a car at 2 px a frame that brakes to standing over 2 s."""
+    ys, y, v = [], 100.0, 2.0
+    for k in range(frames):
+        if k >= brake_at:
+            v = max(0.0, v - 0.1)
+        y += v
+        ys.append(y)
+    return ys
+
+
 def _reference_kmh(ts: np.ndarray, g: np.ndarray, sw: float, lw: float, z: float) -> float:
     """The tracker's speed estimate written plainly with NumPy: the 1 s least-squares line,
     or the long window's line while a parabola through it has no significant acceleration."""
@@ -367,12 +378,7 @@ def test_braking_falls_back_to_the_short_window():
     """The same car braking hard (2 px a frame to standing over 2 s, no jitter): the parabola
     over the long window has a clear acceleration term, so the speed follows the brake as fast
     as the 1 s window's; cruising before it, both agree."""
-    ys, y, v = [], 100.0, 2.0
-    for k in range(100):
-        if k >= 50:
-            v = max(0.0, v - 0.1)
-        y += v
-        ys.append(y)
+    ys = _braking(frames=100, brake_at=50)
     with_long, short = _drive(3.0, ys, 0.0), _drive(0.0, ys, 0.0)
     np.testing.assert_allclose(with_long[35:50], short[35:50], atol=0.2)
     np.testing.assert_allclose(with_long[55:80], short[55:80], atol=0.5)
@@ -467,12 +473,7 @@ def test_kalman_follows_steady_driving_and_braking():
     is more than this jitter, so the variance it takes out of the speed is too: it reads a
     little slow; the 3 s line is closer on such clean steady motion, docs/tracking.md); at the
     stop it reads 0 where the line still reads the jitter."""
-    ys, y, v = [], 100.0, 2.0
-    for k in range(140):
-        if k >= 90:
-            v = max(0.0, v - 0.1)
-        y += v
-        ys.append(y)
+    ys = _braking(frames=140, brake_at=90)
     kal = _drive(3.0, ys, 1.5, speed_filter="kalman")
     line = _drive(3.0, ys, 1.5, speed_filter="line")
     assert np.abs(kal[40:90] - 36.0).mean() < 1.5, kal[40:90]
