@@ -437,11 +437,14 @@ ByteTracker::ByteTracker(const TrackerConfig& config)
     : config_(Validated(config)),
       max_frames_lost_(static_cast<int>(config_.frame_rate / 30.0 * config_.track_buffer)),
       new_track_thresh_(config_.new_track_thresh < 0.f ? config_.track_thresh + 0.1f : config_.new_track_thresh),
-      ring_capacity_(std::max(
-          static_cast<size_t>(config_.trajectory_length),
-          static_cast<size_t>(
-              std::ceil(std::max(config_.speed_window_s, config_.speed_long_window_s) * config_.frame_rate * 1.25)) +
-              2)) {}
+      // The line's windows need their points in the ring; the Kalman filter keeps its own state.
+      ring_capacity_(
+          config_.speed_filter == TrackerConfig::SpeedFilter::kLine
+              ? std::max(static_cast<size_t>(config_.trajectory_length),
+                         static_cast<size_t>(std::ceil(std::max(config_.speed_window_s, config_.speed_long_window_s) *
+                                                       config_.frame_rate * 1.25)) +
+                             2)
+              : static_cast<size_t>(config_.trajectory_length)) {}
 
 void ByteTracker::Reset() {
   tracked_.clear();
