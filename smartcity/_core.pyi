@@ -273,6 +273,10 @@ class Pipeline:
         crowd_class: int = 0,
         speed_long_window_s: float = 3.0,
         speed_curvature_z: float = 5.0,
+        speed_filter: str = "kalman",
+        speed_accel: float = 3.0,
+        speed_noise_px: float = 1.5,
+        speed_noise_frac: float = 0.08,
     ) -> None:
         """Settings of the per-camera ByteTrackers made from now on."""
     def set_calibration(self, camera_id: str, image_to_ground: npt.ArrayLike) -> None:
@@ -414,6 +418,10 @@ class ByteTracker:
         crowd_class: int = 0,
         speed_long_window_s: float = 3.0,
         speed_curvature_z: float = 5.0,
+        speed_filter: str = "kalman",
+        speed_accel: float = 3.0,
+        speed_noise_px: float = 1.5,
+        speed_noise_frac: float = 0.08,
     ) -> None:
         """ValueError naming the setting when one is out of range."""
     def update(
