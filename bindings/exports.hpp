@@ -4,8 +4,12 @@
 #include <pybind11/pybind11.h>
 
 #include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "smartcity/batch.hpp"
+#include "smartcity/tracker.hpp"
 
 namespace smartcity::bindings {
 
@@ -19,6 +23,11 @@ void ExportPostprocess(pybind11::module_& m);
 void ExportTracker(pybind11::module_& m);
 void ExportPublisher(pybind11::module_& m);
 void ExportTrackRows(pybind11::module_& m);
+
+// The model's box-bottom bias into a tracker config: (height px, offset px) pairs (None: none)
+// and the class ids it applies to (0..31); std::invalid_argument naming bottom_bias_classes.
+using BottomBias = std::optional<std::vector<std::pair<float, float>>>;
+void SetBottomBias(TrackerConfig& c, const BottomBias& bias, const std::vector<int>& classes, double scale = 1.0);
 
 // A Batch object for Python, or None for a null lease.
 pybind11::object WrapBatch(std::shared_ptr<BatchLease> lease);

@@ -200,7 +200,8 @@ void ExportPipeline(py::module_& m) {
           "configure_tracking",
           [](Pipeline& p, float track_thresh, float match_thresh, int track_buffer, double speed_window_s,
              float duplicate_iou, int crowd_class, double speed_long_window_s, double speed_curvature_z,
-             const std::string& speed_filter, double speed_accel, double speed_noise_px, double speed_noise_frac) {
+             const std::string& speed_filter, double speed_accel, double speed_noise_px, double speed_noise_frac,
+             const BottomBias& bottom_bias, const std::vector<int>& bottom_bias_classes) {
             TrackerConfig c;
             c.track_thresh = track_thresh;
             c.match_thresh = match_thresh;
@@ -214,12 +215,14 @@ void ExportPipeline(py::module_& m) {
             c.speed_accel = speed_accel;
             c.speed_noise_px = speed_noise_px;
             c.speed_noise_frac = speed_noise_frac;
+            SetBottomBias(c, bottom_bias, bottom_bias_classes);
             p.SetTrackerConfig(c);
           },
           py::kw_only(), py::arg("track_thresh") = 0.5f, py::arg("match_thresh") = 0.8f, py::arg("track_buffer") = 30,
           py::arg("speed_window_s") = 1.0, py::arg("duplicate_iou") = 0.4f, py::arg("crowd_class") = 0,
           py::arg("speed_long_window_s") = 3.0, py::arg("speed_curvature_z") = 5.0, py::arg("speed_filter") = "kalman",
           py::arg("speed_accel") = 3.0, py::arg("speed_noise_px") = 1.5, py::arg("speed_noise_frac") = 0.08,
+          py::arg("bottom_bias") = py::none(), py::arg("bottom_bias_classes") = std::vector<int>{1, 2, 3, 4, 5},
           "Settings of the per-camera ByteTrackers made from now on (frame_rate: the stream's analysis rate).")
       .def(
           "set_calibration",

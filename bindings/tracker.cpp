@@ -46,6 +46,23 @@ std::string Shape(const py::array& a) {
 
 }  // namespace
 
+void SetBottomBias(TrackerConfig& c, const BottomBias& bias, const std::vector<int>& classes, double scale) {
+  c.bottom_bias_scale = scale;
+  c.bottom_bias_h.clear();
+  c.bottom_bias_px.clear();
+  c.bottom_bias_classes = 0;
+  if (!bias) return;
+  for (const auto& [h, px] : *bias) {
+    c.bottom_bias_h.push_back(h);
+    c.bottom_bias_px.push_back(px);
+  }
+  for (int k : classes) {
+    if (k < 0 || k > 31)
+      throw std::invalid_argument("bottom_bias_classes: class ids must be in 0..31, got " + std::to_string(k));
+    c.bottom_bias_classes |= 1u << k;
+  }
+}
+
 void ExportTracker(py::module_& m) {
   py::enum_<TrackState>(m, "TrackState", "Life of a track: tentative -> confirmed <-> lost -> removed.")
       .value("tentative", TrackState::kTentative)
@@ -101,7 +118,8 @@ void ExportTracker(py::module_& m) {
                        bool fuse_score, int trajectory_length, double speed_window_s, float duplicate_iou,
                        int crowd_class, double speed_long_window_s, double speed_curvature_z,
                        const std::string& speed_filter, double speed_accel, double speed_noise_px,
-                       double speed_noise_frac) {
+                       double speed_noise_frac, const BottomBias& bottom_bias,
+                       const std::vector<int>& bottom_bias_classes, double bottom_bias_scale) {
              TrackerConfig c;
              c.track_thresh = track_thresh;
              c.match_thresh = match_thresh;
@@ -122,6 +140,7 @@ void ExportTracker(py::module_& m) {
              c.speed_accel = speed_accel;
              c.speed_noise_px = speed_noise_px;
              c.speed_noise_frac = speed_noise_frac;
+             SetBottomBias(c, bottom_bias, bottom_bias_classes, bottom_bias_scale);
              return std::make_unique<PyTracker>(c);
            }),
            py::arg("track_thresh") = 0.5f, py::arg("match_thresh") = 0.8f, py::arg("track_buffer") = 30,
@@ -130,7 +149,9 @@ void ExportTracker(py::module_& m) {
            py::arg("new_track_thresh") = py::none(), py::arg("fuse_score") = true, py::arg("trajectory_length") = 30,
            py::arg("speed_window_s") = 1.0, py::arg("duplicate_iou") = 0.4f, py::arg("crowd_class") = 0,
            py::arg("speed_long_window_s") = 3.0, py::arg("speed_curvature_z") = 5.0, py::arg("speed_filter") = "kalman",
-           py::arg("speed_accel") = 3.0, py::arg("speed_noise_px") = 1.5, py::arg("speed_noise_frac") = 0.08)
+           py::arg("speed_accel") = 3.0, py::arg("speed_noise_px") = 1.5, py::arg("speed_noise_frac") = 0.08,
+           py::arg("bottom_bias") = py::none(), py::arg("bottom_bias_classes") = std::vector<int>{1, 2, 3, 4, 5},
+           py::arg("bottom_bias_scale") = 1.0)
       .def(
           "update",
           [](PyTracker& self, const py::object& xyxy_obj, const py::object& scores_obj, const py::object& class_ids_obj,

@@ -277,8 +277,12 @@ class Pipeline:
         speed_accel: float = 3.0,
         speed_noise_px: float = 1.5,
         speed_noise_frac: float = 0.08,
+        bottom_bias: Sequence[tuple[float, float]] | None = None,
+        bottom_bias_classes: Sequence[int] = (1, 2, 3, 4, 5),
     ) -> None:
-        """Settings of the per-camera ByteTrackers made from now on."""
+        """Settings of the per-camera ByteTrackers made from now on. bottom_bias: the model's
+        (box height, box bottom below the ground contact) pairs in its input pixels (its card's
+        box_bias), scaled to each camera's frame by its letterbox."""
     def set_calibration(self, camera_id: str, image_to_ground: npt.ArrayLike) -> None:
         """A camera's image -> ground (metres) homography: its tracks get ground_xy, speed_kmh."""
     def track(self, batch: Batch, detections: Sequence[Detections | None]) -> list[Tracks]:
@@ -422,8 +426,14 @@ class ByteTracker:
         speed_accel: float = 3.0,
         speed_noise_px: float = 1.5,
         speed_noise_frac: float = 0.08,
+        bottom_bias: Sequence[tuple[float, float]] | None = None,
+        bottom_bias_classes: Sequence[int] = (1, 2, 3, 4, 5),
+        bottom_bias_scale: float = 1.0,
     ) -> None:
-        """ValueError naming the setting when one is out of range."""
+        """ValueError naming the setting when one is out of range. bottom_bias: (box height,
+        box bottom below the ground contact) pairs in the model's input pixels, taken off the box
+        bottom of bottom_bias_classes before the ground position; bottom_bias_scale: frame pixels
+        per input pixel."""
     def update(
         self,
         xyxy: npt.ArrayLike,

@@ -121,6 +121,8 @@ std::vector<Tracks> Pipeline::Track(const BatchLease& lease, const std::vector<c
       const double analyze = stream->config().analyze_fps;
       const double source = stream->Stats().source_fps;
       c.frame_rate = analyze > 0 ? analyze : (source > 0 ? source : c.frame_rate);
+      // The model's box-bottom bias is in its input pixels: this camera's frame pixels per one.
+      if (slot.geometry.scale_y > 0) c.bottom_bias_scale = 1.0 / slot.geometry.scale_y;
       auto tracker = std::make_unique<ByteTracker>(c);
       auto cal = calibrations_.find(slot.camera_id);
       if (cal != calibrations_.end()) tracker->SetCalibration(cal->second);

@@ -183,6 +183,15 @@ void TrackerConfig::Validate() const {
   Check(std::isfinite(speed_noise_px) && speed_noise_px > 0, "speed_noise_px", "must be > 0");
   Check(std::isfinite(speed_noise_frac) && speed_noise_frac >= 0 && speed_noise_frac <= 1, "speed_noise_frac",
         "must be in [0, 1]");
+  Check(bottom_bias_h.size() == bottom_bias_px.size(), "bottom_bias", "needs one offset per height");
+  Check(std::isfinite(bottom_bias_scale) && bottom_bias_scale > 0, "bottom_bias_scale", "must be > 0");
+  Check(bottom_bias_h.size() <= 64, "bottom_bias", "must have at most 64 points");
+  for (size_t i = 0; i < bottom_bias_h.size(); ++i) {
+    Check(std::isfinite(bottom_bias_h[i]) && bottom_bias_h[i] > 0, "bottom_bias", "heights must be > 0");
+    Check(i == 0 || bottom_bias_h[i] > bottom_bias_h[i - 1], "bottom_bias", "heights must increase strictly");
+    Check(std::isfinite(bottom_bias_px[i]) && std::fabs(bottom_bias_px[i]) <= 0.5f * bottom_bias_h[i], "bottom_bias",
+          "offsets must be finite and at most half their height");
+  }
 }
 
 void ByteTracker::SetCalibration(const std::array<double, 9>& m) {
@@ -208,10 +217,30 @@ void ByteTracker::ResetGroundFilters() {
     for (Track& t : *list) t.ground = GroundFilter();
 }
 
-TrajectoryPoint ByteTracker::Point(double t, const std::array<float, 4>& box) const {
+double ByteTracker::GroundRow(const std::array<float, 4>& box, int32_t class_id) const {
+  const std::vector<float>& hs = config_.bottom_bias_h;
+  if (hs.empty() || class_id < 0 || class_id > 31 || !(config_.bottom_bias_classes >> class_id & 1u)) return box[3];
+  const std::vector<float>& px = config_.bottom_bias_px;
+  const double scale = config_.bottom_bias_scale;
+  const float h = static_cast<float>((box[3] - box[1]) / scale);
+  float off;
+  if (!(h > hs.front())) {
+    off = px.front();
+  } else if (h >= hs.back()) {
+    off = px.back();
+  } else {
+    const size_t k = static_cast<size_t>(std::upper_bound(hs.begin(), hs.end(), h) - hs.begin());
+    const float w = (h - hs[k - 1]) / (hs[k] - hs[k - 1]);
+    off = px[k - 1] + w * (px[k] - px[k - 1]);
+  }
+  return static_cast<double>(box[3]) - off * scale;
+}
+
+TrajectoryPoint ByteTracker::Point(double t, const std::array<float, 4>& box, int32_t class_id) const {
   TrajectoryPoint p{t, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, NAN, NAN};
   if (calibrated_) {
-    const double u = p.cx, v = box[3];  // bottom centre: where the object meets the ground
+    // Bottom centre: where the object meets the ground (less the model's bias).
+    const double u = p.cx, v = GroundRow(box, class_id);
     const double w = h_[6] * u + h_[7] * v + h_[8];
     if (std::fabs(w) > 1e-12) {
       p.gx = static_cast<float>((h_[0] * u + h_[1] * v + h_[2]) / w);
@@ -319,13 +348,13 @@ float ByteTracker::SpeedKmh(const Track& tr) const {
 
 void ByteTracker::AddPoint(Track& tr, double t, const std::array<float, 4>& box,
                            const std::array<float, 4>* det) const {
-  const TrajectoryPoint p = Point(t, box);
+  const TrajectoryPoint p = Point(t, box, tr.class_id);
   tr.trajectory.push_back(p);
   if (config_.speed_filter == TrackerConfig::SpeedFilter::kKalman) {
     if (det)
-      FilterGround(tr.ground, Point(t, *det), *det);
+      FilterGround(tr.ground, Point(t, *det, tr.class_id), *det, tr.class_id);
     else
-      FilterGround(tr.ground, p, box);
+      FilterGround(tr.ground, p, box, tr.class_id);
   }
 }
 
@@ -335,10 +364,11 @@ void ByteTracker::AddPoint(Track& tr, double t, const std::array<float, 4>& box,
 // the point: a pixel far away is metres, near the camera centimetres, and each point counts by
 // that. The process noise is white acceleration (speed_accel, m^2/s^3): how fast the filter
 // follows braking against how much jitter it lets through.
-void ByteTracker::FilterGround(GroundFilter& f, const TrajectoryPoint& p, const std::array<float, 4>& box) const {
+void ByteTracker::FilterGround(GroundFilter& f, const TrajectoryPoint& p, const std::array<float, 4>& box,
+                               int32_t class_id) const {
   if (!std::isfinite(p.gx) || !std::isfinite(p.gy)) return;
   const double* h = h_.data();
-  const double u = p.cx, v = box[3];
+  const double u = p.cx, v = GroundRow(box, class_id);
   const double w = h[6] * u + h[7] * v + h[8];
   // d(ground)/d(u, v) of X = (h0 u + h1 v + h2) / w, Y = (h3 u + h4 v + h5) / w.
   const double j00 = (h[0] - p.gx * h[6]) / w, j01 = (h[1] - p.gx * h[7]) / w;

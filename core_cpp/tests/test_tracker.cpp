@@ -568,6 +568,51 @@ TEST(Tracker, KalmanSettingsAreChecked) {
   }
 }
 
+// The model's box-bottom bias (TrackerConfig::bottom_bias_*): taken off the box bottom before the
+// ground point, by box height in input pixels (linear between knots, flat beyond), for its classes.
+float GroundY(const TrackerConfig& c, int32_t cls, float h) {
+  ByteTracker t(c);
+  t.SetCalibration({1, 0, 0, 0, 1, 0, 0, 0, 1});
+  const Tracks tr = t.Update(Dets({Box(300, 200, 20, h, 0.9f, cls)}), 0.0);
+  return tr.size() == 1 ? tr.ground_xy[1] : NAN;
+}
+
+TEST(Tracker, BottomBiasMovesTheGroundPoint) {
+  TrackerConfig c;
+  c.bottom_bias_h = {10, 30};
+  c.bottom_bias_px = {1, 3};
+  c.bottom_bias_classes = 1u << 2;                     // cars
+  EXPECT_NEAR(GroundY(c, 2, 20), 200 + 10 - 2, 1e-3);  // halfway: 2 px
+  EXPECT_NEAR(GroundY(c, 2, 6), 200 + 3 - 1, 1e-3);    // below the first knot: flat
+  EXPECT_NEAR(GroundY(c, 2, 60), 200 + 30 - 3, 1e-3);  // beyond the last: flat
+  EXPECT_NEAR(GroundY(c, 0, 20), 200 + 10, 1e-3);      // people: not a class of the table
+  c.bottom_bias_scale = 2;                             // 2 frame pixels per input pixel
+  EXPECT_NEAR(GroundY(c, 2, 40), 200 + 20 - 4, 1e-3);  // 20 input px high: 2 input px = 4
+  TrackerConfig none;
+  EXPECT_NEAR(GroundY(none, 2, 20), 200 + 10, 1e-3);
+  for (auto set :
+       std::vector<std::function<void(TrackerConfig&)>>{[](TrackerConfig& b) { b.bottom_bias_px.pop_back(); },
+                                                        [](TrackerConfig& b) {
+                                                          b.bottom_bias_h = {10, 10};
+                                                        },
+                                                        [](TrackerConfig& b) {
+                                                          b.bottom_bias_px = {1, 20};
+                                                        },
+                                                        [](TrackerConfig& b) {
+                                                          b.bottom_bias_h = {0, 30};
+                                                        },
+                                                        [](TrackerConfig& b) { b.bottom_bias_scale = 0; }}) {
+    TrackerConfig b = c;
+    set(b);
+    try {
+      ByteTracker{b};
+      FAIL() << "no exception";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("bottom_bias"), std::string::npos) << e.what();
+    }
+  }
+}
+
 // A crowded scene, deterministic on every platform (own generator, no <random> distributions):
 // 80 objects at constant velocity over 1280 x 720 (wrapping), jitter, 5 % misses, 15 % low
 // scores, a few false boxes, three classes; 200 frames.

@@ -72,6 +72,9 @@ class ModelCard:
     max_detections: int
     # appliance class name -> the score its detections need (classes not named: score_threshold)
     class_score_thresholds: dict[str, float] = field(default_factory=dict)
+    # (box height, box bottom below the ground contact), input pixels (docs/detection.md)
+    box_bias: tuple[tuple[float, float], ...] = ()
+    box_bias_classes: tuple[str, ...] = ()  # appliance classes the bias is taken off
 
     @property
     def onnx_path(self) -> Path:
@@ -110,6 +113,16 @@ class ModelCard:
             "iou_threshold": self.iou_threshold,
             "max_detections": self.max_detections,
             "class_score_thresholds": self.class_thresholds(),
+        }
+
+    def tracking_options(self) -> dict[str, Any]:
+        """Keyword arguments for Pipeline.configure_tracking that come from the model: its
+        box-bottom bias (none when the card has no box_bias)."""
+        if not self.box_bias:
+            return {}
+        return {
+            "bottom_bias": [tuple(p) for p in self.box_bias],
+            "bottom_bias_classes": [APPLIANCE_CLASSES.index(c) for c in self.box_bias_classes],
         }
 
     def pipeline_options(self) -> dict[str, Any]:
@@ -260,6 +273,7 @@ def load_card(directory: str | Path, *, check_file: bool = True) -> ModelCard:
                 f"is not an appliance class ({', '.join(APPLIANCE_CLASSES)})",
             )
         r.float_(f"postprocess.class_score_thresholds.{k}", 0.0, 1.0)
+    box_bias, box_bias_classes = _box_bias(r)
     dtype = r.str_("input.dtype", ("float32", "uint8"))
     if dtype == "uint8" and rng != [0, 255]:
         raise r.fail("input.value_range", "a uint8 input takes values in [0, 255]")
@@ -291,10 +305,62 @@ def load_card(directory: str | Path, *, check_file: bool = True) -> ModelCard:
         iou_threshold=r.float_("postprocess.iou_threshold", 0.0, 1.0),
         max_detections=r.int_("postprocess.max_detections", 1, 100000, default=300),
         class_score_thresholds={str(k): float(v) for k, v in per_class.items()},
+        box_bias=box_bias,
+        box_bias_classes=box_bias_classes,
     )
     if check_file:
         check_onnx(card)
     return card
+
+
+#: The classes a box_bias applies to when the card names none: the vehicles.
+BOX_BIAS_DEFAULT_CLASSES = ("bicycle", "car", "motorcycle", "bus", "truck")
+
+
+def _box_bias(r: _Reader) -> tuple[tuple[tuple[float, float], ...], tuple[str, ...]]:
+    """The optional box_bias section: bottom_px, a list of [box height, offset] pairs in input
+    pixels (heights strictly increasing, each offset at most half its height), and classes."""
+    section = r.opt("box_bias", None)
+    if section is None:
+        return (), ()
+    if not isinstance(section, dict):
+        raise r.fail("box_bias", "must be a mapping with bottom_px (and classes)")
+    for k in section:
+        if k not in ("bottom_px", "classes", "measured"):
+            raise r.fail(f"box_bias.{k}", "unknown field (known: bottom_px, classes, measured)")
+    pts = r.get("box_bias.bottom_px")
+    if not isinstance(pts, list) or not 1 <= len(pts) <= 64:
+        raise r.fail("box_bias.bottom_px", "must be a list of 1 to 64 [height, offset] pairs")
+    out: list[tuple[float, float]] = []
+    for i, p in enumerate(pts):
+        ok = isinstance(p, list) and len(p) == 2
+        ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in p)
+        if not ok or not all(np.isfinite(p)):
+            raise r.fail(f"box_bias.bottom_px[{i}]", f"must be [height, offset] numbers, got {p!r}")
+        h, off = float(p[0]), float(p[1])
+        if h <= 0 or (out and h <= out[-1][0]):
+            raise r.fail(f"box_bias.bottom_px[{i}]", "heights must be > 0 and increase strictly")
+        if abs(off) > h / 2:
+            raise r.fail(f"box_bias.bottom_px[{i}]", "the offset must be at most half the height")
+        out.append((h, off))
+    classes = r.opt("box_bias.classes", list(BOX_BIAS_DEFAULT_CLASSES))
+    if (
+        not isinstance(classes, list)
+        or not classes
+        or not all(c in APPLIANCE_CLASSES for c in classes)
+    ):
+        raise r.fail(
+            "box_bias.classes",
+            f"must be a list of appliance classes ({', '.join(APPLIANCE_CLASSES)})",
+        )
+    return tuple(out), tuple(classes)
+
+
+def parse_box_bias(
+    path: Path, data: Any
+) -> tuple[tuple[tuple[float, float], ...], tuple[str, ...]]:
+    """The box_bias section of a card's parsed YAML (CardError naming the field)."""
+    return _box_bias(_Reader(path, data))
 
 
 def check_onnx(card: ModelCard) -> None:

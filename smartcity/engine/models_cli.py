@@ -130,6 +130,34 @@ def add_models_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("name", nargs="?", default=None)
     p.set_defaults(func=lambda a: cmd_verify(a.name, a.root))
     p = sub.add_parser(
+        "box-bias",
+        help="measure where the model puts a box's bottom against the truth of rendered scenes "
+        "(the tracker takes it off before a vehicle's ground position and speed)",
+    )
+    p.add_argument("name")
+    p.add_argument(
+        "--scenes", default="", help="comma-separated library scenes (default: the vehicle ones)"
+    )
+    p.add_argument("--cache", default=None, help="keep the rendered scenes in this folder")
+    p.add_argument("--seeds", default="2", help="comma-separated render seeds (default 2)")
+    p.add_argument("--resolution", default="640x360")
+    p.add_argument("--write", action="store_true", help="put the table into the card")
+
+    def _box_bias(a: argparse.Namespace) -> int:
+        from smartcity.engine.box_bias import DEFAULT_SCENES, cmd_box_bias
+
+        scenes = tuple(s for s in a.scenes.split(",") if s) or DEFAULT_SCENES
+        try:
+            seeds = tuple(int(s) for s in a.seeds.split(",") if s)
+        except ValueError:
+            print(f"smartcity models: --seeds: integers, got {a.seeds!r}", file=sys.stderr)
+            return 1
+        return cmd_box_bias(
+            a.name, _root(a.root), scenes, seeds, a.resolution, a.write, cache_dir=a.cache
+        )
+
+    p.set_defaults(func=_box_bias)
+    p = sub.add_parser(
         "quantize",
         help="an int8 copy of a model for the CPU, calibrated on a video of the site and "
         "checked against the original (needs the onnx package)",

@@ -581,8 +581,9 @@ class Engine:
             max_batch=min(settings.max_batch, 256),
             batch_device=batch_device_of(self.detector),
         )
-        if settings.tracking:
-            self.pipeline.configure_tracking(**settings.tracking)
+        tracking = {**self.card.tracking_options(), **settings.tracking}
+        if tracking:
+            self.pipeline.configure_tracking(**tracking)
         self.publisher = _core.Publisher(publisher_endpoint)
         self.counters = EngineCounters()
         self._infer_ms = 0.0

@@ -122,27 +122,47 @@ def test_wrong_shapes_raise_value_error_with_the_reason(outputs, fmt, message):
         )
 
 
-def _reference_yolo(t, geo, class_map, score_thr, iou_thr, max_det):
-    """Plain NumPy decode of a [B, 4+C, N] tensor: argmax class, threshold, map, clip, NMS."""
-    out = []
-    for b in range(t.shape[0]):
-        x = t[b]
-        cls = x[4:].argmax(0)
-        score = x[4:].max(0)
+def _candidates(fmt, outputs, b, input_w, input_h):
+    """One slot's candidates in model pixels: (x1, y1, x2, y2), score, model class, per format."""
+    if fmt == "yolo":
+        x = outputs[0][b]
+        cls, score = x[4:].argmax(0), x[4:].max(0)
         cx, cy, w, h = x[0], x[1], x[2], x[3]
+        return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1), score, cls
+    if fmt == "yolov5":
+        x = outputs[0][b]
+        cls, best = x[:, 5:].argmax(1), x[:, 5:].max(1)
+        cx, cy, w, h = x[:, 0], x[:, 1], x[:, 2], x[:, 3]
+        xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+        return xyxy, x[:, 4] * best, cls
+    if fmt == "boxes_scores":
+        boxes, scores = outputs[0][b], outputs[1][b]
+        xyxy = boxes * np.array([input_w, input_h, input_w, input_h], np.float32)
+        return xyxy, scores.max(1), scores.argmax(1)
+    x = outputs[0][b]  # end2end
+    return x[:, :4], x[:, 4], x[:, 5].astype(np.int64)
+
+
+def _reference(fmt, outputs, geo, class_map, score_thr, iou_thr, max_det, input_w, input_h):
+    """Plain NumPy decode: best class, threshold, map, back to frame pixels, clip, NMS per
+    appliance class (not for end2end), at most max_det by score."""
+    out = []
+    for b in range(outputs[0].shape[0]):
+        xyxy, score, cls = _candidates(fmt, outputs, b, input_w, input_h)
         sx, sy = geo["scale"][b]
         px, py = geo["pad"][b]
         fw, fh = geo["frame_size"][b]
         boxes = np.stack(
             [
-                np.clip((cx - w / 2 - px) / sx, 0, fw),
-                np.clip((cy - h / 2 - py) / sy, 0, fh),
-                np.clip((cx + w / 2 - px) / sx, 0, fw),
-                np.clip((cy + h / 2 - py) / sy, 0, fh),
+                np.clip((xyxy[:, 0] - px) / sx, 0, fw),
+                np.clip((xyxy[:, 1] - py) / sy, 0, fh),
+                np.clip((xyxy[:, 2] - px) / sx, 0, fw),
+                np.clip((xyxy[:, 3] - py) / sy, 0, fh),
             ],
             axis=1,
         )
-        app = class_map[cls]
+        ok_cls = (cls >= 0) & (cls < len(class_map))
+        app = np.where(ok_cls, class_map[np.clip(cls, 0, len(class_map) - 1)], -1)
         keep = (score >= score_thr) & (app >= 0)
         keep &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         idx = np.nonzero(keep)[0]
@@ -152,7 +172,7 @@ def _reference_yolo(t, geo, class_map, score_thr, iou_thr, max_det):
             if len(kept) == max_det:
                 break
             ok = True
-            for k in kept:
+            for k in kept if fmt != "end2end" else ():
                 if app[k] != app[i]:
                     continue
                 ix = min(boxes[i, 2], boxes[k, 2]) - max(boxes[i, 0], boxes[k, 0])
@@ -167,6 +187,55 @@ def _reference_yolo(t, geo, class_map, score_thr, iou_thr, max_det):
                 kept.append(int(i))
         out.append((boxes[kept], score[kept], app[kept]))
     return out
+
+
+def _reference_yolo(t, geo, class_map, score_thr, iou_thr, max_det):
+    return _reference("yolo", [t], geo, class_map, score_thr, iou_thr, max_det, 640, 640)
+
+
+def _random_outputs(fmt: str, rng: np.random.Generator, b: int, c: int, n: int):
+    """Random raw outputs of a 640x640 model in each format's layout."""
+    cx = rng.uniform(-20, 660, (b, n))  # some centres outside the picture
+    cy = rng.uniform(60, 580, (b, n))
+    w, h = rng.uniform(5, 120, (b, n)), rng.uniform(5, 120, (b, n))
+    cls_scores = rng.uniform(0, 1, (b, n, c)) ** 3
+    if fmt == "yolov5":
+        obj = rng.uniform(0, 1, (b, n, 1))
+        return [
+            np.concatenate([np.stack([cx, cy, w, h], 2), obj, cls_scores], 2).astype(np.float32)
+        ]
+    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 2)
+    if fmt == "boxes_scores":
+        return [(xyxy / 640).astype(np.float32), cls_scores.astype(np.float32)]
+    score = rng.uniform(0, 1, (b, n, 1))  # end2end: what in-model NMS left, in any order
+    cls = rng.integers(0, c, (b, n, 1))
+    return [np.concatenate([xyxy, score, cls], 2).astype(np.float32)]
+
+
+@pytest.mark.parametrize("fmt", ["yolov5", "boxes_scores", "end2end"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_other_formats_match_numpy_reference_on_random_outputs(fmt: str, seed: int):
+    rng = np.random.default_rng(seed)
+    outputs = _random_outputs(fmt, rng, 2, 3, 300)
+    geo = _geometry([(0.5, 0.5, 0, 140, 1280, 720), (640 / 768, 480 / 576, 0, 80, 768, 576)])
+    class_map = np.array([0, -1, 2], dtype=np.int32)
+    got = _core.postprocess(
+        outputs,
+        format=fmt,
+        **geo,
+        input_w=640,
+        input_h=640,
+        class_map=class_map,
+        score_threshold=0.3,
+        iou_threshold=0.45,
+        max_detections=25,
+    )
+    ref = _reference(fmt, outputs, geo, class_map, 0.3, 0.45, 25, 640, 640)
+    for d, (boxes, score, cls) in zip(got, ref, strict=True):
+        assert len(d) == len(score) > 5
+        np.testing.assert_allclose(d.xyxy, boxes, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(d.score, score, rtol=1e-6)
+        np.testing.assert_array_equal(d.class_id, cls)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

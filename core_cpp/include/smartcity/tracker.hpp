@@ -67,6 +67,17 @@ struct TrackerConfig {
   double speed_accel = 3.0;        // kKalman: white acceleration noise, m^2/s^3 (lag vs noise)
   double speed_noise_px = 1.5;     // kKalman: box bottom jitter, pixels, ...
   double speed_noise_frac = 0.08;  // ... plus this fraction of the box's height (width across)
+  // The model's box-bottom bias (its card's box_bias, docs/detection.md): how far the detector's
+  // box bottom lies below where the object meets the ground, in the model's input pixels
+  // (negative: above), by box height in those pixels; linear between the knots (heights strictly
+  // increasing), flat beyond them. Taken off the box bottom before its ground position is
+  // computed, for the classes whose bit is set in bottom_bias_classes (bit c: class id c). Empty:
+  // no correction. bottom_bias_scale: frame pixels per input pixel (the Pipeline sets it from the
+  // camera's letterbox when it makes the camera's tracker).
+  std::vector<float> bottom_bias_h;
+  std::vector<float> bottom_bias_px;
+  uint32_t bottom_bias_classes = 0;
+  double bottom_bias_scale = 1.0;
 
   void Validate() const;  // throws std::invalid_argument naming the bad field
 };
@@ -236,11 +247,13 @@ class ByteTracker {
   // score when fuse), pairs at or above `limit` never matched.
   void Match(const std::vector<Track*>& tracks, const std::vector<const Candidate*>& dets, bool fuse, double limit,
              Assignment& out);
-  TrajectoryPoint Point(double t, const std::array<float, 4>& box) const;
+  TrajectoryPoint Point(double t, const std::array<float, 4>& box, int32_t class_id) const;
+  // The image row where the box's object meets the ground: its bottom less the model's bias.
+  double GroundRow(const std::array<float, 4>& box, int32_t class_id) const;
   void ResetGroundFilters();
   // Appends the point of `box` at `t` to the track's trajectory and feeds its ground filter.
   void AddPoint(Track& tr, double t, const std::array<float, 4>& box, const std::array<float, 4>* det = nullptr) const;
-  void FilterGround(GroundFilter& f, const TrajectoryPoint& p, const std::array<float, 4>& box) const;
+  void FilterGround(GroundFilter& f, const TrajectoryPoint& p, const std::array<float, 4>& box, int32_t class_id) const;
   float SpeedKmh(const Track& tr) const;
   float LineSpeedKmh(const Track& tr) const;
   float FilterSpeedKmh(const Track& tr) const;

@@ -26,7 +26,7 @@ import math
 import shutil
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,7 @@ from smartcity.incidents.rules.ruleset import RuleSet
 from smartcity.incidents.types import Finding, FrameTracks
 
 if TYPE_CHECKING:
+    from smartcity import _core
     from smartcity.engine.detectors.base import Detector
 
 #: rule types whose findings must never appear on the quiet scenes
@@ -173,14 +174,16 @@ def pipeline_frames(
     image_to_ground: np.ndarray | None = None,
     analyze_fps: float | None = None,
     tracking: Mapping[str, Any] | None = None,
+    on_detections: Callable[[_core.Batch, list[_core.Detections]], None] | None = None,
 ) -> list[FrameTracks]:
     """A video through the appliance's own path, as `smartcity engine` runs it: a
     `smartcity._core.Pipeline` with the card's options (decode, sample at ``analyze_fps`` or
     every frame, letterbox / stretch), ``block_when_busy`` so that no frame is dropped,
     ``detect()`` (the model, C++ decode and NMS) and the camera's tracker inside the pipeline
-    (``configure_tracking``, ``set_calibration``, ``track``). One FrameTracks per analysed frame,
-    in stream order: ``frame`` the batch's frame number (decoded frames from 0, the truth's frame
-    index for a rendered MP4), ``pts`` the batch's, ``t_ns`` T0_NS + pts."""
+    (``configure_tracking`` with the card's box bias, ``set_calibration``, ``track``). One
+    FrameTracks per analysed frame, in stream order: ``frame`` the batch's frame number (decoded
+    frames from 0, the truth's frame index for a rendered MP4), ``pts`` the batch's, ``t_ns``
+    T0_NS + pts. ``on_detections(batch, detections)`` sees each batch's raw detections."""
     from smartcity import _core
     from smartcity.engine.detectors import detect
 
@@ -188,7 +191,9 @@ def pipeline_frames(
     out: list[FrameTracks] = []
     p = _core.Pipeline(**card.pipeline_options(), max_batch=card.max_batch)
     try:
-        p.configure_tracking(**{"speed_window_s": 1.0, **(tracking or {})})
+        p.configure_tracking(
+            **{"speed_window_s": 1.0, **card.tracking_options(), **(tracking or {})}
+        )
         p.add_stream(
             _core.StreamConfig(
                 camera_id=cam, url=str(video), analyze_fps=analyze_fps or 0.0,
@@ -207,7 +212,10 @@ def pipeline_frames(
                 if batch is None:
                     break
             with batch:
-                tracks = p.track(batch, detect(detector, batch))
+                dets = detect(detector, batch)
+                if on_detections is not None:
+                    on_detections(batch, dets)
+                tracks = p.track(batch, dets)
                 sizes, fns, pts = batch.frame_size, batch.frame_numbers, batch.pts
                 for i, tr in enumerate(tracks):
                     t = float(pts[i])
@@ -380,6 +388,7 @@ def _tracks_file(video: Path, det: Detector, analyze_fps: float | None) -> Path:
     model file, the analysis rate and the core library (decoder, letterbox, tracker), so that
     the rules can be measured again without decoding and detecting again."""
     opts = sorted((k, repr(v)) for k, v in det.card.postprocess_options().items())
+    opts += sorted((k, repr(v)) for k, v in det.card.tracking_options().items())
     h = hashlib.sha256(repr((det.card.sha256, analyze_fps, opts, _core_digest())).encode())
     return video.with_name(f"tracks-{h.hexdigest()[:16]}.npz")
 
