@@ -144,3 +144,44 @@ def test_pipeline_takes_the_bias_and_the_traffic_card_has_one():
     card = load_card(TRAFFIC, check_file=False)
     opts = card.tracking_options()
     assert len(opts["bottom_bias"]) >= 5 and 0 not in opts["bottom_bias_classes"]
+
+
+def test_cli_measures_prints_and_writes_the_card(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from smartcity.engine import box_bias, models_cli
+    from tests.unit.test_models import _card_dict, _write
+
+    d = _write(tmp_path, "m", _card_dict())
+    before = (d / "model.yaml").read_text()
+    rng = np.random.default_rng(3)
+    fake = BiasSamples()
+    fake.add(rng.uniform(10.2, 11.8, 400), rng.normal(0.5, 0.3, 400))
+    seen: dict[str, Any] = {}
+
+    def measure(model: Any, scenes: Any, seeds: Any, *a: Any, **k: Any) -> BiasSamples:
+        seen.update(model=model, scenes=scenes, seeds=seeds)
+        return fake
+
+    monkeypatch.setattr(box_bias, "measure", measure)
+    parser = models_cli.argparse.ArgumentParser()
+    models_cli.add_models_parser(parser.add_subparsers(dest="cmd"))
+    a = parser.parse_args(["models", "--root", str(tmp_path), "box-bias", "m", "--seeds", "4,5"])
+    assert a.func(a) == 0
+    assert seen["seeds"] == (4, 5) and seen["scenes"] == box_bias.DEFAULT_SCENES
+    out = capsys.readouterr().out
+    assert "not written" in out and (d / "model.yaml").read_text() == before
+    a = parser.parse_args(["models", "--root", str(tmp_path), "box-bias", "m", "--write"])
+    assert a.func(a) == 0
+    card = load_card(d)
+    assert len(card.box_bias) == 1 and abs(card.box_bias[0][1] - 0.5) < 0.1
+    assert before.strip() in (d / "model.yaml").read_text()  # the rest of the card kept
+    a = parser.parse_args(["models", "--root", str(tmp_path), "box-bias", "nope"])
+    assert a.func(a) == 2
+    a = parser.parse_args(["models", "--root", str(tmp_path), "box-bias", "m", "--seeds", "x"])
+    assert a.func(a) == 1
+    fake.heights, fake.offsets = [10.0], [0.5]  # too few boxes: refused, card untouched
+    written = (d / "model.yaml").read_text()
+    a = parser.parse_args(["models", "--root", str(tmp_path), "box-bias", "m", "--write"])
+    assert a.func(a) == 1
+    assert (d / "model.yaml").read_text() == written
