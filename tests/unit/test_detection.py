@@ -189,16 +189,15 @@ def _reference(fmt, outputs, geo, class_map, score_thr, iou_thr, max_det, input_
     return out
 
 
-def _reference_yolo(t, geo, class_map, score_thr, iou_thr, max_det):
-    return _reference("yolo", [t], geo, class_map, score_thr, iou_thr, max_det, 640, 640)
-
-
 def _random_outputs(fmt: str, rng: np.random.Generator, b: int, c: int, n: int):
     """Random raw outputs of a 640x640 model in each format's layout."""
     cx = rng.uniform(-20, 660, (b, n))  # some centres outside the picture
     cy = rng.uniform(60, 580, (b, n))
     w, h = rng.uniform(5, 120, (b, n)), rng.uniform(5, 120, (b, n))
     cls_scores = rng.uniform(0, 1, (b, n, c)) ** 3
+    if fmt == "yolo":
+        boxes = np.stack([cx, cy, w, h], 1)
+        return [np.concatenate([boxes, cls_scores.transpose(0, 2, 1)], 1).astype(np.float32)]
     if fmt == "yolov5":
         obj = rng.uniform(0, 1, (b, n, 1))
         return [
@@ -212,9 +211,9 @@ def _random_outputs(fmt: str, rng: np.random.Generator, b: int, c: int, n: int):
     return [np.concatenate([xyxy, score, cls], 2).astype(np.float32)]
 
 
-@pytest.mark.parametrize("fmt", ["yolov5", "boxes_scores", "end2end"])
-@pytest.mark.parametrize("seed", [0, 1])
-def test_other_formats_match_numpy_reference_on_random_outputs(fmt: str, seed: int):
+@pytest.mark.parametrize("fmt", ["yolo", "yolov5", "boxes_scores", "end2end"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_format_matches_numpy_reference_on_random_outputs(fmt: str, seed: int):
     rng = np.random.default_rng(seed)
     outputs = _random_outputs(fmt, rng, 2, 3, 300)
     geo = _geometry([(0.5, 0.5, 0, 140, 1280, 720), (640 / 768, 480 / 576, 0, 80, 768, 576)])
@@ -231,36 +230,6 @@ def test_other_formats_match_numpy_reference_on_random_outputs(fmt: str, seed: i
         max_detections=25,
     )
     ref = _reference(fmt, outputs, geo, class_map, 0.3, 0.45, 25, 640, 640)
-    for d, (boxes, score, cls) in zip(got, ref, strict=True):
-        assert len(d) == len(score) > 5
-        np.testing.assert_allclose(d.xyxy, boxes, rtol=1e-5, atol=1e-3)
-        np.testing.assert_allclose(d.score, score, rtol=1e-6)
-        np.testing.assert_array_equal(d.class_id, cls)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_yolo_matches_numpy_reference_on_random_outputs(seed: int):
-    rng = np.random.default_rng(seed)
-    b, c, n = 2, 3, 400
-    t = np.empty((b, 4 + c, n), dtype=np.float32)
-    t[:, 0] = rng.uniform(-20, 660, (b, n))  # some centres outside the picture
-    t[:, 1] = rng.uniform(60, 580, (b, n))
-    t[:, 2:4] = rng.uniform(5, 120, (b, 2, n))
-    t[:, 4:] = rng.uniform(0, 1, (b, c, n)) ** 3
-    geo = _geometry([(0.5, 0.5, 0, 140, 1280, 720), (640 / 768, 480 / 576, 0, 80, 768, 576)])
-    class_map = np.array([0, -1, 2], dtype=np.int32)
-    got = _core.postprocess(
-        [t],
-        format="yolo",
-        **geo,
-        input_w=640,
-        input_h=640,
-        class_map=class_map,
-        score_threshold=0.3,
-        iou_threshold=0.45,
-        max_detections=25,
-    )
-    ref = _reference_yolo(t, geo, class_map, 0.3, 0.45, 25)
     for d, (boxes, score, cls) in zip(got, ref, strict=True):
         assert len(d) == len(score) > 5
         np.testing.assert_allclose(d.xyxy, boxes, rtol=1e-5, atol=1e-3)
