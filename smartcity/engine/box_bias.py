@@ -119,10 +119,15 @@ def measure(
     """Matched boxes of ``model`` (a model folder, a name under models/ or a Detector) on the
     library ``scenes`` rendered at each of ``seeds``."""
     from smartcity.incidents.rules import oracle
+    from smartcity.scenarios import library_names
 
     for c in classes:
         if c not in APPLIANCE_CLASSES:
             raise ValueError(f"classes: {c!r} is not an appliance class")
+    known = library_names()
+    for name in scenes:
+        if name not in known:
+            raise ValueError(f"scenes: {name!r} is not a library scene ({', '.join(known)})")
     det = oracle.load_detector(model)
     samples = BiasSamples()
     for name in scenes:

@@ -185,3 +185,12 @@ def test_cli_measures_prints_and_writes_the_card(
     a = parser.parse_args(["models", "--root", str(tmp_path), "box-bias", "m", "--write"])
     assert a.func(a) == 1
     assert (d / "model.yaml").read_text() == written
+
+
+def test_measure_refuses_an_unknown_scene_or_class_before_running_anything():
+    from smartcity.engine.box_bias import measure
+
+    with pytest.raises(ValueError, match="'nowhere' is not a library scene"):
+        measure(TRAFFIC, scenes=("nowhere",))
+    with pytest.raises(ValueError, match="'lorry' is not an appliance class"):
+        measure(TRAFFIC, classes=("lorry",))
