@@ -27,6 +27,8 @@ void ExportTrackRows(pybind11::module_& m);
 // The model's box-bottom bias into a tracker config: (height px, offset px) pairs (None: none)
 // and the class ids it applies to (0..31); std::invalid_argument naming bottom_bias_classes.
 using BottomBias = std::optional<std::vector<std::pair<float, float>>>;
+// The classes a bias applies to by default: the vehicles (bicycle, car, motorcycle, bus, truck).
+inline const std::vector<int> kBottomBiasDefaultClasses{1, 2, 3, 4, 5};
 void SetBottomBias(TrackerConfig& c, const BottomBias& bias, const std::vector<int>& classes, double scale = 1.0);
 
 // A Batch object for Python, or None for a null lease.

@@ -222,7 +222,7 @@ void ExportPipeline(py::module_& m) {
           py::arg("speed_window_s") = 1.0, py::arg("duplicate_iou") = 0.4f, py::arg("crowd_class") = 0,
           py::arg("speed_long_window_s") = 3.0, py::arg("speed_curvature_z") = 5.0, py::arg("speed_filter") = "kalman",
           py::arg("speed_accel") = 3.0, py::arg("speed_noise_px") = 1.5, py::arg("speed_noise_frac") = 0.08,
-          py::arg("bottom_bias") = py::none(), py::arg("bottom_bias_classes") = std::vector<int>{1, 2, 3, 4, 5},
+          py::arg("bottom_bias") = py::none(), py::arg("bottom_bias_classes") = kBottomBiasDefaultClasses,
           "Settings of the per-camera ByteTrackers made from now on (frame_rate: the stream's analysis rate).")
       .def(
           "set_calibration",

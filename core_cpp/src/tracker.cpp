@@ -236,11 +236,11 @@ double ByteTracker::GroundRow(const std::array<float, 4>& box, int32_t class_id)
   return static_cast<double>(box[3]) - off * scale;
 }
 
-TrajectoryPoint ByteTracker::Point(double t, const std::array<float, 4>& box, int32_t class_id) const {
+TrajectoryPoint ByteTracker::Point(double t, const std::array<float, 4>& box, double ground_row) const {
   TrajectoryPoint p{t, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, NAN, NAN};
   if (calibrated_) {
-    // Bottom centre: where the object meets the ground (less the model's bias).
-    const double u = p.cx, v = GroundRow(box, class_id);
+    // Bottom centre: where the object meets the ground (GroundRow: less the model's bias).
+    const double u = p.cx, v = ground_row;
     const double w = h_[6] * u + h_[7] * v + h_[8];
     if (std::fabs(w) > 1e-12) {
       p.gx = static_cast<float>((h_[0] * u + h_[1] * v + h_[2]) / w);
@@ -348,13 +348,16 @@ float ByteTracker::SpeedKmh(const Track& tr) const {
 
 void ByteTracker::AddPoint(Track& tr, double t, const std::array<float, 4>& box,
                            const std::array<float, 4>* det) const {
-  const TrajectoryPoint p = Point(t, box, tr.class_id);
+  const double row = GroundRow(box, tr.class_id);
+  const TrajectoryPoint p = Point(t, box, row);
   tr.trajectory.push_back(p);
   if (config_.speed_filter == TrackerConfig::SpeedFilter::kKalman) {
-    if (det)
-      FilterGround(tr.ground, Point(t, *det, tr.class_id), *det, tr.class_id);
-    else
-      FilterGround(tr.ground, p, box, tr.class_id);
+    if (det) {
+      const double det_row = GroundRow(*det, tr.class_id);
+      FilterGround(tr.ground, Point(t, *det, det_row), *det, det_row);
+    } else {
+      FilterGround(tr.ground, p, box, row);
+    }
   }
 }
 
@@ -365,10 +368,10 @@ void ByteTracker::AddPoint(Track& tr, double t, const std::array<float, 4>& box,
 // that. The process noise is white acceleration (speed_accel, m^2/s^3): how fast the filter
 // follows braking against how much jitter it lets through.
 void ByteTracker::FilterGround(GroundFilter& f, const TrajectoryPoint& p, const std::array<float, 4>& box,
-                               int32_t class_id) const {
+                               double ground_row) const {
   if (!std::isfinite(p.gx) || !std::isfinite(p.gy)) return;
   const double* h = h_.data();
-  const double u = p.cx, v = GroundRow(box, class_id);
+  const double u = p.cx, v = ground_row;
   const double w = h[6] * u + h[7] * v + h[8];
   // d(ground)/d(u, v) of X = (h0 u + h1 v + h2) / w, Y = (h3 u + h4 v + h5) / w.
   const double j00 = (h[0] - p.gx * h[6]) / w, j01 = (h[1] - p.gx * h[7]) / w;

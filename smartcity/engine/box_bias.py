@@ -25,6 +25,8 @@ import numpy as np
 
 from smartcity.classes import APPLIANCE_CLASSES
 from smartcity.engine.models import BOX_BIAS_DEFAULT_CLASSES
+from smartcity.incidents.rules import oracle
+from smartcity.scenarios import library_names
 
 #: Bands of detected box heights (input pixels) the medians are taken over.
 HEIGHT_EDGES = (0.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0, 60.0, 100.0, 400.0)
@@ -89,8 +91,6 @@ def match_frame(
     samples: BiasSamples,
 ) -> None:
     """Adds the frame's detections (frame pixels) that cover a clear truth box of ``classes``."""
-    from smartcity.incidents.rules.oracle import iou_matrix
-
     clear = [
         o for o in truth
         if o["class"] in classes and o["occlusion"] < 0.3 and o["truncation"] < 0.05
@@ -98,7 +98,7 @@ def match_frame(
     if not len(boxes) or not clear:
         return
     tb = np.array([o["box"] for o in clear], np.float32).reshape(-1, 4)
-    iou = iou_matrix(boxes, tb)
+    iou = oracle.iou_matrix(boxes, tb)
     best = iou.argmax(axis=1)
     hit = iou[np.arange(len(boxes)), best] >= 0.5
     if not hit.any():
@@ -118,8 +118,6 @@ def measure(
 ) -> BiasSamples:
     """Matched boxes of ``model`` (a model folder, a name under models/ or a Detector) on the
     library ``scenes`` rendered at each of ``seeds``."""
-    from smartcity.incidents.rules import oracle
-    from smartcity.scenarios import library_names
 
     for c in classes:
         if c not in APPLIANCE_CLASSES:

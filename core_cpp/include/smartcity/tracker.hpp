@@ -247,13 +247,15 @@ class ByteTracker {
   // score when fuse), pairs at or above `limit` never matched.
   void Match(const std::vector<Track*>& tracks, const std::vector<const Candidate*>& dets, bool fuse, double limit,
              Assignment& out);
-  TrajectoryPoint Point(double t, const std::array<float, 4>& box, int32_t class_id) const;
   // The image row where the box's object meets the ground: its bottom less the model's bias.
   double GroundRow(const std::array<float, 4>& box, int32_t class_id) const;
+  // The box's point at `t`; its ground position is taken at (centre x, ground_row).
+  TrajectoryPoint Point(double t, const std::array<float, 4>& box, double ground_row) const;
   void ResetGroundFilters();
   // Appends the point of `box` at `t` to the track's trajectory and feeds its ground filter.
   void AddPoint(Track& tr, double t, const std::array<float, 4>& box, const std::array<float, 4>* det = nullptr) const;
-  void FilterGround(GroundFilter& f, const TrajectoryPoint& p, const std::array<float, 4>& box, int32_t class_id) const;
+  void FilterGround(GroundFilter& f, const TrajectoryPoint& p, const std::array<float, 4>& box,
+                    double ground_row) const;
   float SpeedKmh(const Track& tr) const;
   float LineSpeedKmh(const Track& tr) const;
   float FilterSpeedKmh(const Track& tr) const;
