@@ -30,6 +30,10 @@ using BottomBias = std::optional<std::vector<std::pair<float, float>>>;
 // The classes a bias applies to by default: the vehicles (bicycle, car, motorcycle, bus, truck).
 inline const std::vector<int> kBottomBiasDefaultClasses{1, 2, 3, 4, 5};
 void SetBottomBias(TrackerConfig& c, const BottomBias& bias, const std::vector<int>& classes, double scale = 1.0);
+// Class ids 0..31 as a bit mask; std::invalid_argument naming `field` for one out of range.
+uint32_t ClassMask(const std::vector<int>& classes, const char* field);
+// The classes whose tracks keep their id across a gap by default: the vehicles, as above.
+inline const std::vector<int>& kRecoverDefaultClasses = kBottomBiasDefaultClasses;
 
 // A Batch object for Python, or None for a null lease.
 pybind11::object WrapBatch(std::shared_ptr<BatchLease> lease);

@@ -201,7 +201,8 @@ void ExportPipeline(py::module_& m) {
           [](Pipeline& p, float track_thresh, float match_thresh, int track_buffer, double speed_window_s,
              float duplicate_iou, int crowd_class, double speed_long_window_s, double speed_curvature_z,
              const std::string& speed_filter, double speed_accel, double speed_noise_px, double speed_noise_frac,
-             const BottomBias& bottom_bias, const std::vector<int>& bottom_bias_classes) {
+             const BottomBias& bottom_bias, const std::vector<int>& bottom_bias_classes, double recover_s,
+             double recover_gate_m, double recover_min_s, const std::vector<int>& recover_classes) {
             TrackerConfig c;
             c.track_thresh = track_thresh;
             c.match_thresh = match_thresh;
@@ -216,6 +217,10 @@ void ExportPipeline(py::module_& m) {
             c.speed_noise_px = speed_noise_px;
             c.speed_noise_frac = speed_noise_frac;
             SetBottomBias(c, bottom_bias, bottom_bias_classes);
+            c.recover_s = recover_s;
+            c.recover_gate_m = recover_gate_m;
+            c.recover_min_s = recover_min_s;
+            c.recover_classes = ClassMask(recover_classes, "recover_classes");
             p.SetTrackerConfig(c);
           },
           py::kw_only(), py::arg("track_thresh") = 0.5f, py::arg("match_thresh") = 0.8f, py::arg("track_buffer") = 30,
@@ -223,6 +228,8 @@ void ExportPipeline(py::module_& m) {
           py::arg("speed_long_window_s") = 3.0, py::arg("speed_curvature_z") = 5.0, py::arg("speed_filter") = "kalman",
           py::arg("speed_accel") = 3.0, py::arg("speed_noise_px") = 1.5, py::arg("speed_noise_frac") = 0.08,
           py::arg("bottom_bias") = py::none(), py::arg("bottom_bias_classes") = kBottomBiasDefaultClasses,
+          py::arg("recover_s") = 2.0, py::arg("recover_gate_m") = 1.5, py::arg("recover_min_s") = 0.5,
+          py::arg("recover_classes") = kRecoverDefaultClasses,
           "Settings of the per-camera ByteTrackers made from now on (frame_rate: the stream's analysis rate).")
       .def(
           "set_calibration",

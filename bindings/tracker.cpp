@@ -56,11 +56,17 @@ void SetBottomBias(TrackerConfig& c, const BottomBias& bias, const std::vector<i
     c.bottom_bias_h.push_back(h);
     c.bottom_bias_px.push_back(px);
   }
+  c.bottom_bias_classes = ClassMask(classes, "bottom_bias_classes");
+}
+
+uint32_t ClassMask(const std::vector<int>& classes, const char* field) {
+  uint32_t mask = 0;
   for (int k : classes) {
     if (k < 0 || k > 31)
-      throw std::invalid_argument("bottom_bias_classes: class ids must be in 0..31, got " + std::to_string(k));
-    c.bottom_bias_classes |= 1u << k;
+      throw std::invalid_argument(std::string(field) + ": class ids must be in 0..31, got " + std::to_string(k));
+    mask |= 1u << k;
   }
+  return mask;
 }
 
 void ExportTracker(py::module_& m) {
@@ -119,7 +125,8 @@ void ExportTracker(py::module_& m) {
                        int crowd_class, double speed_long_window_s, double speed_curvature_z,
                        const std::string& speed_filter, double speed_accel, double speed_noise_px,
                        double speed_noise_frac, const BottomBias& bottom_bias,
-                       const std::vector<int>& bottom_bias_classes, double bottom_bias_scale) {
+                       const std::vector<int>& bottom_bias_classes, double bottom_bias_scale, double recover_s,
+                       double recover_gate_m, double recover_min_s, const std::vector<int>& recover_classes) {
              TrackerConfig c;
              c.track_thresh = track_thresh;
              c.match_thresh = match_thresh;
@@ -141,6 +148,10 @@ void ExportTracker(py::module_& m) {
              c.speed_noise_px = speed_noise_px;
              c.speed_noise_frac = speed_noise_frac;
              SetBottomBias(c, bottom_bias, bottom_bias_classes, bottom_bias_scale);
+             c.recover_s = recover_s;
+             c.recover_gate_m = recover_gate_m;
+             c.recover_min_s = recover_min_s;
+             c.recover_classes = ClassMask(recover_classes, "recover_classes");
              return std::make_unique<PyTracker>(c);
            }),
            py::arg("track_thresh") = 0.5f, py::arg("match_thresh") = 0.8f, py::arg("track_buffer") = 30,
@@ -151,7 +162,8 @@ void ExportTracker(py::module_& m) {
            py::arg("speed_long_window_s") = 3.0, py::arg("speed_curvature_z") = 5.0, py::arg("speed_filter") = "kalman",
            py::arg("speed_accel") = 3.0, py::arg("speed_noise_px") = 1.5, py::arg("speed_noise_frac") = 0.08,
            py::arg("bottom_bias") = py::none(), py::arg("bottom_bias_classes") = kBottomBiasDefaultClasses,
-           py::arg("bottom_bias_scale") = 1.0)
+           py::arg("bottom_bias_scale") = 1.0, py::arg("recover_s") = 2.0, py::arg("recover_gate_m") = 1.5,
+           py::arg("recover_min_s") = 0.5, py::arg("recover_classes") = kRecoverDefaultClasses)
       .def(
           "update",
           [](PyTracker& self, const py::object& xyxy_obj, const py::object& scores_obj, const py::object& class_ids_obj,

@@ -279,10 +279,15 @@ class Pipeline:
         speed_noise_frac: float = 0.08,
         bottom_bias: Sequence[tuple[float, float]] | None = None,
         bottom_bias_classes: Sequence[int] = (1, 2, 3, 4, 5),
+        recover_s: float = 2.0,
+        recover_gate_m: float = 1.5,
+        recover_min_s: float = 0.5,
+        recover_classes: Sequence[int] = (1, 2, 3, 4, 5),
     ) -> None:
         """Settings of the per-camera ByteTrackers made from now on. bottom_bias: the model's
         (box height, box bottom below the ground contact) pairs in its input pixels (its card's
-        box_bias), scaled to each camera's frame by its letterbox."""
+        box_bias), scaled to each camera's frame by its letterbox. recover_*: id recovery
+        (ByteTracker)."""
     def set_calibration(self, camera_id: str, image_to_ground: npt.ArrayLike) -> None:
         """A camera's image -> ground (metres) homography: its tracks get ground_xy, speed_kmh."""
     def track(self, batch: Batch, detections: Sequence[Detections | None]) -> list[Tracks]:
@@ -429,11 +434,17 @@ class ByteTracker:
         bottom_bias: Sequence[tuple[float, float]] | None = None,
         bottom_bias_classes: Sequence[int] = (1, 2, 3, 4, 5),
         bottom_bias_scale: float = 1.0,
+        recover_s: float = 2.0,
+        recover_gate_m: float = 1.5,
+        recover_min_s: float = 0.5,
+        recover_classes: Sequence[int] = (1, 2, 3, 4, 5),
     ) -> None:
         """ValueError naming the setting when one is out of range. bottom_bias: (box height,
         box bottom below the ground contact) pairs in the model's input pixels, taken off the box
         bottom of bottom_bias_classes before the ground position; bottom_bias_scale: frame pixels
-        per input pixel."""
+        per input pixel. recover_s: a track of recover_classes matched for recover_min_s or more
+        and lost past the buffer gives its id to a new track confirmed, within recover_s of its
+        last match, where it would be by then (recover_gate_m on the ground; 0: off)."""
     def update(
         self,
         xyxy: npt.ArrayLike,

@@ -186,6 +186,9 @@ void TrackerConfig::Validate() const {
   Check(bottom_bias_h.size() == bottom_bias_px.size(), "bottom_bias", "needs one offset per height");
   Check(std::isfinite(bottom_bias_scale) && bottom_bias_scale > 0, "bottom_bias_scale", "must be > 0");
   Check(bottom_bias_h.size() <= 64, "bottom_bias", "must have at most 64 points");
+  Check(std::isfinite(recover_s) && recover_s >= 0 && recover_s <= 60, "recover_s", "must be in [0, 60]");
+  Check(std::isfinite(recover_gate_m) && recover_gate_m > 0, "recover_gate_m", "must be > 0");
+  Check(std::isfinite(recover_min_s) && recover_min_s >= 0, "recover_min_s", "must be >= 0");
   for (size_t i = 0; i < bottom_bias_h.size(); ++i) {
     Check(std::isfinite(bottom_bias_h[i]) && bottom_bias_h[i] > 0, "bottom_bias", "heights must be > 0");
     Check(i == 0 || bottom_bias_h[i] > bottom_bias_h[i - 1], "bottom_bias", "heights must increase strictly");
@@ -213,8 +216,108 @@ void ByteTracker::ClearCalibration() {
 
 // Ground points of another calibration are in other units: every filter starts again.
 void ByteTracker::ResetGroundFilters() {
-  for (std::vector<Track>* list : {&tracked_, &lost_})
+  for (std::vector<Track>* list : {&tracked_, &lost_, &gone_})
     for (Track& t : *list) t.ground = GroundFilter();
+}
+
+bool ByteTracker::Recoverable(const Track& tr) const {
+  return config_.recover_s > 0 && tr.id > 0 && tr.class_id >= 0 && tr.class_id <= 31 &&
+         (config_.recover_classes >> tr.class_id & 1u) &&
+         static_cast<double>(tr.hits) >= config_.recover_min_s * config_.frame_rate && !tr.trajectory.empty();
+}
+
+int64_t ByteTracker::Recover(Track& fresh, double t) {
+  if ((lost_.empty() && gone_.empty()) || fresh.trajectory.empty() || fresh.class_id < 0 || fresh.class_id > 31 ||
+      !(config_.recover_classes >> fresh.class_id & 1u))
+    return -1;
+  const TrajectoryPoint& now = fresh.trajectory.back();
+  const double gate = config_.recover_gate_m;
+  const float fresh_h = fresh.box[3] - fresh.box[1];
+  // Candidates: the lost tracks no detection was matched to this frame, then the remembered.
+  const size_t lost_n = lost_.size(), all = lost_n + gone_.size();
+  size_t best = all;
+  double best_score = 1.0;  // normalised distance: 1 is the gate's edge
+  for (size_t k = 0; k < all; ++k) {
+    const Track& old = k < lost_n ? lost_[k] : gone_[k - lost_n];
+    if (old.last_frame >= fresh.start_frame) continue;  // both seen at once: two objects
+    if (old.class_id != fresh.class_id) continue;  // (by their majority votes so far)
+    if (k < lost_n && (old.state != TrackState::kLost || !Recoverable(old))) continue;
+    double score;
+    const GroundFilter& f = old.ground;
+    if (calibrated_ && f.points >= 2 && std::isfinite(now.gx) && std::isfinite(now.gy)) {
+      // Where the old track would be now at its last velocity, against where the new one is.
+      // Both positions' uncertainty widens the gate by two standard deviations: the old
+      // filter's prediction and the new point's (its box's pixel jitter on the ground: metres
+      // far away).
+      const double dt = std::max(t - f.t_last, 0.0);
+      const double ex = now.gx - (f.x[0] + f.x[2] * dt), ey = now.gy - (f.x[1] + f.x[3] * dt);
+      // Old: its position and velocity covariance carried over dt (F P F', no process noise:
+      // the gate's own terms stand for changes of speed) along the motion; across it only the
+      // positions' (the filter's white acceleration is the same in every direction, a vehicle's
+      // is not: with the velocity's share the gate would reach into the next lane).
+      const double(&P)[4][4] = f.P;
+      double p00 = P[0][0], p01 = P[0][1], p11 = P[1][1];
+      if (fresh.ground.points >= 2) p00 += fresh.ground.P[0][0], p01 += fresh.ground.P[0][1], p11 += fresh.ground.P[1][1];
+      const double c00 = p00 + 2 * dt * P[0][2] + dt * dt * P[2][2];
+      const double c01 = p01 + dt * (P[0][3] + P[2][1]) + dt * dt * P[2][3];
+      const double c11 = p11 + 2 * dt * P[1][3] + dt * dt * P[3][3];
+      const double speed = std::hypot(f.x[2], f.x[3]);
+      if (speed >= 1.0) {  // moving: the gate is longer along the motion (speed changes in the gap)
+        const double ux = f.x[2] / speed, uy = f.x[3] / speed;
+        const double along = ex * ux + ey * uy, across = ey * ux - ex * uy;
+        const double var_along = ux * ux * c00 + 2 * ux * uy * c01 + uy * uy * c11;
+        const double var_across = uy * uy * p00 - 2 * ux * uy * p01 + ux * ux * p11;
+        score = std::hypot(along / (gate + 0.25 * speed * dt + 2 * std::sqrt(std::max(var_along, 0.0))),
+                           across / (gate + 2 * std::sqrt(std::max(var_across, 0.0))));
+      } else {
+        score = std::hypot(ex, ey) / (gate + 2 * std::sqrt(std::max((c00 + c11) / 2, 0.0)));
+      }
+    } else {
+      // No ground: the old track's predicted box (its image Kalman filter ran on) against the
+      // new box, centres within half the larger height, heights within 1.5x.
+      const float old_h = old.box[3] - old.box[1];
+      const float hmax = std::max(old_h, fresh_h), hmin = std::min(old_h, fresh_h);
+      if (!(hmin > 0.f) || hmax > 1.5f * hmin) continue;
+      const double dx = (old.box[0] + old.box[2] - fresh.box[0] - fresh.box[2]) / 2.0;
+      const double dy = (old.box[1] + old.box[3] - fresh.box[1] - fresh.box[3]) / 2.0;
+      score = std::hypot(dx, dy) / (0.5 * hmax);
+    }
+    if (score <= best_score) best_score = score, best = k;
+  }
+  if (best == all) return -1;
+  Track& old = best < lost_n ? lost_[best] : gone_[best - lost_n];
+  const int64_t id = old.id;
+  for (const auto& v : old.class_votes) {
+    auto it = std::find_if(fresh.class_votes.begin(), fresh.class_votes.end(),
+                           [&](const std::pair<int32_t, int32_t>& w) { return w.first == v.first; });
+    if (it == fresh.class_votes.end()) {
+      fresh.class_votes.push_back(v);
+    } else {
+      it->second += v.second;
+    }
+  }
+  int32_t most = 0;
+  for (const auto& v : fresh.class_votes)
+    if (v.second > most) most = v.second, fresh.class_id = v.first;
+  fresh.hits += old.hits;
+  fresh.start_frame = old.start_frame;
+  // Its speed goes on from the old filter (carried over the gap) rather than from the new
+  // track's first two points.
+  if (config_.speed_filter == TrackerConfig::SpeedFilter::kKalman && old.ground.points >= 2 &&
+      std::isfinite(now.gx) && std::isfinite(now.gy)) {
+    GroundFilter g = old.ground;
+    const double row = GroundRow(fresh.box, fresh.class_id);
+    FilterGround(g, Point(t, fresh.box, row), fresh.box, row);
+    g.t0 = t;  // no speed until it has half a speed window of points again (as a new track)
+    fresh.ground = g;
+  }
+  if (best < lost_n) {  // dropped with the removed ones in step 5
+    old.state = TrackState::kRemoved;
+    old.id = -1;
+  } else {
+    gone_.erase(gone_.begin() + static_cast<std::ptrdiff_t>(best - lost_n));
+  }
+  return id;
 }
 
 double ByteTracker::GroundRow(const std::array<float, 4>& box, int32_t class_id) const {
@@ -482,6 +585,7 @@ ByteTracker::ByteTracker(const TrackerConfig& config)
 void ByteTracker::Reset() {
   tracked_.clear();
   lost_.clear();
+  gone_.clear();
   frame_ = 0;
   next_id_ = 1;
 }
@@ -529,11 +633,21 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
     kf_.Predict(tr.kalman);
     tr.box = tr.Xyxy();
   }
+  if (!gone_.empty()) {  // remembered tracks: forgotten recover_s after their last match
+    gone_.erase(std::remove_if(gone_.begin(), gone_.end(),
+                               [&](const Track& tr) { return t - tr.trajectory.back().t > config_.recover_s; }),
+                gone_.end());
+    for (Track& tr : gone_) {
+      tr.kalman.mean[7] = 0.0;
+      kf_.Predict(tr.kalman);
+      tr.box = tr.Xyxy();
+    }
+  }
 
   auto apply = [&](Track& tr, const Candidate& d) {
     kf_.Update(tr.kalman, XyxyToXyah(d.box.data()));
     tr.box = tr.Xyxy();
-    if (tr.id < 0) tr.id = next_id_++;  // ids are handed out at confirmation
+    const bool confirming = tr.id < 0;
     tr.state = TrackState::kConfirmed;
     tr.score = d.score;
     tr.last_frame = frame_;
@@ -551,9 +665,11 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
       if (v.first == tr.class_id) current_votes = v.second;
     if (vote->second > current_votes) tr.class_id = d.class_id;
     AddPoint(tr, t, tr.box, &d.box);
+    if (confirming) confirmed_now_.push_back(&tr);  // its id once every match is made
   };
 
   // 2. High detections against confirmed + lost tracks.
+  confirmed_now_.clear();
   pool_.clear();
   for (Track& tr : tracked_)
     if (tr.state == TrackState::kConfirmed) pool_.push_back(&tr);
@@ -602,13 +718,23 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
     }
   }
 
+  // Ids are handed out at confirmation: a lost or remembered track's that the new one continues
+  // (Recover: a lost one taken is removed), or a new one.
+  for (Track* tr : confirmed_now_) {
+    tr->id = Recover(*tr, t);
+    if (tr->id < 0) tr->id = next_id_++;
+  }
+
   // 5. Move tracks between the lists, in place and in order: tracked = the tracked ones still
   // tentative or confirmed, then the lost ones confirmed again, then the new ones (step 6);
   // lost = the tracked ones lost now, then the lost ones still lost. Lost tracks past the buffer
   // and removed ones are dropped. (The pointers of steps 2-4 are not used from here on.)
   for (std::vector<Track>* list : {&tracked_, &lost_})
     for (Track& tr : *list)
-      if (tr.state == TrackState::kLost && frame_ - tr.last_frame > max_frames_lost_) tr.state = TrackState::kRemoved;
+      if (tr.state == TrackState::kLost && frame_ - tr.last_frame > max_frames_lost_) {
+        if (Recoverable(tr)) gone_.push_back(std::move(tr));
+        tr.state = TrackState::kRemoved;
+      }
   next_lost_.clear();
   size_t kept = 0;
   for (size_t r = 0; r < tracked_.size(); ++r) {

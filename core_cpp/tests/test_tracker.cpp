@@ -424,6 +424,71 @@ TEST(Tracker, MissedForLongerThanTheBufferGetsANewId) {
   EXPECT_EQ(out.track_id[0], 2);
 }
 
+// Id recovery (TrackerConfig::recover_*): a car driving at 10 m/s (10 px a frame, 0.1 m/px, 10
+// fps) seen for 1.5 s, missed for `gap` frames (longer than the 10-frame buffer), then seen
+// again at `resume_dx` px from where it would be. Returns the ids it was given after the gap.
+std::vector<int64_t> IdsAfterGap(TrackerConfig c, int gap, float resume_dx, bool calibrate = true,
+                                 int32_t cls = 2) {
+  c.frame_rate = 10;
+  c.track_buffer = 30;
+  ByteTracker t(c);
+  if (calibrate) t.SetCalibration({0.1, 0, 0, 0, 0.1, 0, 0, 0, 1});
+  int k = 0;
+  for (; k < 15; ++k) t.Update(Dets({Box(100 + 10.f * k, 200, 40, 30, 0.9f, cls)}), 0.1 * k);
+  for (int miss = 0; miss < gap; ++miss, ++k) t.Update(Dets({}), 0.1 * k);
+  std::vector<int64_t> ids;
+  for (int again = 0; again < 5; ++again, ++k) {
+    const Tracks out = t.Update(Dets({Box(100 + 10.f * k + resume_dx, 200, 40, 30, 0.9f, cls)}), 0.1 * k);
+    ids.insert(ids.end(), out.track_id.begin(), out.track_id.end());
+  }
+  return ids;
+}
+
+TEST(Tracker, AVehicleMissedLongerThanTheBufferKeepsItsIdWhereItShouldBe) {
+  const TrackerConfig c;
+  ASSERT_GT(c.recover_s, 0);
+  // 14 missed frames (1.4 s) against a buffer of 10: back on its line, the same id.
+  EXPECT_EQ(IdsAfterGap(c, 14, 0.f), std::vector<int64_t>(4, 1));
+  EXPECT_EQ(IdsAfterGap(c, 14, 0.f, false), std::vector<int64_t>(4, 1));  // by its image box alone
+  // Along the motion the gate grows with the distance travelled (16 m by the new track's
+  // confirmation: 1.5 m + 4 m + two standard deviations of the prediction, about 9 m).
+  EXPECT_EQ(IdsAfterGap(c, 14, 80.f), std::vector<int64_t>(4, 1));
+  EXPECT_EQ(IdsAfterGap(c, 14, -80.f), std::vector<int64_t>(4, 1));
+  // 12 m ahead of or behind it (a vehicle following at 1.2 s): another vehicle.
+  EXPECT_EQ(IdsAfterGap(c, 14, 120.f), std::vector<int64_t>(4, 2));
+  EXPECT_EQ(IdsAfterGap(c, 14, -120.f), std::vector<int64_t>(4, 2));
+  // Past recover_s (2 s since its last match), off, or a person: a new id.
+  EXPECT_EQ(IdsAfterGap(c, 25, 0.f), std::vector<int64_t>(4, 2));
+  TrackerConfig off;
+  off.recover_s = 0;
+  EXPECT_EQ(IdsAfterGap(off, 14, 0.f), std::vector<int64_t>(4, 2));
+  EXPECT_EQ(IdsAfterGap(c, 14, 0.f, true, 0), std::vector<int64_t>(4, 2));
+}
+
+TEST(Tracker, IdRecoveryAcrossTheMotionIsTight) {
+  // The car comes back one lane over (3.5 m across its motion): another vehicle. (Across, the
+  // gate is 1.5 m plus two standard deviations of both positions, no velocity share: 2.2 m here.)
+  TrackerConfig c;
+  c.frame_rate = 10;
+  c.track_buffer = 30;
+  ByteTracker t(c);
+  t.SetCalibration({0.1, 0, 0, 0, 0.1, 0, 0, 0, 1});
+  int k = 0;
+  for (; k < 15; ++k) t.Update(Dets({Box(100 + 10.f * k, 200, 40, 30, 0.9f, 2)}), 0.1 * k);
+  for (int miss = 0; miss < 14; ++miss, ++k) t.Update(Dets({}), 0.1 * k);
+  Tracks out;
+  for (int again = 0; again < 3; ++again, ++k)
+    out = t.Update(Dets({Box(100 + 10.f * k, 235, 40, 30, 0.9f, 2)}), 0.1 * k);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out.track_id[0], 2);
+  TrackerConfig bad;
+  bad.recover_s = -1;
+  EXPECT_THROW(ByteTracker{bad}, std::invalid_argument);
+  bad = TrackerConfig();
+  bad.recover_gate_m = 0;
+  EXPECT_THROW(ByteTracker{bad}, std::invalid_argument);
+}
+
 TEST(Tracker, BufferScalesWithFrameRate) {
   TrackerConfig c;
   c.track_buffer = 30;
@@ -695,6 +760,7 @@ TEST(Tracker, CrowdedSceneGivesTheRecordedTracks) {
   // check (duplicate_iou) came later and is off here: this is ByteTrack's own behaviour.
   TrackerConfig bytetrack;
   bytetrack.duplicate_iou = 1.f;
+  bytetrack.recover_s = 0;  // id recovery came later too
   const SceneSummary a = RunScene(bytetrack);
   EXPECT_EQ(a.rows, 14876u);
   EXPECT_EQ(a.id_hash, 0xbe18119eec7323ebull);
@@ -706,6 +772,7 @@ TEST(Tracker, CrowdedSceneGivesTheRecordedTracks) {
   // The accuracy comparison's settings: one IoU limit in every stage, no score fusion.
   TrackerConfig plain;
   plain.duplicate_iou = 1.f;
+  plain.recover_s = 0;
   plain.fuse_score = false;
   plain.match_thresh = plain.second_match_thresh = plain.unconfirmed_match_thresh = 0.2f;
   plain.track_buffer = 60;

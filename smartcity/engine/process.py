@@ -33,6 +33,7 @@ import yaml
 
 from smartcity import _core, checks
 from smartcity.bus import defaults as bus_defaults
+from smartcity.classes import APPLIANCE_CLASSES
 from smartcity.engine.detectors import CHOICES, batch_device_of, create_detector, detect
 from smartcity.engine.evidence import EvidenceServer
 from smartcity.engine.models import CARD_FILE, CardError, load_card
@@ -107,9 +108,11 @@ _TRACKING_KEYS = {
     "track_thresh", "match_thresh", "track_buffer", "speed_window_s",
     "duplicate_iou", "crowd_class", "speed_long_window_s", "speed_curvature_z",
     "speed_filter", "speed_accel", "speed_noise_px", "speed_noise_frac",
+    "recover_s", "recover_gate_m", "recover_min_s", "recover_classes",
 }  # fmt: skip
 _TRACKING_INTS = {"track_buffer", "crowd_class"}
 _TRACKING_STRS = {"speed_filter"}
+_TRACKING_CLASS_LISTS = {"recover_classes"}  # appliance class names, handed on as class ids
 _CAMERA_KEYS = {
     "id",
     "url",
@@ -422,7 +425,15 @@ def parse_engine_config(data: Any, base_dir: Path | None = None) -> EngineSettin
         raise EngineConfigError(
             f"tracking.{bad_keys[0]}: unknown field" if bad_keys else "tracking: must be a mapping"
         )
+    tracking = dict(tracking)
     for key, v in tracking.items():
+        if key in _TRACKING_CLASS_LISTS:
+            if not isinstance(v, list) or any(c not in APPLIANCE_CLASSES for c in v):
+                raise EngineConfigError(
+                    f"tracking.{key}: must be a list of {', '.join(APPLIANCE_CLASSES)}, got {v!r}"
+                )
+            tracking[key] = [APPLIANCE_CLASSES.index(c) for c in v]
+            continue
         if key in _TRACKING_STRS:
             if not isinstance(v, str):
                 raise EngineConfigError(f"tracking.{key}: must be a string, got {v!r}")

@@ -114,6 +114,8 @@ def test_engine_publishes_tracks_and_health(vtest, run_dir):
         ({"tracking": {"speed": 1}}, "tracking.speed"),
         ({"tracking": {"duplicate_iou": 2}}, "duplicate_iou"),
         ({"tracking": {"crowd_class": 0.5}}, "tracking.crowd_class"),
+        ({"tracking": {"recover_classes": ["car", "lorry"]}}, "tracking.recover_classes"),
+        ({"tracking": {"recover_s": -1}}, "recover_s"),
         ({"colour": "red"}, "colour"),
         ({"hwaccel": "nvdec"}, "hwaccel"),
         ({"hw_device": -1}, "hw_device"),
@@ -124,6 +126,11 @@ def test_engine_publishes_tracks_and_health(vtest, run_dir):
 def test_bad_engine_config_names_the_field(vtest, patch, field):
     with pytest.raises(EngineConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
         parse_engine_config(_config(vtest, **patch))
+
+
+def test_recover_classes_are_class_names_handed_on_as_ids(vtest):
+    s = parse_engine_config(_config(vtest, tracking={"recover_classes": ["car", "bus"]}))
+    assert s.tracking["recover_classes"] == [2, 4]
 
 
 def test_engine_command_runs_with_its_own_broker(vtest, run_dir, tmp_path):

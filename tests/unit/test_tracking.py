@@ -85,6 +85,26 @@ def test_missed_frames_within_and_beyond_the_buffer(missed: int, same_id: bool):
         assert list(second.track_id) == [2]
 
 
+@pytest.mark.parametrize(
+    ("cls", "recover", "same_id"),
+    [(2, {}, True), (2, {"recover_s": 0.0}, False), (2, {"recover_classes": [4]}, False),
+     (0, {}, False)],
+)  # fmt: skip
+def test_a_vehicle_missed_past_the_buffer_gets_its_id_back(cls, recover, same_id):
+    # 10 m/s on a 0.1 m/px road at 10 fps: 15 frames seen, 14 missed (buffer: 10), seen again
+    # where it would be. Id recovery (docs/tracking.md) is for vehicles only by default.
+    t = ByteTracker(track_buffer=30, frame_rate=10, **recover)
+    t.set_calibration(np.diag([0.1, 0.1, 1.0]))
+    k = 0
+    for k in range(15):
+        step(t, [box(100 + 10 * k, 200, 40, 30)], classes=[cls])
+    for _ in range(14):
+        step(t, [])
+    ids = [list(step(t, [box(100 + 10 * j, 200, 40, 30)], classes=[cls]).track_id)
+           for j in range(k + 15, k + 19)]  # fmt: skip
+    assert ids[1:] == ([[1]] * 3 if same_id else [[2]] * 3)
+
+
 @pytest.mark.parametrize(("low_score", "alive"), [(0.3, True), (0.05, False)])
 def test_low_score_detections_keep_a_track_alive(low_score: float, alive: bool):
     t = ByteTracker()
@@ -203,6 +223,9 @@ def test_bad_input_names_the_argument(xyxy, scores, class_ids, name):
         ({"track_buffer": -1}, "track_buffer"),
         ({"trajectory_length": 0}, "trajectory_length"),
         ({"duplicate_iou": 1.5}, "duplicate_iou"),
+        ({"recover_s": -1}, "recover_s"),
+        ({"recover_gate_m": 0}, "recover_gate_m"),
+        ({"recover_classes": [2, 40]}, "recover_classes"),
     ],
 )
 def test_bad_settings_name_the_setting(kwargs, name):

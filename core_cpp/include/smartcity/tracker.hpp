@@ -13,14 +13,27 @@
 //      IoU); confirmed tracks left unmatched become lost, tentative ones are removed;
 //   5. high detections left over with score >= new_track_thresh start tentative tracks (on the
 //      first frame after construction or Reset they are confirmed at once, as in ByteTrack);
-//   6. a lost track not matched for more than max_frames_lost() frames is removed; a confirmed
-//      and a lost track overlapping with IoU > 0.85 are merged into the older one.
+//   6. a lost track not matched for more than max_frames_lost() frames is removed (a vehicle's is
+//      remembered for id recovery, below); a confirmed and a lost track overlapping with
+//      IoU > 0.85 are merged into the older one.
 // Output: the confirmed tracks matched in this frame, boxes from the Kalman state.
 //
 // Ids are counted per tracker instance from 1 and handed out when a track is confirmed (a
 // tentative track that dies consumes none). The class of a track is the majority over every
 // detection it was matched with (a new class takes over only with strictly more votes).
 // Association ignores classes, as ByteTrack does.
+//
+// Id recovery (not in ByteTrack): a track of recover_classes removed from the lost list, matched
+// for at least recover_min_s of frames, is remembered until recover_s after its last match. A
+// tentative track of the same class confirmed where such a track, lost or remembered, would be by
+// then takes its id, class votes and ground filter instead of a new id (constant velocity on the
+// ground: within recover_gate_m across its motion
+// and recover_gate_m plus a quarter of the distance travelled along it, each widened by two
+// standard deviations of both positions; uncalibrated: the predicted box's centre within half a
+// box height, heights within 1.5x). A vehicle that the detector misses for longer than the buffer,
+// or whose box the image filter's prediction no longer overlaps when it comes back (it grew as the
+// vehicle came nearer), keeps one id, so that a line it crossed unseen is crossed by one track.
+// Association itself never sees remembered tracks.
 #pragma once
 
 #include <array>
@@ -78,6 +91,11 @@ struct TrackerConfig {
   std::vector<float> bottom_bias_px;
   uint32_t bottom_bias_classes = 0;
   double bottom_bias_scale = 1.0;
+  // Id recovery (see the top of this file); recover_s 0: off.
+  double recover_s = 2.0;        // seconds after a track's last match its id can be taken again
+  double recover_gate_m = 1.5;   // ground gate, metres (across the motion; along: plus 1/4 travelled)
+  double recover_min_s = 0.5;    // the old track's matches, in seconds of frames, at least
+  uint32_t recover_classes = 0x3Eu;  // bit c: class id c (default the vehicles 1..5)
 
   void Validate() const;  // throws std::invalid_argument naming the bad field
 };
@@ -226,6 +244,7 @@ class ByteTracker {
   const KalmanBoxFilter kf_;
   std::vector<Track> tracked_;  // tentative and confirmed
   std::vector<Track> lost_;
+  std::vector<Track> gone_;  // removed from lost_, remembered for id recovery (recover_s)
   int64_t frame_ = 0;
   int64_t next_id_ = 1;
   bool calibrated_ = false;
@@ -233,7 +252,7 @@ class ByteTracker {
 
   // Scratch of Update, kept so that a frame allocates (almost) nothing once they have grown.
   std::vector<Candidate> high_, low_;
-  std::vector<Track*> pool_, tentative_, remaining_;
+  std::vector<Track*> pool_, tentative_, remaining_, confirmed_now_;
   std::vector<const Candidate*> high_ptr_, high_left_, low_ptr_;
   std::vector<std::array<float, 4>> col_boxes_;
   OverlapIndex index_;
@@ -257,6 +276,12 @@ class ByteTracker {
   void FilterGround(GroundFilter& f, const TrajectoryPoint& p, const std::array<float, 4>& box,
                     double ground_row) const;
   float SpeedKmh(const Track& tr) const;
+  // Whether a track leaving the lost list is remembered for id recovery.
+  bool Recoverable(const Track& tr) const;
+  // A lost track left unmatched this frame, or a remembered one, that `fresh` (being confirmed
+  // at `t`) continues: its id, votes and age go to `fresh` and it is removed. Returns the id,
+  // or -1 when none fits.
+  int64_t Recover(Track& fresh, double t);
   float LineSpeedKmh(const Track& tr) const;
   float FilterSpeedKmh(const Track& tr) const;
 };
