@@ -16,6 +16,9 @@ namespace smartcity {
 
 namespace {
 
+// Id recovery: the most two standard deviations of the positions may widen the ground gate, m.
+constexpr double kRecoverSpreadCapM = 3.0;
+
 void Check(bool ok, const char* field, const std::string& rule) {
   if (!ok) throw std::invalid_argument(std::string("tracker: ") + field + " " + rule);
 }
@@ -226,13 +229,53 @@ bool ByteTracker::Recoverable(const Track& tr) const {
          static_cast<double>(tr.hits) >= config_.recover_min_s * config_.frame_rate && !tr.trajectory.empty();
 }
 
+double ByteTracker::RecoverScore(const Track& old, const Track& cand, double t) const {
+  const TrajectoryPoint& now = cand.trajectory.back();
+  const double gate = config_.recover_gate_m;
+  const GroundFilter& f = old.ground;
+  if (calibrated_ && f.points >= 2 && std::isfinite(now.gx) && std::isfinite(now.gy)) {
+    // Where the old track would be now at its last velocity, against where the candidate is.
+    // Both positions' uncertainty widens the gate by two standard deviations (at most
+    // kRecoverSpreadCapM: far away a pixel is metres, and the next vehicle of a queue would be
+    // in reach): the old filter's prediction and the candidate's point.
+    const double dt = std::max(t - f.t_last, 0.0);
+    const double ex = now.gx - (f.x[0] + f.x[2] * dt), ey = now.gy - (f.x[1] + f.x[3] * dt);
+    // Old: its position and velocity covariance carried over dt (F P F', no process noise:
+    // the gate's own terms stand for changes of speed) along the motion; across it only the
+    // positions' (the filter's white acceleration is the same in every direction, a vehicle's
+    // is not: with the velocity's share the gate would reach into the next lane).
+    const double(&P)[4][4] = f.P;
+    double p00 = P[0][0], p01 = P[0][1], p11 = P[1][1];
+    if (cand.ground.points >= 2) p00 += cand.ground.P[0][0], p01 += cand.ground.P[0][1], p11 += cand.ground.P[1][1];
+    const double c00 = p00 + 2 * dt * P[0][2] + dt * dt * P[2][2];
+    const double c01 = p01 + dt * (P[0][3] + P[2][1]) + dt * dt * P[2][3];
+    const double c11 = p11 + 2 * dt * P[1][3] + dt * dt * P[3][3];
+    auto spread = [](double var) { return std::min(kRecoverSpreadCapM, 2 * std::sqrt(std::max(var, 0.0))); };
+    const double speed = std::hypot(f.x[2], f.x[3]);
+    if (speed >= 1.0) {  // moving: the gate is longer along the motion (speed changes in the gap)
+      const double ux = f.x[2] / speed, uy = f.x[3] / speed;
+      const double along = ex * ux + ey * uy, across = ey * ux - ex * uy;
+      const double var_along = ux * ux * c00 + 2 * ux * uy * c01 + uy * uy * c11;
+      const double var_across = uy * uy * p00 - 2 * ux * uy * p01 + ux * ux * p11;
+      return std::hypot(along / (gate + 0.25 * speed * dt + spread(var_along)), across / (gate + spread(var_across)));
+    }
+    return std::hypot(ex, ey) / (gate + spread((c00 + c11) / 2));
+  }
+  // No ground: the old track's predicted box (its image Kalman filter ran on) against the
+  // candidate's box, centres within half the larger height, heights within 1.5x.
+  const float old_h = old.box[3] - old.box[1], cand_h = cand.box[3] - cand.box[1];
+  const float hmax = std::max(old_h, cand_h), hmin = std::min(old_h, cand_h);
+  if (!(hmin > 0.f) || hmax > 1.5f * hmin) return std::numeric_limits<double>::infinity();
+  const double dx = (old.box[0] + old.box[2] - cand.box[0] - cand.box[2]) / 2.0;
+  const double dy = (old.box[1] + old.box[3] - cand.box[1] - cand.box[3]) / 2.0;
+  return std::hypot(dx, dy) / (0.5 * hmax);
+}
+
 int64_t ByteTracker::Recover(Track& fresh, double t) {
   if ((lost_.empty() && gone_.empty()) || fresh.trajectory.empty() || fresh.class_id < 0 || fresh.class_id > 31 ||
       !(config_.recover_classes >> fresh.class_id & 1u))
     return -1;
   const TrajectoryPoint& now = fresh.trajectory.back();
-  const double gate = config_.recover_gate_m;
-  const float fresh_h = fresh.box[3] - fresh.box[1];
   // Candidates: the lost tracks no detection was matched to this frame, then the remembered.
   const size_t lost_n = lost_.size(), all = lost_n + gone_.size();
   size_t best = all;
@@ -242,47 +285,21 @@ int64_t ByteTracker::Recover(Track& fresh, double t) {
     if (old.last_frame >= fresh.start_frame) continue;  // both seen at once: two objects
     if (old.class_id != fresh.class_id) continue;  // (by their majority votes so far)
     if (k < lost_n && (old.state != TrackState::kLost || !Recoverable(old))) continue;
-    double score;
-    const GroundFilter& f = old.ground;
-    if (calibrated_ && f.points >= 2 && std::isfinite(now.gx) && std::isfinite(now.gy)) {
-      // Where the old track would be now at its last velocity, against where the new one is.
-      // Both positions' uncertainty widens the gate by two standard deviations: the old
-      // filter's prediction and the new point's (its box's pixel jitter on the ground: metres
-      // far away).
-      const double dt = std::max(t - f.t_last, 0.0);
-      const double ex = now.gx - (f.x[0] + f.x[2] * dt), ey = now.gy - (f.x[1] + f.x[3] * dt);
-      // Old: its position and velocity covariance carried over dt (F P F', no process noise:
-      // the gate's own terms stand for changes of speed) along the motion; across it only the
-      // positions' (the filter's white acceleration is the same in every direction, a vehicle's
-      // is not: with the velocity's share the gate would reach into the next lane).
-      const double(&P)[4][4] = f.P;
-      double p00 = P[0][0], p01 = P[0][1], p11 = P[1][1];
-      if (fresh.ground.points >= 2) p00 += fresh.ground.P[0][0], p01 += fresh.ground.P[0][1], p11 += fresh.ground.P[1][1];
-      const double c00 = p00 + 2 * dt * P[0][2] + dt * dt * P[2][2];
-      const double c01 = p01 + dt * (P[0][3] + P[2][1]) + dt * dt * P[2][3];
-      const double c11 = p11 + 2 * dt * P[1][3] + dt * dt * P[3][3];
-      const double speed = std::hypot(f.x[2], f.x[3]);
-      if (speed >= 1.0) {  // moving: the gate is longer along the motion (speed changes in the gap)
-        const double ux = f.x[2] / speed, uy = f.x[3] / speed;
-        const double along = ex * ux + ey * uy, across = ey * ux - ex * uy;
-        const double var_along = ux * ux * c00 + 2 * ux * uy * c01 + uy * uy * c11;
-        const double var_across = uy * uy * p00 - 2 * ux * uy * p01 + ux * ux * p11;
-        score = std::hypot(along / (gate + 0.25 * speed * dt + 2 * std::sqrt(std::max(var_along, 0.0))),
-                           across / (gate + 2 * std::sqrt(std::max(var_across, 0.0))));
-      } else {
-        score = std::hypot(ex, ey) / (gate + 2 * std::sqrt(std::max((c00 + c11) / 2, 0.0)));
-      }
-    } else {
-      // No ground: the old track's predicted box (its image Kalman filter ran on) against the
-      // new box, centres within half the larger height, heights within 1.5x.
-      const float old_h = old.box[3] - old.box[1];
-      const float hmax = std::max(old_h, fresh_h), hmin = std::min(old_h, fresh_h);
-      if (!(hmin > 0.f) || hmax > 1.5f * hmin) continue;
-      const double dx = (old.box[0] + old.box[2] - fresh.box[0] - fresh.box[2]) / 2.0;
-      const double dy = (old.box[1] + old.box[3] - fresh.box[1] - fresh.box[3]) / 2.0;
-      score = std::hypot(dx, dy) / (0.5 * hmax);
-    }
+    const double score = RecoverScore(old, fresh, t);
     if (score <= best_score) best_score = score, best = k;
+  }
+  if (best == all) return -1;
+  {
+    // Ambiguous: another vehicle seen in this frame is inside the old track's gate too (a queue,
+    // a platoon). Better a new id than one that jumps to a neighbour.
+    const Track& old = best < lost_n ? lost_[best] : gone_[best - lost_n];
+    for (const Track& other : tracked_) {
+      if (&other == &fresh || other.state != TrackState::kConfirmed || other.last_frame != frame_ ||
+          other.trajectory.empty() || other.class_id < 0 || other.class_id > 31 ||
+          !(config_.recover_classes >> other.class_id & 1u))
+        continue;
+      if (RecoverScore(old, other, t) <= 1.0) return -1;
+    }
   }
   if (best == all) return -1;
   Track& old = best < lost_n ? lost_[best] : gone_[best - lost_n];

@@ -489,6 +489,34 @@ TEST(Tracker, IdRecoveryAcrossTheMotionIsTight) {
   EXPECT_THROW(ByteTracker{bad}, std::invalid_argument);
 }
 
+TEST(Tracker, IdRecoveryGivesNoIdWhereAnotherVehicleIsAsClose) {
+  // A queue standing still (0.1 m/px): car A at x = 100 px is hidden for 1.4 s, car B stands
+  // 2.6 m ahead of it. A box between the two is as much B's neighbour as A's: a new id. Without
+  // B in sight, the same box gets A's id back.
+  for (const bool with_b : {true, false}) {
+    TrackerConfig c;
+    c.frame_rate = 10;
+    ByteTracker t(c);
+    t.SetCalibration({0.1, 0, 0, 0, 0.1, 0, 0, 0, 1});
+    auto frame = [&](bool a, float extra_x, double ts) {
+      std::vector<Obj> objs;
+      if (a) objs.push_back(Box(100, 200, 16, 30, 0.9f, 2));
+      if (with_b) objs.push_back(Box(126, 200, 16, 30, 0.9f, 2));
+      if (extra_x > 0) objs.push_back(Box(extra_x, 200, 16, 30, 0.9f, 2));
+      return t.Update(Dets(objs), ts);
+    };
+    int k = 0;
+    for (; k < 15; ++k) frame(true, 0, 0.1 * k);
+    for (int miss = 0; miss < 14; ++miss, ++k) frame(false, 0, 0.1 * k);
+    Tracks out;
+    for (int again = 0; again < 3; ++again, ++k) out = frame(false, 110.f, 0.1 * k);
+    int64_t id = -1;
+    for (size_t i = 0; i < out.size(); ++i)
+      if (std::fabs(CentreX(out, static_cast<int>(i)) - 110.f) < 3.f) id = out.track_id[i];
+    EXPECT_EQ(id, with_b ? 3 : 1) << (with_b ? "with" : "without") << " B";
+  }
+}
+
 TEST(Tracker, BufferScalesWithFrameRate) {
   TrackerConfig c;
   c.track_buffer = 30;

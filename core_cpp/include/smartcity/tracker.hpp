@@ -29,8 +29,9 @@
 // then takes its id, class votes and ground filter instead of a new id (constant velocity on the
 // ground: within recover_gate_m across its motion
 // and recover_gate_m plus a quarter of the distance travelled along it, each widened by two
-// standard deviations of both positions; uncalibrated: the predicted box's centre within half a
-// box height, heights within 1.5x). A vehicle that the detector misses for longer than the buffer,
+// standard deviations of both positions, 3 m at most; uncalibrated: the predicted box's centre
+// within half a box height, heights within 1.5x), unless another vehicle matched in this frame
+// lies inside that gate too. A vehicle that the detector misses for longer than the buffer,
 // or whose box the image filter's prediction no longer overlaps when it comes back (it grew as the
 // vehicle came nearer), keeps one id, so that a line it crossed unseen is crossed by one track.
 // Association itself never sees remembered tracks.
@@ -282,6 +283,9 @@ class ByteTracker {
   // at `t`) continues: its id, votes and age go to `fresh` and it is removed. Returns the id,
   // or -1 when none fits.
   int64_t Recover(Track& fresh, double t);
+  // How far `cand` (its newest point, at `t`) lies from where `old` would be by then, as a
+  // fraction of the gate (<= 1: inside); infinity where the boxes cannot be the same vehicle.
+  double RecoverScore(const Track& old, const Track& cand, double t) const;
   float LineSpeedKmh(const Track& tr) const;
   float FilterSpeedKmh(const Track& tr) const;
 };
