@@ -292,16 +292,17 @@ int64_t ByteTracker::Recover(Track& fresh, double t) {
   {
     // Ambiguous: another vehicle seen in this frame is inside the old track's gate too (a queue,
     // a platoon). Better a new id than one that jumps to a neighbour.
+    // (Lost tracks found again in this frame are still in lost_.)
     const Track& old = best < lost_n ? lost_[best] : gone_[best - lost_n];
-    for (const Track& other : tracked_) {
-      if (&other == &fresh || other.state != TrackState::kConfirmed || other.last_frame != frame_ ||
-          other.trajectory.empty() || other.class_id < 0 || other.class_id > 31 ||
-          !(config_.recover_classes >> other.class_id & 1u))
-        continue;
-      if (RecoverScore(old, other, t) <= 1.0) return -1;
-    }
+    for (const std::vector<Track>* list : {&tracked_, &lost_})
+      for (const Track& other : *list) {
+        if (&other == &fresh || other.state != TrackState::kConfirmed || other.last_frame != frame_ ||
+            other.trajectory.empty() || other.class_id < 0 || other.class_id > 31 ||
+            !(config_.recover_classes >> other.class_id & 1u))
+          continue;
+        if (RecoverScore(old, other, t) <= 1.0) return -1;
+      }
   }
-  if (best == all) return -1;
   Track& old = best < lost_n ? lost_[best] : gone_[best - lost_n];
   const int64_t id = old.id;
   for (const auto& v : old.class_votes) {
