@@ -283,7 +283,7 @@ int64_t ByteTracker::Recover(Track& fresh, double t) {
   for (size_t k = 0; k < all; ++k) {
     const Track& old = k < lost_n ? lost_[k] : gone_[k - lost_n];
     if (old.last_frame >= fresh.start_frame) continue;  // both seen at once: two objects
-    if (old.class_id != fresh.class_id) continue;  // (by their majority votes so far)
+    if (old.class_id != fresh.class_id) continue;       // (by their majority votes so far)
     if (k < lost_n && (old.state != TrackState::kLost || !Recoverable(old))) continue;
     const double score = RecoverScore(old, fresh, t);
     if (score <= best_score) best_score = score, best = k;
@@ -321,8 +321,8 @@ int64_t ByteTracker::Recover(Track& fresh, double t) {
   fresh.start_frame = old.start_frame;
   // Its speed goes on from the old filter (carried over the gap) rather than from the new
   // track's first two points.
-  if (config_.speed_filter == TrackerConfig::SpeedFilter::kKalman && old.ground.points >= 2 &&
-      std::isfinite(now.gx) && std::isfinite(now.gy)) {
+  if (config_.speed_filter == TrackerConfig::SpeedFilter::kKalman && old.ground.points >= 2 && std::isfinite(now.gx) &&
+      std::isfinite(now.gy)) {
     GroundFilter g = old.ground;
     const double row = GroundRow(fresh.box, fresh.class_id);
     FilterGround(g, Point(t, fresh.box, row), fresh.box, row);

@@ -427,8 +427,7 @@ TEST(Tracker, MissedForLongerThanTheBufferGetsANewId) {
 // Id recovery (TrackerConfig::recover_*): a car driving at 10 m/s (10 px a frame, 0.1 m/px, 10
 // fps) seen for 1.5 s, missed for `gap` frames (longer than the 10-frame buffer), then seen
 // again at `resume_dx` px from where it would be. Returns the ids it was given after the gap.
-std::vector<int64_t> IdsAfterGap(TrackerConfig c, int gap, float resume_dx, bool calibrate = true,
-                                 int32_t cls = 2) {
+std::vector<int64_t> IdsAfterGap(TrackerConfig c, int gap, float resume_dx, bool calibrate = true, int32_t cls = 2) {
   c.frame_rate = 10;
   c.track_buffer = 30;
   ByteTracker t(c);

@@ -93,9 +93,9 @@ struct TrackerConfig {
   uint32_t bottom_bias_classes = 0;
   double bottom_bias_scale = 1.0;
   // Id recovery (see the top of this file); recover_s 0: off.
-  double recover_s = 2.0;        // seconds after a track's last match its id can be taken again
-  double recover_gate_m = 1.5;   // ground gate, metres (across the motion; along: plus 1/4 travelled)
-  double recover_min_s = 0.5;    // the old track's matches, in seconds of frames, at least
+  double recover_s = 2.0;            // seconds after a track's last match its id can be taken again
+  double recover_gate_m = 1.5;       // ground gate, metres (across the motion; along: plus 1/4 travelled)
+  double recover_min_s = 0.5;        // the old track's matches, in seconds of frames, at least
   uint32_t recover_classes = 0x3Eu;  // bit c: class id c (default the vehicles 1..5)
 
   void Validate() const;  // throws std::invalid_argument naming the bad field
