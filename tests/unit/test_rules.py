@@ -886,6 +886,15 @@ def test_single_vehicle_impact_judged_on_its_own_state_with_others_in_view() -> 
     assert [f.key for f in fs] == ["track:1"]
 
 
+def test_impact_judged_before_the_stand_began_for_a_short_track() -> None:
+    """A vehicle seen for only 1.4 s (it came into the picture) drives at 60 km/h and stops dead
+    in its lane: its sharp stop is recognised only once it has moved long enough (min_moving_s),
+    half a second into the stand, when the second before that no longer holds its speed. The
+    impact is judged over the second before the stand began (crash_rear_end_arterial@2)."""
+    fs = run(Crash(geo()), merge(_brake(1, 2.0, 0, 60, 1.4, 8)))
+    assert [f.key for f in fs] == ["track:1"]
+
+
 def test_no_crash_for_a_box_sliding_onto_the_car_behind_in_a_queue() -> None:
     """A far box on a standing car slides 12 m back onto the next car of the queue within half
     a second (an id switch) and stands there beside another track: its 1 s line reads a
@@ -895,7 +904,25 @@ def test_no_crash_for_a_box_sliding_onto_the_car_behind_in_a_queue() -> None:
         t = k / 10
         y = 60.0 if t < 3 else 48.0 if t >= 3.5 else 60.0 - 12.0 * (t - 3) / 0.5
         out.append(frame(t, [(1, CAR, 2.0, y, 0.0), (2, CAR, 2.0, 46.0, 0.0)], k))
-    assert [f.key for f in run(Crash(geo(), CrashSettings(min_moving_s=0)), out)] == ["tracks:1-2"]
+    fires = CrashSettings(min_moving_s=0, stood_s=0)  # (it also stood just before: stood_s)
+    assert [f.key for f in run(Crash(geo(), fires), out)] == ["tracks:1-2"]
+    assert run(Crash(geo()), out) == []
+
+
+def test_no_crash_for_a_stop_soon_after_standing_in_a_queue() -> None:
+    """Stop and go: a car stands 2 s, drives 1.6 s at 40 km/h and stops dead behind a standing
+    car. Every other check of a sharp stop passes (it drove 18 m, above half its top speed for
+    1.5 s), but it stood less than stood_s before: the far queue's stop and go that a box's
+    jitter turns into a "drive" and a dead stop (congestion_arterial@2, docs/incidents.md)."""
+    y_stop = 40.0 + 40 / 3.6 * 1.6
+    car = []
+    for k in range(91):
+        t = k / 10
+        y = 40.0 + 40 / 3.6 * min(max(t - 2.0, 0.0), 1.6)
+        car.append((t, (1, CAR, 2.0, y, 0.0)))
+    ahead = [(k / 10, (2, CAR, 2.0, y_stop + 2.0, 0.0)) for k in range(91)]
+    out = merge(car, ahead)
+    assert [f.key for f in run(Crash(geo(), CrashSettings(stood_s=0)), out)] == ["tracks:1-2"]
     assert run(Crash(geo()), out) == []
 
 

@@ -3,9 +3,10 @@
 fell by ``drop_kmh`` or more within ``drop_s`` to standing, from the 80th percentile of its speeds
 over ``drop_s``, not the highest: a far box's line overshooting for a moment makes no drop; having
 travelled ``min_travel_m`` before, spanning ``min_travel_px`` pixels of box bottom where it stopped,
-and it then stood for ``confirm_s``); or a single vehicle stopping sharply off every lane, or
-stopping faster than brakes can stop it (``impact_kmh`` lost within ``impact_s``: it hit something,
-perhaps hidden behind it) (``single``). Severity from the speed before the stop: ``high`` from 50
+not having stood between ``drop_s`` and ``stood_s`` before, and it then stood for ``confirm_s``);
+or a single vehicle stopping sharply off every lane, or stopping faster than brakes can stop it
+(``impact_kmh`` lost within the ``impact_s`` before it stood: it hit something, perhaps hidden
+behind it) (``single``). Severity from the speed before the stop: ``high`` from 50
 km/h, ``medium`` from 25, ``low`` below; single-vehicle crashes one step lower. The crashed track
 ids are kept (``crashed_ids``) so the stopped-vehicle rule does not take a crashed vehicle for one
 queued behind the other.
@@ -51,6 +52,10 @@ class CrashSettings(Settings):
     min_moving_s: float = 1.5  # ... and it had moved at half its top speed for this long in
     #                            them (a far box sliding onto the car behind in a standing queue
     #                            reads as a 1 s "drive" of one speed window, then a stop)
+    stood_s: float = 3.5  # ... and it had not stood (three readings of its line below
+    #                      stopped_kmh) between drop_s and this long before: a queue's stop and
+    #                      go seen through a far box's jitter (0: off; the rule keeps
+    #                      max(drop_s, impact_s) + 2 s of history)
     min_box_px: float = 8.0  # boxes smaller than this (either side) are too coarse to judge
     single: bool = True
     impact_kmh: float = 40.0  # a fall this large within impact_s (beyond any braking: ~11 m/s2
@@ -61,8 +66,10 @@ class CrashSettings(Settings):
 
 @dataclass
 class _Speed:
-    hist: deque[tuple[float, float, float, float]] = field(default_factory=deque)  # t, v, x, y
+    # t, v, x, y, and whether v is the rule's own line (not the tracker's estimate)
+    hist: deque[tuple[float, float, float, float, bool]] = field(default_factory=deque)
     sharp_at: float | None = None
+    stand_at: float | None = None  # when its current stand began (None: moving)
     before_kmh: float = 0.0
     impact: bool = False
 
@@ -97,6 +104,17 @@ class Crash(Rule):
         h = st.hist
         return sum(h[k + 1][0] - h[k][0] for k in range(len(h) - 1) if h[k][1] >= kmh)
 
+    def _stood(self, st: _Speed, t: float) -> bool:
+        """Whether the track stood (a reading below stopped_kmh) between drop_s and stood_s
+        before ``t``."""
+        lo, hi, stop = self.s.drop_s, self.s.stood_s, self.s.stopped_kmh
+        run = 0  # three readings of its own line in a row (not a new track's first estimates)
+        for h in st.hist:
+            run = run + 1 if lo < t - h[0] <= hi and h[4] and h[1] < stop else 0
+            if run >= 3:
+                return True
+        return False
+
     def _update(self, frame: FrameTracks) -> list[Finding]:
         v = frame_view(frame, self.geometry)
         t = frame.pts
@@ -111,12 +129,15 @@ class Crash(Rule):
             st = self.states.get(tid, t)
             x, y = float(v.ground[i, 0]), float(v.ground[i, 1])
             sp = _line_kmh(st.hist, t, x, y, self.s.speed_window_s)
+            own = sp is not None
             if sp is None:  # too little of its own history yet: the tracker's estimate
                 sp = float(v.speed[i])
-            st.hist.append((t, sp, x, y))
+            st.hist.append((t, sp, x, y, own))
             while st.hist and t - st.hist[0][0] > max(self.s.drop_s, self.s.impact_s) + 2.0:
                 st.hist.popleft()
             if sp < self.s.stopped_kmh:
+                if st.stand_at is None:
+                    st.stand_at = t
                 readings = [h[1] for h in st.hist if t - h[0] <= self.s.drop_s]
                 # the 80th percentile is at most the highest: the sort only where that clears
                 # the drop (a standing vehicle, every frame, mostly does not)
@@ -126,13 +147,17 @@ class Crash(Rule):
                 travel = float(np.hypot(x - st.hist[0][2], y - st.hist[0][3]))
                 need = max(self.s.min_travel_m, self.s.min_travel_px * float(v.m_per_px[i]))
                 if (top - sp >= self.s.drop_kmh and st.sharp_at is None and travel >= need
-                        and self._moved_for(st, top / 2) >= self.s.min_moving_s):  # fmt: skip
+                        and self._moved_for(st, top / 2) >= self.s.min_moving_s
+                        and not self._stood(st, t)):  # fmt: skip
                     st.sharp_at, st.before_kmh = t, top
-                    hit = max(h[1] for h in st.hist if t - h[0] <= self.s.impact_s)
+                    # An impact is judged over the second before it came to a stand, which may
+                    # be a few frames before the stop is recognised as sharp (min_moving_s).
+                    at = st.stand_at if st.stand_at is not None else t
+                    hit = max(h[1] for h in st.hist if 0 <= at - h[0] <= self.s.impact_s)
                     st.impact = hit - sp >= self.s.impact_kmh
                 standing.append(i)
             else:
-                st.sharp_at = None
+                st.sharp_at = st.stand_at = None
         for a_k, a in enumerate(standing):
             sa = self.states.peek(int(v.ids[a]))
             for b in standing[a_k + 1 :]:
@@ -180,7 +205,11 @@ class Crash(Rule):
 
 
 def _line_kmh(
-    hist: deque[tuple[float, float, float, float]], t: float, x: float, y: float, window: float
+    hist: deque[tuple[float, float, float, float, bool]],
+    t: float,
+    x: float,
+    y: float,
+    window: float,
 ) -> float | None:
     """Ground speed in km/h of the line (`ground_line`) through the points of ``hist`` within
     ``window`` of ``t`` and the point (t, x, y); None with fewer than 3 points or less than half
