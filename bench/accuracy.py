@@ -15,6 +15,11 @@ Two paths (``--detector``), the same rules and the same scoring (smartcity.incid
   findings there (--no-vtest leaves it out). The pipeline's tracks are kept beside each
   cached video (keyed by the model file, the card's post-processing, the analysis rate and the
   core library's build), so that a rerun after a change to the rules takes seconds.
+  ``--replay``: the model's raw detections are kept instead (keyed without the tracker's
+  settings), and once kept, handed to a standalone ByteTracker set as the pipeline sets the
+  camera's tracker: a change to the tracker (or to the core library) is measured in a minute
+  or two instead of decoding and detecting again. It gives the pipeline's tracks to the digit
+  (tests/integration/test_rules_pipeline.py); judge what ships without it.
 - ``both``: both, and a table of the two side by side.
 
 Per path: per incident type, the scenes it is expected on, the expected and found incidents,
@@ -27,7 +32,8 @@ per type, no vehicle incidents on the quiet scenes (and on vtest); --check exits
 missed on a path that ran.
 
     .venv/bin/python bench/accuracy.py [--detector oracle|model|both] [--scenes a,b]
-        [--model synthetic-traffic] [--analyze-fps N] [--resolution 640x360] [--check] [-v]
+        [--model synthetic-traffic] [--analyze-fps N] [--resolution 640x360] [--replay]
+        [--check] [-v]
 """
 
 from __future__ import annotations
@@ -104,7 +110,7 @@ def evaluate(
         t1 = time.perf_counter()
         run = oracle.run_scene(
             name, resolution=a.resolution, seed=seed, cache_dir=a.cache,
-            detector=detector, analyze_fps=a.analyze_fps,
+            detector=detector, analyze_fps=a.analyze_fps, replay=a.replay,
         )  # fmt: skip
         if seed is not None:
             run.name = f"{name}@{seed}"
@@ -246,6 +252,9 @@ def main() -> int:
         "--analyze-fps", type=float, default=None, help="full pipeline: frames per second"
     )
     ap.add_argument("--no-vtest", action="store_true", help="skip the vtest run (model path)")
+    ap.add_argument(
+        "--replay", action="store_true", help="model path: kept detections, standalone tracker"
+    )
     ap.add_argument("--cache", default=str(Path.home() / ".cache/smartcity/accuracy"))
     ap.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     ap.add_argument("-v", "--verbose", action="store_true", help="list misses and false finds")
@@ -266,7 +275,8 @@ def main() -> int:
         sha = hashlib.sha256(card.onnx_path.read_bytes()).hexdigest()[:12]
         label = f"pipeline ({card.name})"
         print(f"\nfull pipeline: model {card.name} ({card.input_width}x{card.input_height}, "
-              f"onnx sha256 {sha}...), ONNX Runtime CPU 1 thread, {rate}")  # fmt: skip
+              f"onnx sha256 {sha}...), ONNX Runtime CPU 1 thread, {rate}"
+              + (", tracks replayed from kept detections" if a.replay else ""))  # fmt: skip
         done["model"] = evaluate(label, jobs, a, detector=det)
         ok &= report(done["model"], a)
         if not a.no_vtest:

@@ -88,6 +88,27 @@ def test_full_pipeline_hands_the_rules_the_cars(renders: Path) -> None:
     assert cars.wrong_class <= 0.05 * cars.tracks, vars(cars)
 
 
+def test_replay_gives_the_pipeline_tracks(renders: Path) -> None:
+    """bench/accuracy.py --replay: the detections recorded from the pipeline, handed to a
+    standalone tracker set as the pipeline sets the camera's (the card's box bias, the
+    analysis rate, the calibration), give the pipeline's own tracks to the digit."""
+    det = oracle.load_detector(MODEL)
+    with oracle.rendered_video("wrong_way_urban", cache_dir=renders) as (video, st):
+        H = np.asarray(st.head["camera"]["image_to_ground"])
+        fps = float(st.head["fps"])
+        for old in video.parent.glob("dets-*.npz"):
+            old.unlink()
+        piped = oracle.replay_tracks(video, det, "cam", H, fps, None)  # runs and records
+        kept = list(video.parent.glob("dets-*.npz"))
+        replayed = oracle.replay_tracks(video, det, "cam", H, fps, None)  # replays
+    assert len(kept) == 1 and len(piped) == len(replayed) == st.head["frames"]
+    assert sum(len(f.track_id) for f in piped) > 500  # measured 744
+    for a, b in zip(piped, replayed, strict=True):
+        assert (a.frame, a.pts, a.w, a.h) == (b.frame, b.pts, b.w, b.h)
+        for k in ("track_id", "class_id", "score", "xyxy", "ground_xy", "speed_kmh"):
+            np.testing.assert_array_equal(getattr(a, k), getattr(b, k), err_msg=k)
+
+
 # Every other library scene, slow (about 5 minutes on the shared 2-core machine, renders included).
 # Measured with the stage-6 model (2026-11-28) and the stage-9 model (2026-11-29, 7 min 48 s): every
 # expected incident the scene showed is found. The wrong-way car at night (its far box jitters 6 m

@@ -342,25 +342,33 @@ def run_scene(
     detector: Detector | str | Path | None = None,
     cache_dir: str | Path | None = None,
     analyze_fps: float | None = None,
+    replay: bool = False,
 ) -> SceneRun:
     """One library scene through the rules: the oracle path (``detector`` None), or the full
     pipeline (``detector``: a `Detector`, or a model folder / a name under models/): the scene
     rendered to H.264 MP4 (cached in ``cache_dir`` when given), decoded, detected and tracked by
-    `smartcity._core.Pipeline` at ``analyze_fps`` (None: every frame, the scene's fps)."""
+    `smartcity._core.Pipeline` at ``analyze_fps`` (None: every frame, the scene's fps).
+    ``replay`` (with ``cache_dir``): the model's detections are kept beside the video and, once
+    kept, handed to a standalone tracker with the pipeline's settings (`replay_frames`) instead
+    of decoding and detecting again: for work on the tracker and the rules."""
     if detector is None:
         frames, head = oracle_frames(name, seconds, resolution, seed, cache_dir=cache_dir)
         return judge(name, head, frames, rules)
     det = load_detector(detector)
     with rendered_video(name, seconds, resolution, seed, cache_dir) as (video, st):
         head = st.head
-        kept = None if cache_dir is None else _tracks_file(video, det, analyze_fps)
-        tracks = _load_tracks(kept, name) if kept is not None else None
-        if tracks is None:
-            tracks = pipeline_frames(
-                video, det, name, np.asarray(head["camera"]["image_to_ground"]), analyze_fps
-            )
-            if kept is not None:
-                _save_tracks(kept, tracks)
+        H = np.asarray(head["camera"]["image_to_ground"])
+        tracks: list[FrameTracks] | None = None
+        if replay and cache_dir is not None:
+            rate = analyze_fps or float(head["fps"])
+            tracks = replay_tracks(video, det, name, H, rate, analyze_fps)
+        else:
+            kept = None if cache_dir is None else _tracks_file(video, det, analyze_fps)
+            tracks = _load_tracks(kept, name) if kept is not None else None
+            if tracks is None:
+                tracks = pipeline_frames(video, det, name, H, analyze_fps)
+                if kept is not None:
+                    _save_tracks(kept, tracks)
     frames = []
     fps = float(head["fps"])
     for ft in tracks:
@@ -381,6 +389,123 @@ def run_scene(
 
 
 _TRACK_FIELDS = ("track_id", "class_id", "score", "xyxy", "ground_xy", "speed_kmh")
+_DET_FIELDS = ("xyxy", "score", "class_id")
+
+
+@dataclass
+class FrameDetections:
+    """One analysed frame's raw detections (frame pixels), as `detect()` gave them."""
+
+    frame: int
+    pts: float
+    w: int
+    h: int
+    xyxy: np.ndarray  # (N, 4) float32
+    score: np.ndarray  # (N,) float32
+    class_id: np.ndarray  # (N,) int32
+
+
+def replay_frames(
+    dets: list[FrameDetections],
+    card: Any,
+    cam: str,
+    image_to_ground: np.ndarray | None,
+    frame_rate: float,
+    tracking: Mapping[str, Any] | None = None,
+) -> list[FrameTracks]:
+    """Recorded detections through a standalone `ByteTracker` set as `pipeline_frames` sets the
+    camera's tracker (``speed_window_s`` 1, the card's box bias scaled by the letterbox, the
+    stream's analysis rate, ``tracking`` on top): the same tracks, without decoding or
+    detecting again."""
+    from smartcity.tracking import ByteTracker
+
+    opts: dict[str, Any] = {"speed_window_s": 1.0, **card.tracking_options(), **(tracking or {})}
+    if dets and "bottom_bias" in opts:
+        # Frame pixels per input pixel down the picture, as the core's letterbox / stretch.
+        w, h = dets[0].w, dets[0].h
+        sy = card.input_height / h
+        if card.resize != "stretch":
+            sy = min(card.input_width / w, sy)
+        opts.setdefault("bottom_bias_scale", 1.0 / sy)
+    tracker = ByteTracker(frame_rate=frame_rate, **opts)
+    if image_to_ground is not None:
+        H = np.asarray(image_to_ground, np.float64)
+        tracker.set_calibration(H / H[2, 2])
+    out = []
+    for d in dets:
+        r = tracker.update(d.xyxy, d.score, d.class_id, timestamp=d.pts)
+        out.append(
+            FrameTracks(
+                cam=cam, frame=d.frame, pts=d.pts, t_ns=T0_NS + int(round(d.pts * 1e9)),
+                w=d.w, h=d.h, track_id=np.array(r.track_id), class_id=np.array(r.class_id),
+                score=np.array(r.score), xyxy=np.array(r.xyxy), ground_xy=np.array(r.ground_xy),
+                speed_kmh=np.array(r.speed_kmh),
+            )
+        )  # fmt: skip
+    return out
+
+
+def replay_tracks(
+    video: Path,
+    det: Detector,
+    cam: str,
+    image_to_ground: np.ndarray,
+    frame_rate: float,
+    analyze_fps: float | None,
+) -> list[FrameTracks]:
+    """The tracks of a rendered video from its kept detections (recorded on the first call, by
+    the pipeline itself, whose tracks that call returns)."""
+    opts = sorted((k, repr(v)) for k, v in det.card.postprocess_options().items())
+    key = hashlib.sha256(repr((det.card.sha256, analyze_fps, opts, _core_digest())).encode())
+    path = video.with_name(f"dets-{key.hexdigest()[:16]}.npz")
+    kept = _load_dets(path)
+    if kept is not None:
+        return replay_frames(kept, det.card, cam, image_to_ground, frame_rate)
+    rows: list[FrameDetections] = []
+
+    def record(batch: _core.Batch, found: list[_core.Detections]) -> None:
+        fns, pts, sizes = batch.frame_numbers, batch.pts, batch.frame_size
+        for i, d in enumerate(found):
+            rows.append(
+                FrameDetections(
+                    int(fns[i]), float(pts[i]), int(sizes[i, 0]), int(sizes[i, 1]),
+                    np.array(d.xyxy, np.float32).reshape(-1, 4), np.array(d.score, np.float32),
+                    np.array(d.class_id, np.int32),
+                )
+            )  # fmt: skip
+
+    tracks = pipeline_frames(video, det, cam, image_to_ground, analyze_fps, on_detections=record)
+    cols = (("frame", np.int64), ("pts", np.float64), ("w", np.int32), ("h", np.int32))
+    head = {k: np.array([getattr(r, k) for r in rows], dt) for k, dt in cols}
+    head["n"] = np.array([len(r.score) for r in rows], np.int64)
+    for k in _DET_FIELDS:
+        parts = [getattr(r, k) for r in rows]
+        head[k] = np.concatenate(parts) if parts else np.empty(0)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, **head)  # type: ignore[arg-type]  # (the stub types **kwds as allow_pickle)
+    tmp.replace(path)
+    return tracks
+
+
+def _load_dets(path: Path) -> list[FrameDetections] | None:
+    """Kept detections, or None when there are none (or the file is unreadable: record again)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (OSError, ValueError):
+        return None
+    ends = np.cumsum(d["n"])
+    out = []
+    for i, end in enumerate(ends):
+        sl = slice(int(end - d["n"][i]), int(end))
+        out.append(
+            FrameDetections(
+                int(d["frame"][i]), float(d["pts"][i]), int(d["w"][i]), int(d["h"][i]),
+                d["xyxy"][sl].reshape(-1, 4).astype(np.float32),
+                d["score"][sl].astype(np.float32), d["class_id"][sl].astype(np.int32),
+            )
+        )  # fmt: skip
+    return out
 
 
 def _tracks_file(video: Path, det: Detector, analyze_fps: float | None) -> Path:
