@@ -476,36 +476,49 @@ def replay_tracks(
 
     tracks = pipeline_frames(video, det, cam, image_to_ground, analyze_fps, on_detections=record)
     cols = (("frame", np.int64), ("pts", np.float64), ("w", np.int32), ("h", np.int32))
-    head = {k: np.array([getattr(r, k) for r in rows], dt) for k, dt in cols}
-    head["n"] = np.array([len(r.score) for r in rows], np.int64)
-    for k in _DET_FIELDS:
-        parts = [getattr(r, k) for r in rows]
-        head[k] = np.concatenate(parts) if parts else np.empty(0)
-    tmp = path.with_name(path.name + ".part.npz")
-    np.savez(tmp, **head)  # type: ignore[arg-type]  # (the stub types **kwds as allow_pickle)
-    tmp.replace(path)
+    _save_rows(path, rows, cols, _DET_FIELDS)
     return tracks
 
 
 def _load_dets(path: Path) -> list[FrameDetections] | None:
     """Kept detections, or None when there are none (or the file is unreadable: record again)."""
+    kept = _load_rows(path)
+    if kept is None:
+        return None
+    d, slices = kept
+    return [
+        FrameDetections(
+            int(d["frame"][i]), float(d["pts"][i]), int(d["w"][i]), int(d["h"][i]),
+            d["xyxy"][sl].reshape(-1, 4).astype(np.float32), d["score"][sl].astype(np.float32),
+            d["class_id"][sl].astype(np.int32),
+        )
+        for i, sl in enumerate(slices)
+    ]  # fmt: skip
+
+
+def _save_rows(path: Path, rows: list[Any], cols: Any, fields: tuple[str, ...]) -> None:
+    """Per-frame records in one .npz, written whole or not at all: the scalar columns ``cols``
+    ((name, dtype) pairs), each record's count, and each array of ``fields`` concatenated."""
+    head = {k: np.array([getattr(r, k) for r in rows], dt) for k, dt in cols}
+    head["n"] = np.array([len(getattr(r, fields[0])) for r in rows], np.int64)
+    for k in fields:
+        parts = [getattr(r, k) for r in rows]
+        head[k] = np.concatenate(parts) if parts else np.empty(0)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, **head)  # type: ignore[arg-type]  # (the stub types **kwds as allow_pickle)
+    tmp.replace(path)
+
+
+def _load_rows(path: Path) -> tuple[dict[str, np.ndarray], list[slice]] | None:
+    """What `_save_rows` wrote and each record's slice of its arrays; None when there is no
+    such file or it is unreadable."""
     try:
         with np.load(path, allow_pickle=False) as z:
             d = {k: z[k] for k in z.files}
     except (OSError, ValueError):
         return None
     ends = np.cumsum(d["n"])
-    out = []
-    for i, end in enumerate(ends):
-        sl = slice(int(end - d["n"][i]), int(end))
-        out.append(
-            FrameDetections(
-                int(d["frame"][i]), float(d["pts"][i]), int(d["w"][i]), int(d["h"][i]),
-                d["xyxy"][sl].reshape(-1, 4).astype(np.float32),
-                d["score"][sl].astype(np.float32), d["class_id"][sl].astype(np.int32),
-            )
-        )  # fmt: skip
-    return out
+    return d, [slice(int(e - n), int(e)) for e, n in zip(ends, d["n"], strict=True)]
 
 
 def _tracks_file(video: Path, det: Detector, analyze_fps: float | None) -> Path:
@@ -527,37 +540,24 @@ def _core_digest() -> str:
 
 
 def _save_tracks(path: Path, tracks: list[FrameTracks]) -> None:
-    head = {k: np.array([getattr(t, k) for t in tracks], dt) for k, dt in
-            (("frame", np.int64), ("pts", np.float64), ("t_ns", np.int64), ("w", np.int32),
-             ("h", np.int32))}  # fmt: skip
-    head["n"] = np.array([len(t) for t in tracks], np.int64)
-    for k in _TRACK_FIELDS:
-        parts = [getattr(t, k) for t in tracks]
-        head[k] = np.concatenate(parts) if parts else np.empty(0)
-    tmp = path.with_name(path.name + ".part.npz")
-    np.savez(tmp, **head)  # type: ignore[arg-type]  # (the stub types **kwds as allow_pickle)
-    tmp.replace(path)
+    cols = (("frame", np.int64), ("pts", np.float64), ("t_ns", np.int64), ("w", np.int32),
+            ("h", np.int32))  # fmt: skip
+    _save_rows(path, tracks, cols, _TRACK_FIELDS)
 
 
 def _load_tracks(path: Path, cam: str) -> list[FrameTracks] | None:
     """The kept tracks, or None when there are none (or the file is unreadable: run again)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except (OSError, ValueError):
+    kept = _load_rows(path)
+    if kept is None:
         return None
-    ends = np.cumsum(d["n"])
-    out = []
-    for i, end in enumerate(ends):
-        sl = slice(int(end - d["n"][i]), int(end))
-        out.append(
-            FrameTracks(
-                cam=cam, frame=int(d["frame"][i]), pts=float(d["pts"][i]),
-                t_ns=int(d["t_ns"][i]), w=int(d["w"][i]), h=int(d["h"][i]),
-                **{k: d[k][sl] for k in _TRACK_FIELDS},
-            )
-        )  # fmt: skip
-    return out
+    d, slices = kept
+    return [
+        FrameTracks(
+            cam=cam, frame=int(d["frame"][i]), pts=float(d["pts"][i]), t_ns=int(d["t_ns"][i]),
+            w=int(d["w"][i]), h=int(d["h"][i]), **{k: d[k][sl] for k in _TRACK_FIELDS},
+        )
+        for i, sl in enumerate(slices)
+    ]  # fmt: skip
 
 
 def _visible(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
