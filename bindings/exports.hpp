@@ -34,6 +34,8 @@ void SetBottomBias(TrackerConfig& c, const BottomBias& bias, const std::vector<i
 uint32_t ClassMask(const std::vector<int>& classes, const char* field);
 // The classes whose tracks keep their id across a gap by default: the vehicles, as above.
 inline const std::vector<int>& kRecoverDefaultClasses = kBottomBiasDefaultClasses;
+// Id recovery settings into a tracker config; std::invalid_argument naming recover_classes.
+void SetRecovery(TrackerConfig& c, double recover_s, double gate_m, double min_s, const std::vector<int>& classes);
 
 // A Batch object for Python, or None for a null lease.
 pybind11::object WrapBatch(std::shared_ptr<BatchLease> lease);

@@ -217,10 +217,7 @@ void ExportPipeline(py::module_& m) {
             c.speed_noise_px = speed_noise_px;
             c.speed_noise_frac = speed_noise_frac;
             SetBottomBias(c, bottom_bias, bottom_bias_classes);
-            c.recover_s = recover_s;
-            c.recover_gate_m = recover_gate_m;
-            c.recover_min_s = recover_min_s;
-            c.recover_classes = ClassMask(recover_classes, "recover_classes");
+            SetRecovery(c, recover_s, recover_gate_m, recover_min_s, recover_classes);
             p.SetTrackerConfig(c);
           },
           py::kw_only(), py::arg("track_thresh") = 0.5f, py::arg("match_thresh") = 0.8f, py::arg("track_buffer") = 30,

@@ -59,6 +59,13 @@ void SetBottomBias(TrackerConfig& c, const BottomBias& bias, const std::vector<i
   c.bottom_bias_classes = ClassMask(classes, "bottom_bias_classes");
 }
 
+void SetRecovery(TrackerConfig& c, double recover_s, double gate_m, double min_s, const std::vector<int>& classes) {
+  c.recover_s = recover_s;
+  c.recover_gate_m = gate_m;
+  c.recover_min_s = min_s;
+  c.recover_classes = ClassMask(classes, "recover_classes");
+}
+
 uint32_t ClassMask(const std::vector<int>& classes, const char* field) {
   uint32_t mask = 0;
   for (int k : classes) {
@@ -148,10 +155,7 @@ void ExportTracker(py::module_& m) {
              c.speed_noise_px = speed_noise_px;
              c.speed_noise_frac = speed_noise_frac;
              SetBottomBias(c, bottom_bias, bottom_bias_classes, bottom_bias_scale);
-             c.recover_s = recover_s;
-             c.recover_gate_m = recover_gate_m;
-             c.recover_min_s = recover_min_s;
-             c.recover_classes = ClassMask(recover_classes, "recover_classes");
+             SetRecovery(c, recover_s, recover_gate_m, recover_min_s, recover_classes);
              return std::make_unique<PyTracker>(c);
            }),
            py::arg("track_thresh") = 0.5f, py::arg("match_thresh") = 0.8f, py::arg("track_buffer") = 30,

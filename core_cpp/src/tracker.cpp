@@ -19,6 +19,28 @@ namespace {
 // Id recovery: the most two standard deviations of the positions may widen the ground gate, m.
 constexpr double kRecoverSpreadCapM = 3.0;
 
+// Whether class id `class_id` has its bit set in `mask` (bit c: class id c; ids outside 0..31: no).
+inline bool InClasses(uint32_t mask, int32_t class_id) {
+  return class_id >= 0 && class_id <= 31 && (mask >> class_id & 1u);
+}
+
+// `n` more detections of class `class_id` for a track; the class is the majority, and another
+// class takes over only with strictly more votes than the current one.
+void AddVotes(Track& tr, int32_t class_id, int32_t n) {
+  auto vote = std::find_if(tr.class_votes.begin(), tr.class_votes.end(),
+                           [&](const std::pair<int32_t, int32_t>& v) { return v.first == class_id; });
+  if (vote == tr.class_votes.end()) {
+    tr.class_votes.emplace_back(class_id, n);
+    vote = tr.class_votes.end() - 1;
+  } else {
+    vote->second += n;
+  }
+  int32_t current_votes = 0;
+  for (const auto& v : tr.class_votes)
+    if (v.first == tr.class_id) current_votes = v.second;
+  if (vote->second > current_votes) tr.class_id = class_id;
+}
+
 void Check(bool ok, const char* field, const std::string& rule) {
   if (!ok) throw std::invalid_argument(std::string("tracker: ") + field + " " + rule);
 }
@@ -224,8 +246,7 @@ void ByteTracker::ResetGroundFilters() {
 }
 
 bool ByteTracker::Recoverable(const Track& tr) const {
-  return config_.recover_s > 0 && tr.id > 0 && tr.class_id >= 0 && tr.class_id <= 31 &&
-         (config_.recover_classes >> tr.class_id & 1u) &&
+  return config_.recover_s > 0 && tr.id > 0 && InClasses(config_.recover_classes, tr.class_id) &&
          static_cast<double>(tr.hits) >= config_.recover_min_s * config_.frame_rate && !tr.trajectory.empty();
 }
 
@@ -272,8 +293,8 @@ double ByteTracker::RecoverScore(const Track& old, const Track& cand, double t) 
 }
 
 int64_t ByteTracker::Recover(Track& fresh, double t) {
-  if ((lost_.empty() && gone_.empty()) || fresh.trajectory.empty() || fresh.class_id < 0 || fresh.class_id > 31 ||
-      !(config_.recover_classes >> fresh.class_id & 1u))
+  if ((lost_.empty() && gone_.empty()) || fresh.trajectory.empty() ||
+      !InClasses(config_.recover_classes, fresh.class_id))
     return -1;
   const TrajectoryPoint& now = fresh.trajectory.back();
   // Candidates: the lost tracks no detection was matched to this frame, then the remembered.
@@ -289,34 +310,19 @@ int64_t ByteTracker::Recover(Track& fresh, double t) {
     if (score <= best_score) best_score = score, best = k;
   }
   if (best == all) return -1;
-  {
-    // Ambiguous: another vehicle seen in this frame is inside the old track's gate too (a queue,
-    // a platoon). Better a new id than one that jumps to a neighbour.
-    // (Lost tracks found again in this frame are still in lost_.)
-    const Track& old = best < lost_n ? lost_[best] : gone_[best - lost_n];
-    for (const std::vector<Track>* list : {&tracked_, &lost_})
-      for (const Track& other : *list) {
-        if (&other == &fresh || other.state != TrackState::kConfirmed || other.last_frame != frame_ ||
-            other.trajectory.empty() || other.class_id < 0 || other.class_id > 31 ||
-            !(config_.recover_classes >> other.class_id & 1u))
-          continue;
-        if (RecoverScore(old, other, t) <= 1.0) return -1;
-      }
-  }
   Track& old = best < lost_n ? lost_[best] : gone_[best - lost_n];
-  const int64_t id = old.id;
-  for (const auto& v : old.class_votes) {
-    auto it = std::find_if(fresh.class_votes.begin(), fresh.class_votes.end(),
-                           [&](const std::pair<int32_t, int32_t>& w) { return w.first == v.first; });
-    if (it == fresh.class_votes.end()) {
-      fresh.class_votes.push_back(v);
-    } else {
-      it->second += v.second;
+  // Ambiguous: another vehicle seen in this frame is inside the old track's gate too (a queue,
+  // a platoon). Better a new id than one that jumps to a neighbour. (Lost tracks found again in
+  // this frame are still in lost_.)
+  for (const std::vector<Track>* list : {&tracked_, &lost_})
+    for (const Track& other : *list) {
+      if (&other == &fresh || other.state != TrackState::kConfirmed || other.last_frame != frame_ ||
+          other.trajectory.empty() || !InClasses(config_.recover_classes, other.class_id))
+        continue;
+      if (RecoverScore(old, other, t) <= 1.0) return -1;
     }
-  }
-  int32_t most = 0;
-  for (const auto& v : fresh.class_votes)
-    if (v.second > most) most = v.second, fresh.class_id = v.first;
+  const int64_t id = old.id;
+  for (const auto& [class_id, n] : old.class_votes) AddVotes(fresh, class_id, n);
   fresh.hits += old.hits;
   fresh.start_frame = old.start_frame;
   // Its speed goes on from the old filter (carried over the gap) rather than from the new
@@ -340,7 +346,7 @@ int64_t ByteTracker::Recover(Track& fresh, double t) {
 
 double ByteTracker::GroundRow(const std::array<float, 4>& box, int32_t class_id) const {
   const std::vector<float>& hs = config_.bottom_bias_h;
-  if (hs.empty() || class_id < 0 || class_id > 31 || !(config_.bottom_bias_classes >> class_id & 1u)) return box[3];
+  if (hs.empty() || !InClasses(config_.bottom_bias_classes, class_id)) return box[3];
   const std::vector<float>& px = config_.bottom_bias_px;
   const double scale = config_.bottom_bias_scale;
   const float h = static_cast<float>((box[3] - box[1]) / scale);
@@ -670,18 +676,7 @@ Tracks ByteTracker::Update(const Detections& detections, double timestamp_s) {
     tr.score = d.score;
     tr.last_frame = frame_;
     ++tr.hits;
-    auto vote = std::find_if(tr.class_votes.begin(), tr.class_votes.end(),
-                             [&](const std::pair<int32_t, int32_t>& v) { return v.first == d.class_id; });
-    if (vote == tr.class_votes.end()) {
-      tr.class_votes.emplace_back(d.class_id, 1);
-      vote = tr.class_votes.end() - 1;
-    } else {
-      ++vote->second;
-    }
-    int32_t current_votes = 0;
-    for (const auto& v : tr.class_votes)
-      if (v.first == tr.class_id) current_votes = v.second;
-    if (vote->second > current_votes) tr.class_id = d.class_id;
+    AddVotes(tr, d.class_id, 1);
     AddPoint(tr, t, tr.box, &d.box);
     if (confirming) confirmed_now_.push_back(&tr);  // its id once every match is made
   };
