@@ -417,16 +417,17 @@ def replay_frames(
     camera's tracker (``speed_window_s`` 1, the card's box bias scaled by the letterbox, the
     stream's analysis rate, ``tracking`` on top): the same tracks, without decoding or
     detecting again."""
+    from smartcity import _core
     from smartcity.tracking import ByteTracker
 
     opts: dict[str, Any] = {"speed_window_s": 1.0, **card.tracking_options(), **(tracking or {})}
     if dets and "bottom_bias" in opts:
-        # Frame pixels per input pixel down the picture, as the core's letterbox / stretch.
-        w, h = dets[0].w, dets[0].h
-        sy = card.input_height / h
-        if card.resize != "stretch":
-            sy = min(card.input_width / w, sy)
-        opts.setdefault("bottom_bias_scale", 1.0 / sy)
+        # Frame pixels per input pixel down the picture: the core's own slot geometry.
+        g = _core.compute_geometry(
+            dets[0].w, dets[0].h, card.input_width, card.input_height,
+            card.pipeline_options()["resize"],
+        )  # fmt: skip
+        opts.setdefault("bottom_bias_scale", 1.0 / g.scale_y)
     tracker = ByteTracker(frame_rate=frame_rate, **opts)
     if image_to_ground is not None:
         H = np.asarray(image_to_ground, np.float64)
@@ -455,9 +456,7 @@ def replay_tracks(
 ) -> list[FrameTracks]:
     """The tracks of a rendered video from its kept detections (recorded on the first call, by
     the pipeline itself, whose tracks that call returns)."""
-    opts = sorted((k, repr(v)) for k, v in det.card.postprocess_options().items())
-    key = hashlib.sha256(repr((det.card.sha256, analyze_fps, opts, _core_digest())).encode())
-    path = video.with_name(f"dets-{key.hexdigest()[:16]}.npz")
+    path = video.with_name(f"dets-{_run_key(det, analyze_fps, with_tracking=False)}.npz")
     kept = _load_dets(path)
     if kept is not None:
         return replay_frames(kept, det.card, cam, image_to_ground, frame_rate)
@@ -525,10 +524,17 @@ def _tracks_file(video: Path, det: Detector, analyze_fps: float | None) -> Path:
     """Where the pipeline's tracks of a rendered video are kept: beside the video, keyed by the
     model file, the analysis rate and the core library (decoder, letterbox, tracker), so that
     the rules can be measured again without decoding and detecting again."""
+    return video.with_name(f"tracks-{_run_key(det, analyze_fps, with_tracking=True)}.npz")
+
+
+def _run_key(det: Detector, analyze_fps: float | None, with_tracking: bool) -> str:
+    """What a kept run of a video depends on: the model file, its post-processing (and its
+    tracking options, for tracks), the analysis rate and the core library's build."""
     opts = sorted((k, repr(v)) for k, v in det.card.postprocess_options().items())
-    opts += sorted((k, repr(v)) for k, v in det.card.tracking_options().items())
+    if with_tracking:
+        opts += sorted((k, repr(v)) for k, v in det.card.tracking_options().items())
     h = hashlib.sha256(repr((det.card.sha256, analyze_fps, opts, _core_digest())).encode())
-    return video.with_name(f"tracks-{h.hexdigest()[:16]}.npz")
+    return h.hexdigest()[:16]
 
 
 @functools.cache
