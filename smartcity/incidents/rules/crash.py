@@ -105,8 +105,8 @@ class Crash(Rule):
         return sum(h[k + 1][0] - h[k][0] for k in range(len(h) - 1) if h[k][1] >= kmh)
 
     def _stood(self, st: _Speed, t: float) -> bool:
-        """Whether the track stood (a reading below stopped_kmh) between drop_s and stood_s
-        before ``t``."""
+        """Whether the track stood (three readings in a row of its own line below stopped_kmh)
+        between drop_s and stood_s before ``t``."""
         lo, hi, stop = self.s.drop_s, self.s.stood_s, self.s.stopped_kmh
         run = 0  # three readings of its own line in a row (not a new track's first estimates)
         for h in st.hist:
