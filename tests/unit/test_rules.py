@@ -214,6 +214,88 @@ def test_line_a_track_first_seen_beyond_the_line_is_not_counted() -> None:
     assert rule.total() == 0
 
 
+def _unseen_crossing(
+    x1: float = 2.0,
+    y1: float = 55.0,
+    kmh: float = 54.0,
+    y0: float = 30.0,
+    also: Sequence[list[tuple[float, Obj]]] = (),
+) -> list[FrameTracks]:
+    """A car at ``kmh`` north on n0 (x 2 m) tracked from ``y0`` for 1 s, lost for 0.8 s while
+    it crosses the line "gate" at y 50 unseen, then a new track (2) first seen at (x1, y1) and
+    driving on at the same speed for 1.1 s; with the tracks ``also``."""
+    v = kmh / 3.6
+    back = [(1.8 + k / 10, (2, CAR, x1, y1 + v * k / 10, kmh)) for k in range(12)]
+    return merge(drive(1, CAR, 2.0, y0, kmh, 0.0, 1.0), back, *also)
+
+
+def crossings(rule: LineCrossing, frames: Sequence[FrameTracks]) -> list[tuple[int, str, int]]:
+    """(track id, direction, class id) of each crossing of the line "gate"."""
+    out = []
+    for f in frames:
+        rule.update(f)
+        out += [(e.track_id, e.direction, e.class_id) for e in rule.events if e.line == "gate"]
+    return out
+
+
+def test_line_a_car_lost_while_it_crosses_is_counted_once_from_its_two_tracks() -> None:
+    """The car last seen 5 m before the line (y 45) and again 5 m past it 0.8 s later under a
+    new id, 2 m to the side of where it would be (its box pulled aside by a truck beside it):
+    one crossing, in, by the new track. Without bridging (bridge_s 0): none."""
+    assert crossings(LineCrossing(geo()), _unseen_crossing(x1=4.0)) == [(2, "in", CAR)]
+    assert crossings(LineCrossing(geo(), LineSettings(bridge_s=0)), _unseen_crossing(4.0)) == []
+    with pytest.raises(GeometryError, match="bridge_s"):
+        LineSettings(bridge_s=5.0).check("cam.line_crossing")  # longer than forget_s
+
+
+def test_line_no_bridge_where_the_new_track_is_not_where_the_lost_one_would_be() -> None:
+    """The new track 4.5 m aside (bridge_across_m 3.5), or 10 m short of where the car would
+    be (at 90 km/h), or the lost one standing before the line (under bridge_kmh), or seen
+    again only after bridge_s: not one vehicle, no crossing."""
+    assert crossings(LineCrossing(geo()), _unseen_crossing(x1=6.5)) == []
+    assert crossings(LineCrossing(geo()), _unseen_crossing(y1=55.0, kmh=90.0, y0=20.0)) == []
+    standing = _unseen_crossing(y1=51.0, kmh=5.0, y0=44.0)
+    assert crossings(LineCrossing(geo()), standing) == []
+    late = LineSettings(bridge_s=0.7)
+    assert crossings(LineCrossing(geo(), late), _unseen_crossing()) == []
+    assert crossings(LineCrossing(geo(), LineSettings(bridge_s=0.8)), _unseen_crossing()) != []
+
+
+def test_line_a_lost_track_lends_its_side_once_and_not_to_a_second_box() -> None:
+    """Two new tracks where the lost car would be: one crossing. A new box overlapping a
+    vehicle seen in the same frame (IoU 0.3 or more) takes no side; nor does a person's track
+    take a lost person's."""
+    second = drive(3, CAR, 5.0, 57.0, 54.0, 1.9, 2.9)
+    lone = LineSettings(twin_m=0)  # (it would also be taken as a second track on the car)
+    assert crossings(LineCrossing(geo(), lone), _unseen_crossing(also=[second])) == [(2, "in", CAR)]
+    truck = drive(9, TRUCK, 2.5, 55.5, 54.0, 1.8, 2.9)
+    assert crossings(LineCrossing(geo()), _unseen_crossing(also=[truck])) == []
+    on = [(1.8 + k / 10, (2, PERSON, 2.0, 53.0 + 0.5 * k, 18.0)) for k in range(12)]
+    walk = merge(drive(1, PERSON, 2.0, 44.0, 18.0, 0.0, 1.0), on)
+    assert crossings(LineCrossing(geo()), walk) == []
+
+
+def test_line_two_tracks_on_one_vehicle_count_once() -> None:
+    """Two car tracks crossing 0.3 s apart at 30 km/h, 0.5 m apart along the line (2.5 m
+    behind: a box between two queued cars tracked beside the car's own): one crossing. Two cars
+    of a lane 0.6 s apart at 50 km/h (8 m), a motorcycle beside a car, a car in the next lane,
+    or the first going the other way: two each; so too the first two with no speed known.
+    With twin_m 0, every track counts."""
+    one = merge(drive(1, CAR, 2.0, 40.0, 30.0, 0.0, 3.0), drive(2, CAR, 2.5, 37.5, 30.0, 0.0, 3.0))
+    assert len(crossings(LineCrossing(geo()), one)) == 1
+    assert len(crossings(LineCrossing(geo(), LineSettings(twin_m=0)), one)) == 2
+    lane = merge(drive(1, CAR, 2.0, 40.0, 50.0, 0.0, 3.0), drive(2, CAR, 2.0, 31.7, 50.0, 0.0, 3.0))
+    beside = merge(
+        drive(1, CAR, 2.0, 40.0, 30.0, 0.0, 3.0), drive(2, MOTO, 3.0, 40.0, 30.0, 0.0, 3.0)
+    )
+    next_lane = merge(drive(1, CAR, 2.0, 40.0, 30.0, 0.0, 3.0), drive(2, CAR, 5.5, 40, 30, 0, 3))
+    ways = merge(drive(1, CAR, 2.0, 60.0, -30.0, 0.0, 3.0), drive(2, CAR, 2.0, 40, 30, 0.2, 3))
+    unknown = merge(*[[(t, o[:4] + (math.nan,)) for t, o in drive(i, CAR, x, y, 30, 0, 3)]
+                      for i, x, y in ((1, 2.0, 40.0), (2, 2.5, 37.5))])  # fmt: skip
+    for fs in (lane, beside, next_lane, ways, unknown):
+        assert len(crossings(LineCrossing(geo()), fs)) == 2
+
+
 def test_line_side_is_forgotten_when_the_track_vanishes() -> None:
     rule = LineCrossing(geo(), LineSettings(forget_s=1.0))
     rule.update(frame(0.0, [(1, CAR, 2.0, 45, 30)]))

@@ -16,24 +16,50 @@ metres as the detector's box changes, or a bus turning along the line, counts on
 drives on, not at every jump. A person standing in a crowd astride a line, whose box bottom
 jumps by metres as others hide their feet, flips sides for moments and is not a crossing either.
 The crossing keeps the time (and speed) of its first frame on the new side.
+
+A vehicle the detector loses while it crosses a ground line comes back under a new track id
+already on the far side: neither track is on both sides. ``bridge_s`` joins the two for
+counting: a new vehicle track (first seen at most 0.5 s ago) first on one side takes the old
+side of a vehicle track lost on the other side within ``bridge_s`` before, driving towards the
+line at ``bridge_kmh`` or more, whose constant-velocity prediction lies within
+``bridge_along_m`` (plus a quarter of the distance it would have driven) along its motion and
+``bridge_across_m`` across it of where the new track is first seen, ahead of where it was last
+seen; the step between the two must cross the line between its ends. Each lost track lends its
+side once (and is not counted on that line itself within ``recross_s``); a new box overlapping
+a box seen in the same frame (IoU ``bridge_iou`` or more: a second box on a vehicle) takes
+none. The tracker's id recovery (docs/tracking.md) joins most such gaps; this joins those it
+does not reach before the line is crossed.
+
+Two tracks on one vehicle (in a queue the detector also finds a box between two cars, and it
+is tracked beside the car's own) each cross the line: a car, bus or truck crossing a ground
+line the same way within ``twin_m`` along the line of another track's counted crossing, at
+most ``twin_s`` later and less than ``twin_gap_m`` behind it at their mean speed (shorter
+than a car: not the next vehicle of the lane; one of the two speeds must be known), is not
+counted. Motorcycles and bicycles ride beside
+cars and one another in a lane and are always counted.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from smartcity.incidents.geometry import CameraGeometry, Line
 from smartcity.incidents.rules.base import (
     PERSON,
+    VEHICLE_CLASSES,
+    FrameView,
     Rule,
     Settings,
     TrackStates,
     class_ids,
     class_name,
     frame_view,
+    ground_motion,
     require,
 )
 from smartcity.incidents.types import Finding, FrameTracks
@@ -52,15 +78,42 @@ class LineSettings(Settings):
     dwell_s: float = 0.0  # ... and this long on the new side ...
     person_dwell_s: float = 1.0  # ... for people (their feet hide in a crowd)
     recross_s: float = 10.0  # a track crossing a line it was counted on this recently: not again
+    bridge_s: float = 2.0  # a vehicle lost this long before a new one is seen over a ground line
+    bridge_kmh: float = 10.0  # ... driving towards the line at least this fast ...
+    bridge_along_m: float = 3.0  # ... predicted this near along its motion ...
+    bridge_across_m: float = 3.5  # ... and across it: one vehicle crossing unseen (0 s: off)
+    bridge_iou: float = 0.3  # a new box overlapping a seen track's this much is not bridged
+    twin_s: float = 1.5  # a car, bus or truck crossing a ground line this soon after another,
+    twin_gap_m: float = 5.0  # ... this near behind it at their speed (shorter than a car) ...
+    twin_m: float = 1.5  # ... and this near along the line, the same way: one vehicle (0: off)
     forget_s: float = 3.0
 
     def check(self, path: str) -> None:
         require(self.alert_direction in ("in", "out", "any"), f"{path}.alert_direction",
                 "must be in, out or any")  # fmt: skip
         for k in ("band_m", "band_px", "settle_m", "settle_px", "dwell_s", "person_dwell_s",
-                  "recross_s"):  # fmt: skip
+                  "recross_s", "bridge_s", "bridge_kmh", "bridge_along_m", "bridge_across_m",
+                  "twin_s", "twin_gap_m", "twin_m"):  # fmt: skip
             require(getattr(self, k) >= 0, f"{path}.{k}", "must be 0 or more")
+        require(self.bridge_s <= self.forget_s, f"{path}.bridge_s",
+                f"must not be more than forget_s ({self.forget_s})")  # fmt: skip
+        require(0 < self.bridge_iou <= 1, f"{path}.bridge_iou", "must be over 0 and at most 1")
         class_ids(self.classes, f"{path}.classes")
+
+
+#: classes whose second crossing beside a first one is a second box (motorcycles and bicycles
+#: ride beside cars and one another in a lane)
+_TWIN_CLASSES = frozenset(class_ids(("car", "bus", "truck"), "classes"))
+_BRIDGE_NEW_S = 0.5  # a track first seen this recently is new (may take a lost track's side)
+
+
+def _iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """IoU of box ``a`` (4,) with each row of ``b`` (N, 4), xyxy."""
+    w = np.clip(np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]), 0, None)
+    h = np.clip(np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]), 0, None)
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 @dataclass(frozen=True)
@@ -88,6 +141,10 @@ class _Side:
     last: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # x, y, signed d
     pending: dict[str, _Pending] = field(default_factory=dict)  # line -> its change of side
     counted: dict[str, float] = field(default_factory=dict)  # line -> pts of its last crossing
+    first: float = math.nan  # pts of the track's first frame
+    seen: float = math.nan  # ... and of its last
+    class_id: int = -1  # ... its class there
+    track: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=40))
 
 
 class LineCrossing(Rule):
@@ -105,6 +162,11 @@ class LineCrossing(Rule):
         self.line_by_name = {ln.name: ln for ln in self.lines}
         self.states: TrackStates[_Side] = TrackStates(_Side, self.s.forget_s)
         self.events: list[Crossing] = []
+        # per ground line: (track, pts, metres along the line, direction, km/h) of its recent
+        # crossings by cars, buses and trucks
+        self.recent: dict[str, deque[tuple[int, float, float, str, float]]] = {
+            ln.name: deque(maxlen=64) for ln in self.lines
+        }
         self.counts: dict[str, dict[str, dict[str, int]]] = {
             ln.name: {"in": {}, "out": {}} for ln in self.lines
         }
@@ -113,6 +175,7 @@ class LineCrossing(Rule):
         v = frame_view(frame, self.geometry)
         self.events = []
         out: list[Finding] = []
+        seen = self._seen(v)
         for line in self.lines:
             pts = v.ground if line.space == "ground" else v.px
             band = self.s.band_m if line.space == "ground" else self.s.band_px
@@ -124,7 +187,7 @@ class LineCrossing(Rule):
                 if not np.isfinite(d[i]):
                     continue
                 tid = int(v.ids[i])
-                st = self.states.get(tid, frame.pts)
+                st = seen[i]
                 if abs(d[i]) <= band:
                     continue
                 new = 1 if d[i] > 0 else -1
@@ -135,6 +198,10 @@ class LineCrossing(Rule):
                     old = st.side.get(line.name)
                     prev = st.last.get(line.name)
                     st.last[line.name] = here
+                    if old is None and line.space == "ground" and self.s.bridge_s > 0:
+                        lent = self._bridge(v, i, line, new, seen)
+                        if lent is not None:
+                            old, prev = -new, lent
                     if old is None or prev is None:
                         st.side[line.name] = new
                         continue
@@ -153,6 +220,64 @@ class LineCrossing(Rule):
                     st.side[line.name] = new
                     out += self._count(frame, line, tid, pend, st)
         return out + self._vanished(frame, frame.pts)
+
+    def _seen(self, v: FrameView) -> list[_Side]:
+        """The state of each track of the frame, its first and last time, class and ground
+        points (the last 40) brought up to date."""
+        out = []
+        for i in range(len(v.ids)):
+            st = self.states.get(int(v.ids[i]), v.pts)
+            if math.isnan(st.first):
+                st.first = v.pts
+            st.seen, st.class_id = v.pts, int(v.cls[i])
+            if np.all(np.isfinite(v.ground[i])):
+                st.track.append((v.pts, float(v.ground[i, 0]), float(v.ground[i, 1])))
+            out.append(st)
+        return out
+
+    def _bridge(
+        self, v: FrameView, i: int, line: Line, new: int, seen: list[_Side]
+    ) -> _Point | None:
+        """For track ``i``, new and first on side ``new`` of a ground line: the last point on
+        the old side of the vehicle track lost on the other side that would be where ``i`` is
+        (the best such), which lends its side only this once; None when there is none."""
+        st = seen[i]
+        if not v.vehicle[i] or v.pts - st.first > _BRIDGE_NEW_S or not st.track:
+            return None
+        box = np.asarray(v.frame.xyxy, np.float64).reshape(-1, 4)
+        if len(box) > 1 and np.max(np.delete(_iou(box[i], box), i)) >= self.s.bridge_iou:
+            return None  # a second box on a vehicle seen in this frame
+        q = np.array(st.track[-1][1:])
+        best: tuple[float, _Side] | None = None
+        for _, lost in self.states.items():
+            dt = v.pts - lost.seen
+            if not 0 < dt <= self.s.bridge_s or lost.side.get(line.name) != -new:
+                continue
+            if lost.class_id not in VEHICLE_CLASSES or len(lost.track) < 2:
+                continue
+            if line.name in lost.pending or line.name not in lost.last:
+                continue
+            if v.pts - lost.counted.get(line.name, -math.inf) < self.s.recross_s:
+                continue  # counted on this line lately, or already lent its side
+            g, vel = ground_motion(list(lost.track))
+            speed = float(np.hypot(*vel))
+            if speed * 3.6 < self.s.bridge_kmh:
+                continue
+            u = vel / speed
+            if float((q - g) @ u) <= 0:
+                continue  # the new track is behind where the lost one was last seen
+            off = q - (g + vel * dt)
+            along, across = float(off @ u), abs(float(off[0] * u[1] - off[1] * u[0]))
+            gate = self.s.bridge_along_m + 0.25 * speed * dt
+            if abs(along) > gate or across > self.s.bridge_across_m:
+                continue
+            score = (along / gate) ** 2 + (across / max(self.s.bridge_across_m, 1e-9)) ** 2
+            if best is None or score < best[0]:
+                best = (score, lost)
+        if best is None:
+            return None
+        best[1].counted[line.name] = v.pts  # lends its side once; not counted itself after
+        return best[1].last[line.name]
 
     def flush(self, frame: FrameTracks) -> list[Finding]:
         """Counts the changes of side not settled yet as crossings (the stream ended: each
@@ -187,6 +312,10 @@ class LineCrossing(Rule):
             return []  # back and forth over the line: a long box's bottom jumping, not traffic
         towards_left = new > 0
         direction = "in" if towards_left == (line.in_side == "left") else "out"
+        if line.space == "ground" and self.s.twin_m > 0 and cls in _TWIN_CLASSES:
+            at = u * float(np.hypot(*(line.b - line.a)))
+            if self._twin(line.name, tid, pts, at, direction, speed):
+                return []  # a second track on one vehicle (a box between two queued cars)
         ev = Crossing(line.name, tid, cls, direction, pts, t_ns, speed)
         self.events.append(ev)
         per = self.counts[line.name][direction]
@@ -199,6 +328,28 @@ class LineCrossing(Rule):
                 details={"line": line.name, "direction": direction, "class": class_name(cls)},
             )
         ]  # fmt: skip
+
+    def _twin(
+        self, line: str, tid: int, pts: float, at: float, direction: str, speed: float
+    ) -> bool:
+        """Whether track ``tid`` crossing at ``pts``, ``at`` metres along ``line``, is a second
+        track of a vehicle another track was counted for there (remembered for the next
+        crossings when not)."""
+        recent = self.recent[line]
+        for t, p, m, d, v in recent:
+            if (
+                t == tid
+                or d != direction
+                or abs(at - m) > self.s.twin_m
+                or abs(pts - p) > self.s.twin_s
+            ):
+                continue
+            known = [x for x in (speed, v) if math.isfinite(x)]
+            if not known or abs(pts - p) * sum(known) / len(known) / 3.6 > self.s.twin_gap_m:
+                continue  # far enough behind to be the next vehicle of the lane (or unknown)
+            return True
+        recent.append((tid, pts, at, direction, speed))
+        return False
 
     def total(self, line: str | None = None) -> int:
         return sum(
