@@ -420,6 +420,58 @@ def test_blinded(source: str, kind: str) -> None:
     assert DEFAULTS.clear_s <= tc - t_back <= DEFAULTS.clear_s + 2 * SNAP_S
 
 
+# --------------------------------------------------------------------------- mask
+
+#: The top left of the picture, where a camera burns in its clock.
+CLOCK_MASK = [[[0, 0], [0.55, 0], [0.55, 0.1], [0, 0.1]]]
+
+
+def clock(img: np.ndarray, second: int) -> np.ndarray:
+    """The snapshot of a camera that burns a running clock into its picture."""
+    img = img.copy()
+    text = f"2026-11-29 17:{second // 60 % 60:02d}:{second % 60:02d}"
+    cv2.putText(img, text, (12, 36), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
+    return jpeg(img)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_a_burnt_in_clock_is_left_out_by_the_mask(masked: bool) -> None:
+    """A camera with a running clock in its picture: when the rest of the picture freezes,
+    and when the lens is covered (black but for the clock), the clock alone keeps both alive
+    (the clock's cells change, its text has edges and contrast); with the clock masked, frozen
+    and blinded are raised as for a camera without one. Live, the masked camera is quiet."""
+    live = vtest_frames()
+    mon = CameraHealthMonitor("cam1", {"mask": CLOCK_MASK} if masked else {})
+    feed = Feed(mon)
+    assert feed.run(clock(live[i], 2 * i) for i in range(len(live))) == []
+    k = 2 * len(live)
+    feed.run(clock(live[9], k + 2 * i) for i in range(snaps(DEFAULTS.frozen_s + 10)))
+    assert [f.key for _, f in feed.findings if not f.closed] == (["frozen"] if masked else [])
+    feed = Feed(CameraHealthMonitor("cam1", {"mask": CLOCK_MASK} if masked else {}))
+    feed.run(clock(live[i], 2 * i) for i in range(10))
+    black = np.zeros_like(live[0])
+    feed.run(clock(black, 20 + 2 * i) for i in range(snaps(DEFAULTS.blinded_s + 10)))
+    assert [f.key for _, f in feed.findings if not f.closed] == (["blinded"] if masked else [])
+
+
+def test_mask_settings_are_checked() -> None:
+    s = CameraHealthSettings.from_mapping("cam1", {"mask": CLOCK_MASK})
+    assert s.mask == (((0.0, 0.0), (0.55, 0.0), (0.55, 0.1), (0.0, 0.1)),)
+    mon = CameraHealthMonitor("cam1", s)
+    assert mon.mask is not None and 0.9 < mon.mask.thumb.mean() < 0.97
+    assert CameraHealthMonitor("cam1").mask is None
+    bad: list[tuple[Any, str]] = [
+        ("top", "cameras.cam1.health.mask: must be a list of polygons"),
+        ([[[0, 0], [1, 0]]], r"cameras.cam1.health.mask\[0\]: must be a polygon of 3 or more"),
+        ([[[0, 0], [1, 0], [1, 1.5]]], r"cameras.cam1.health.mask\[0\]\[2\]: must be \[x, y\]"),
+        ([[[0, 0], [1, 0], [0, True]]], r"cameras.cam1.health.mask\[0\]\[2\]: must be \[x, y\]"),
+        ([[[0, 0], [1, 0], [1, 1], [0, 1]]], "cameras.cam1.health.mask: leaves 0% of the picture"),
+    ]
+    for mask, msg in bad:
+        with pytest.raises(CameraHealthConfigError, match=msg):
+            CameraHealthSettings.from_mapping("cam1", {"mask": mask})
+
+
 def test_reference_is_not_taken_from_a_blank_frame() -> None:
     live = vtest_frames()
     feed = Feed()

@@ -100,6 +100,9 @@ class CameraHealthSettings:
     moved_min_tiles: int = 5  # a trusted fit has this many tiles of 9 ...
     moved_sure_response: float = 0.4  # ... and this median peak
     moved_light_tol: float = 40.0  # a view that matches nothing is "moved" only in like light
+    # frozen, blinded, moved: polygons of the picture left out (a burnt-in clock, a screen, a
+    # flag), each [[x, y], ...] in fractions of the frame's width and height (0 to 1)
+    mask: tuple[tuple[tuple[float, float], ...], ...] = ()
     # all
     clear_s: float = 5.0  # a raised condition clears after being absent this long
     cooldown_s: float = 30.0  # no new raise of the same condition within this after a clear
@@ -126,7 +129,9 @@ class CameraHealthSettings:
                     fp, f"unknown setting (allowed: {', '.join(sorted(known))})"
                 )
             want = getattr(defaults, k)
-            if isinstance(want, bool):
+            if k == "mask":
+                v = _parse_mask(fp, v)
+            elif isinstance(want, bool):
                 if not isinstance(v, bool):
                     raise CameraHealthConfigError(fp, f"must be true or false, got {v!r}")
             elif isinstance(want, str):
@@ -175,6 +180,15 @@ class CameraHealthSettings:
         for key in KEYS:
             name = f"severity_{key}"
             need(getattr(self, name) in SEVERITIES, name, f"must be one of {', '.join(SEVERITIES)}")
+        if self.mask:
+            _parse_mask(f"{path}.mask", self.mask)
+            m = make_mask(self.mask)
+            if m is not None and m.thumb.mean() < MASK_KEEP_MIN:
+                raise CameraHealthConfigError(
+                    f"{path}.mask",
+                    f"leaves {m.thumb.mean():.0%} of the picture to judge; at least "
+                    f"{MASK_KEEP_MIN:.0%} must stay",
+                )
 
     def severity(self, key: str) -> str:
         return str(getattr(self, f"severity_{key}"))
@@ -182,6 +196,70 @@ class CameraHealthSettings:
     def moved_limit_px(self, width: int) -> float:
         """The corner displacement above which a view of this width is off its reference."""
         return self.moved_px if self.moved_px is not None else MOVED_FRACTION * width
+
+
+# --------------------------------------------------------------------------- mask
+
+#: A mask must leave at least this share of the thumbnail's cells to judge.
+MASK_KEEP_MIN = 0.25
+_MASK_RASTER = (1280, 720)  # the polygons are drawn this size, then area-averaged
+
+
+def _parse_mask(path: str, v: Any) -> tuple[tuple[tuple[float, float], ...], ...]:
+    """The ``mask`` setting: a list of polygons of 3 or more [x, y] points in [0, 1]."""
+    if not isinstance(v, list | tuple):
+        raise CameraHealthConfigError(path, f"must be a list of polygons, got {v!r}")
+    out = []
+    for i, poly in enumerate(v):
+        if not isinstance(poly, list | tuple) or len(poly) < 3:
+            raise CameraHealthConfigError(
+                f"{path}[{i}]", f"must be a polygon of 3 or more [x, y] points, got {poly!r}"
+            )
+        pts = []
+        for j, pt in enumerate(poly):
+            ok = isinstance(pt, list | tuple) and len(pt) == 2
+            ok = ok and all(
+                not isinstance(c, bool) and isinstance(c, int | float) and 0 <= c <= 1 for c in pt
+            )
+            if not ok:
+                raise CameraHealthConfigError(
+                    f"{path}[{i}][{j}]",
+                    f"must be [x, y], fractions of the frame's width and height (0 to 1), "
+                    f"got {pt!r}",
+                )
+            pts.append((float(pt[0]), float(pt[1])))
+        out.append(tuple(pts))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Mask:
+    """The part of the picture the frame checks judge, at each working size."""
+
+    work: npt.NDArray[np.bool_]  # (180, 320): pixels mostly outside the mask
+    shift: F32  # (90, 160): 1 where no part of the pixel is masked, else 0
+    thumb: npt.NDArray[np.bool_]  # (36, 64): cells mostly outside the mask
+
+
+def make_mask(polygons: tuple[tuple[tuple[float, float], ...], ...]) -> Mask | None:
+    """The polygons (fractions of the frame) rasterised at the working sizes; None for none."""
+    if not polygons:
+        return None
+    w, h = _MASK_RASTER
+    img = np.zeros((h, w), np.uint8)
+    for poly in polygons:
+        pts = np.round(np.asarray(poly, np.float64) * [w, h]).astype(np.int32)
+        cv2.fillPoly(img, [pts], 255)
+    cover = img.astype(np.float32) / 255.0
+
+    def at(size: tuple[int, int]) -> F32:
+        return np.asarray(cv2.resize(cover, size, interpolation=cv2.INTER_AREA), np.float32)
+
+    return Mask(
+        work=at(WORK) < 0.5,
+        shift=(at(SHIFT) < 1e-6).astype(np.float32),
+        thumb=at(THUMB) < 0.5,
+    )
 
 
 # --------------------------------------------------------------------------- measures
@@ -200,8 +278,9 @@ class FrameMeasures:
     edge_frac: float  # fraction of the 320x180 image whose gradient exceeds edge_level
 
 
-def measure(bgr: np.ndarray, edge_level: float = 6.0) -> FrameMeasures:
-    """Reduces a BGR (or grey) uint8 frame of any size to the monitor's measures."""
+def measure(bgr: np.ndarray, edge_level: float = 6.0, mask: Mask | None = None) -> FrameMeasures:
+    """Reduces a BGR (or grey) uint8 frame of any size to the monitor's measures; with a
+    ``mask``, the contrast, the edges and the edge map leave its polygons out."""
     img = np.asarray(bgr)
     if img.ndim not in (2, 3) or img.shape[0] < 2 or img.shape[1] < 2:
         raise ValueError(f"expected an image (H, W[, 3]), got shape {img.shape}")
@@ -215,15 +294,19 @@ def measure(bgr: np.ndarray, edge_level: float = 6.0) -> FrameMeasures:
         )
     grey = np.asarray(small, np.float32)
     thumb = np.asarray(cv2.resize(grey, THUMB, interpolation=cv2.INTER_AREA), np.float32)
-    mean, std = cv2.meanStdDev(thumb)
+    judged = thumb if mask is None else thumb[mask.thumb]
     smooth = np.asarray(cv2.GaussianBlur(grey, (5, 5), 1.0), np.float32)
     mag = _gradient(smooth)  # grey levels per pixel of the 320-wide image
-    edge_frac = float(np.count_nonzero(mag > edge_level)) / mag.size
+    if mask is not None:
+        mag = mag[mask.work]
+    edge_frac = float(np.count_nonzero(mag > edge_level)) / max(mag.size, 1)
     edges = _gradient(
         np.asarray(cv2.resize(smooth, SHIFT, interpolation=cv2.INTER_AREA), np.float32)
     )
+    if mask is not None:
+        edges = edges * mask.shift
     return FrameMeasures(
-        w=w, h=h, thumb=thumb, edges=edges, mean=float(mean[0, 0]), std=float(std[0, 0]),
+        w=w, h=h, thumb=thumb, edges=edges, mean=float(judged.mean()), std=float(judged.std()),
         edge_frac=edge_frac,
     )  # fmt: skip
 
@@ -416,6 +499,7 @@ class CameraHealthMonitor:
             settings = CameraHealthSettings.from_mapping(cam, settings)
         self.cam = cam
         self.s = s = settings
+        self.mask = make_mask(s.mask)
         self.conditions = {
             "offline": _Condition(0.0, s.clear_s, s.cooldown_s),  # holds are in the measure
             "frozen": _Condition(s.frozen_s, s.clear_s, s.cooldown_s),
@@ -449,7 +533,7 @@ class CameraHealthMonitor:
 
     def set_reference(self, bgr: np.ndarray) -> None:
         """The view as commissioned (calibrated): later snapshots are compared with it."""
-        self._ref = measure(bgr, self.s.edge_level)
+        self._ref = measure(bgr, self.s.edge_level, self.mask)
         self._shifts.clear()
         self.conditions["moved"].reset()
 
@@ -483,7 +567,7 @@ class CameraHealthMonitor:
         if self._started is None:
             self._started = t_ns
         s = self.s
-        m = measure(bgr, s.edge_level)
+        m = measure(bgr, s.edge_level, self.mask)
         new_frame = self._prev_pts is None or pts != self._prev_pts
         self._prev_pts, self._pts = pts, pts
         out: list[Finding] = []
@@ -530,6 +614,8 @@ class CameraHealthMonitor:
             self._anchor, self._anchor_t = m, t_ns
             return []
         diff = np.abs(m.thumb - a.thumb)
+        if self.mask is not None:
+            diff = diff[self.mask.thumb]
         mad = float(diff.mean())
         cells = int(np.count_nonzero(diff > s.frozen_cell_diff))
         still = mad < s.frozen_diff and cells <= s.frozen_cells
