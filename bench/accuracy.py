@@ -25,6 +25,8 @@ Two paths (``--detector``), the same rules and the same scoring (smartcity.incid
 Per path: per incident type, the scenes it is expected on, the expected and found incidents,
 precision and recall (and recall over the incidents the scene showed at all: the same
 denominator on both paths); the counting error on the counting scenes and over all lines; the
+vehicles' counted crossings paired one to one with the truth's own crossing events (same
+line, direction and object, within 3 s; with -v the missed and extra ones, named); the
 ground-speed error against the scripted speeds; findings of the vehicle rules on the quiet
 scenes; for the model, per class what the rules were handed (tracks against truth, IoU >= 0.5).
 Goals (issue 6): counting error <= 1 %, speed MAE <= 3 km/h, precision and recall (seen) >= 0.95
@@ -78,6 +80,7 @@ class Summary:
     veh_off_scenes: list[str] = field(default_factory=list)  # "scene counted/expected"
     quiet_finds: list[str] = field(default_factory=list)
     per_class: dict[str, oracle.ClassCounts] = field(default_factory=dict)
+    crossings: oracle.CrossingMatch = field(default_factory=oracle.CrossingMatch)
 
     @property
     def count_err(self) -> float:
@@ -127,6 +130,7 @@ def evaluate(
         s.veh_off += abs(c - e)
         if c != e:
             s.veh_off_scenes.append(f"{run.name} {c}/{e}")
+        s.crossings.add(oracle.match_crossings(run))
         c, e = oracle.counting_error(run)
         s.all_counted, s.all_expected = s.all_counted + c, s.all_expected + e
         if name in COUNTING_SCENES:
@@ -173,6 +177,15 @@ def report(s: Summary, a: argparse.Namespace) -> bool:
           f"{s.veh_off} ({off:.1%})")  # fmt: skip
     if a.verbose and s.veh_off_scenes:
         print(f"    off: {', '.join(s.veh_off_scenes)}")
+    x = s.crossings
+    print(f"  vehicle crossings matched one to one to the truth's (line, direction, object, 3 s): "
+          f"{x.matched} of {x.truth} truth crossings, {x.counted - x.matched} of {x.counted} "
+          f"counted unmatched")  # fmt: skip
+    if a.verbose:
+        for m in x.missed:
+            print(f"    missed {m}")
+        for m in x.extra:
+            print(f"    extra  {m}")
     worst = max(s.per_scene_mae.items(), key=lambda kv: kv[1]) if s.per_scene_mae else ("-", 0.0)
     print(f"speed MAE: {s.mae:.2f} km/h over {len(s.speed)} measurements "
           f"(worst scene {worst[0]} {worst[1]:.2f})")  # fmt: skip

@@ -10,6 +10,8 @@ match the scripted ones. The long scenes are marked slow; bench/accuracy.py prin
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -112,3 +114,16 @@ def test_counting_scene_counts_every_vehicle() -> None:
     truth = run.head["lines"]["main"]
     assert run.line_counts["main"]["in"] == {k: v for k, v in truth["forward"].items() if v}
     assert run.line_counts["main"]["out"] == {k: v for k, v in truth["backward"].items() if v}
+    # each counted crossing is the truth's own: the same vehicle, line and direction, in time
+    m = oracle.match_crossings(run)
+    assert (m.matched, m.truth, m.counted) == (expected, expected, counted)
+    assert m.missed == [] and m.extra == []
+    # a crossing counted for the wrong vehicle, and one moved 5 s, are named, not matched
+    run = dataclasses.replace(run, crossings=list(run.crossings))  # (the scene is cached)
+    first, second = run.crossings[0], run.crossings[1]
+    run.crossings[0] = dataclasses.replace(first, pts=first.pts + 5.0)
+    run.crossings[1] = dataclasses.replace(second, track_id=10_000)
+    m = oracle.match_crossings(run)
+    assert (m.matched, m.truth, m.counted) == (expected - 2, expected, counted)
+    assert len(m.missed) == 2 and len(m.extra) == 2
+    assert "track 10000 (object None" in m.extra[1] or "track 10000 (object None" in m.extra[0]

@@ -220,13 +220,14 @@ def _unseen_crossing(
     kmh: float = 54.0,
     y0: float = 30.0,
     also: Sequence[list[tuple[float, Obj]]] = (),
+    t0: float = 0.0,
 ) -> list[FrameTracks]:
-    """A car at ``kmh`` north on n0 (x 2 m) tracked from ``y0`` for 1 s, lost for 0.8 s while
-    it crosses the line "gate" at y 50 unseen, then a new track (2) first seen at (x1, y1) and
-    driving on at the same speed for 1.1 s; with the tracks ``also``."""
+    """A car at ``kmh`` north on n0 (x 2 m) at ``y0`` at 0 s, tracked from ``t0`` to 1 s, lost
+    for 0.8 s while it crosses the line "gate" at y 50 unseen, then a new track (2) first seen
+    at (x1, y1) and driving on at the same speed for 1.1 s; with the tracks ``also``."""
     v = kmh / 3.6
     back = [(1.8 + k / 10, (2, CAR, x1, y1 + v * k / 10, kmh)) for k in range(12)]
-    return merge(drive(1, CAR, 2.0, y0, kmh, 0.0, 1.0), back, *also)
+    return merge(drive(1, CAR, 2.0, y0 + v * t0, kmh, t0, 1.0), back, *also)
 
 
 def crossings(rule: LineCrossing, frames: Sequence[FrameTracks]) -> list[tuple[int, str, int]]:
@@ -250,12 +251,14 @@ def test_line_a_car_lost_while_it_crosses_is_counted_once_from_its_two_tracks() 
 
 def test_line_no_bridge_where_the_new_track_is_not_where_the_lost_one_would_be() -> None:
     """The new track 4.5 m aside (bridge_across_m 3.5), or 10 m short of where the car would
-    be (at 90 km/h), or the lost one standing before the line (under bridge_kmh), or seen
-    again only after bridge_s: not one vehicle, no crossing."""
+    be (at 90 km/h), or the lost one standing before the line (under bridge_kmh) or tracked
+    for less than 0.5 s, or seen again only after bridge_s: not one vehicle, no crossing."""
     assert crossings(LineCrossing(geo()), _unseen_crossing(x1=6.5)) == []
     assert crossings(LineCrossing(geo()), _unseen_crossing(y1=55.0, kmh=90.0, y0=20.0)) == []
     standing = _unseen_crossing(y1=51.0, kmh=5.0, y0=44.0)
     assert crossings(LineCrossing(geo()), standing) == []
+    assert crossings(LineCrossing(geo()), _unseen_crossing(t0=0.7)) == []  # tracked 0.3 s
+    assert crossings(LineCrossing(geo()), _unseen_crossing(t0=0.4)) != []  # 0.6 s
     late = LineSettings(bridge_s=0.7)
     assert crossings(LineCrossing(geo(), late), _unseen_crossing()) == []
     assert crossings(LineCrossing(geo(), LineSettings(bridge_s=0.8)), _unseen_crossing()) != []

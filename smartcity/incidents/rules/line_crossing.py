@@ -21,14 +21,15 @@ A vehicle the detector loses while it crosses a ground line comes back under a n
 already on the far side: neither track is on both sides. ``bridge_s`` joins the two for
 counting: a new vehicle track (first seen at most 0.5 s ago) first on one side takes the old
 side of a vehicle track lost on the other side within ``bridge_s`` before, driving towards the
-line at ``bridge_kmh`` or more, whose constant-velocity prediction lies within
-``bridge_along_m`` (plus a quarter of the distance it would have driven) along its motion and
-``bridge_across_m`` across it of where the new track is first seen, ahead of where it was last
-seen; the step between the two must cross the line between its ends. Each lost track lends its
-side once (and is not counted on that line itself within ``recross_s``); a new box overlapping
-a box seen in the same frame (IoU ``bridge_iou`` or more: a second box on a vehicle) takes
-none. The tracker's id recovery (docs/tracking.md) joins most such gaps; this joins those it
-does not reach before the line is crossed.
+line at ``bridge_kmh`` or more (tracked for 0.5 s at least; its motion a least-squares line
+through its last ground points, at least two standard errors from standing still), whose
+constant-velocity prediction lies within ``bridge_along_m`` (plus a quarter of the distance it
+would have driven) along its motion and ``bridge_across_m`` across it of where the new track is
+first seen, ahead of where it was last seen; the step between the two must cross the line
+between its ends. Each lost track lends its side once (and is not counted on that line itself
+within ``recross_s``); a new box overlapping a box seen in the same frame (IoU ``bridge_iou``
+or more: a second box on a vehicle) takes none. The tracker's id recovery (docs/tracking.md)
+joins most such gaps; this joins those it does not reach before the line is crossed.
 
 Two tracks on one vehicle (in a queue the detector also finds a box between two cars, and it
 is tracked beside the car's own) each cross the line: a car, bus or truck crossing a ground
@@ -59,7 +60,7 @@ from smartcity.incidents.rules.base import (
     class_ids,
     class_name,
     frame_view,
-    ground_motion,
+    ground_line,
     require,
 )
 from smartcity.incidents.types import Finding, FrameTracks
@@ -105,6 +106,9 @@ class LineSettings(Settings):
 #: ride beside cars and one another in a lane)
 _TWIN_CLASSES = frozenset(class_ids(("car", "bus", "truck"), "classes"))
 _BRIDGE_NEW_S = 0.5  # a track first seen this recently is new (may take a lost track's side)
+_BRIDGE_MIN_S = 0.5  # a lost track seen this long at least ...
+_BRIDGE_MIN_POINTS = 5  # ... its motion: a least-squares line through its last points
+_BRIDGE_Z = 2.0  # ... whose speed is this many standard errors of its slope
 
 
 def _iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -259,10 +263,16 @@ class LineCrossing(Rule):
                 continue
             if v.pts - lost.counted.get(line.name, -math.inf) < self.s.recross_s:
                 continue  # counted on this line lately, or already lent its side
-            g, vel = ground_motion(list(lost.track))
-            speed = float(np.hypot(*vel))
-            if speed * 3.6 < self.s.bridge_kmh:
+            if lost.seen - lost.first < _BRIDGE_MIN_S or len(lost.track) < _BRIDGE_MIN_POINTS:
+                continue  # too short a track to say where it was going
+            fit = ground_line(np.asarray(lost.track, np.float64))
+            if fit is None:
                 continue
+            vel, se = fit
+            speed = float(np.hypot(*vel))
+            if speed * 3.6 < self.s.bridge_kmh or speed < _BRIDGE_Z * float(np.hypot(*se)):
+                continue  # standing, or a far box's jitter rather than a drive
+            g = np.array(lost.track[-1][1:])
             u = vel / speed
             if float((q - g) @ u) <= 0:
                 continue  # the new track is behind where the lost one was last seen

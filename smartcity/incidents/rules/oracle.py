@@ -37,6 +37,7 @@ import numpy as np
 from smartcity.classes import APPLIANCE_CLASSES
 from smartcity.incidents.geometry import geometry_from_scenario
 from smartcity.incidents.rules.base import frame_view
+from smartcity.incidents.rules.line_crossing import Crossing
 from smartcity.incidents.rules.ruleset import RuleSet
 from smartcity.incidents.types import Finding, FrameTracks
 
@@ -281,6 +282,7 @@ class SceneRun:
     frames: int = 0
     seen: dict[int, set[int]] = field(default_factory=dict)  # truth id -> frames detected
     per_class: dict[str, ClassCounts] = field(default_factory=dict)  # what the rules were handed
+    crossings: list[Crossing] = field(default_factory=list)  # every line crossing counted
 
     def observable(self, inc: Mapping[str, Any], share: float = 0.5) -> bool:
         """Whether the detections could show an expected incident: one of its objects is
@@ -597,12 +599,15 @@ def judge(
     own_seen = seen is None
     seen = defaultdict(set) if seen is None else seen
     per_class = {c: ClassCounts() for c in APPLIANCE_CLASSES}
+    crossings: list[Crossing] = []
     for frame, keep in frames:
         f, t = frame.frame, frame.pts
         if own_seen:
             for o in keep:
                 seen.setdefault(int(o["id"]), set()).add(f)
-        findings.extend(ruleset.update(frame).findings)
+        out = ruleset.update(frame)
+        findings.extend(out.findings)
+        crossings.extend(out.traffic.crossings)
         metric = frame_view(frame, geo).metric
         everything = truth_frames[f] if truth_frames is not None else keep
         _count_classes(per_class, frame, keep, everything)
@@ -622,11 +627,13 @@ def judge(
                         and t - first_seen[tid] >= 1.0):  # fmt: skip
                     speed_err.append(abs(v - float(o["speed_kmh"])))
     if frames:
-        findings.extend(ruleset.finish(frames[-1][0]).findings)
+        out = ruleset.finish(frames[-1][0])
+        findings.extend(out.findings)
+        crossings.extend(out.traffic.crossings)
     mapping = {tid: c.most_common(1)[0][0] for tid, c in votes.items()}
     return SceneRun(
         name, head, findings, mapping, ruleset.line_counts, speed_err, len(frames), dict(seen),
-        per_class,
+        per_class, crossings,
     )  # fmt: skip
 
 
@@ -842,6 +849,65 @@ def score(run: SceneRun, scores: dict[str, Score] | None = None) -> dict[str, Sc
                 sc.misses.append(f"{run.name}: {kind} {inc['object_ids']} "
                                  f"{inc['start_s']}-{inc['end_s']}s{why}")  # fmt: skip
     return scores
+
+
+@dataclass
+class CrossingMatch:
+    """Counted crossings against the truth's own crossing events, one to one."""
+
+    truth: int = 0  # the truth's crossing events
+    counted: int = 0  # crossings the rule counted
+    matched: int = 0
+    missed: list[str] = field(default_factory=list)  # "line dir object class t"
+    extra: list[str] = field(default_factory=list)  # "line dir track (object) class t"
+
+    def add(self, o: CrossingMatch) -> None:
+        self.truth, self.counted = self.truth + o.truth, self.counted + o.counted
+        self.matched += o.matched
+        self.missed += o.missed
+        self.extra += o.extra
+
+
+def match_crossings(run: SceneRun, window_s: float = 3.0) -> CrossingMatch:
+    """The vehicles' counted crossings paired one to one with the truth's crossing events
+    (``head["lines"][line]["events"]``) of the same line, direction ("in" is the scenes'
+    "forward") and object (the track's truth id, by IoU vote), at most ``window_s`` apart,
+    nearest first. A track voted onto a neighbour (a box between two queued cars) makes an
+    extra crossing and a miss: a lower bound, but one that says which vehicle and when."""
+    out = CrossingMatch()
+    events = []
+    for name, line in run.head["lines"].items():
+        for e in line.get("events", ()):
+            if e["class"] != "person":
+                d = "in" if e["dir"] == "forward" else "out"
+                events.append((name, d, int(e["id"]), e["class"], float(e["t"])))
+    counted = [c for c in run.crossings if APPLIANCE_CLASSES[c.class_id] != "person"]
+    out.truth, out.counted = len(events), len(counted)
+    pairs = []
+    for i, c in enumerate(counted):
+        obj = run.track_to_truth.get(c.track_id)
+        for j, (ln, d, oid, _, t) in enumerate(events):
+            if ln == c.line and d == c.direction and oid == obj and abs(c.pts - t) <= window_s:
+                pairs.append((abs(c.pts - t), i, j))
+    used_c: set[int] = set()
+    used_e: set[int] = set()
+    for _, i, j in sorted(pairs):
+        if i not in used_c and j not in used_e:
+            used_c.add(i)
+            used_e.add(j)
+    out.matched = len(used_c)
+    out.missed = [
+        f"{run.name}: {ln} {d} object {oid} ({cls}) at {t:.1f}s"
+        for j, (ln, d, oid, cls, t) in enumerate(events)
+        if j not in used_e
+    ]
+    out.extra = [
+        f"{run.name}: {c.line} {c.direction} track {c.track_id} (object "
+        f"{run.track_to_truth.get(c.track_id)}, {APPLIANCE_CLASSES[c.class_id]}) at {c.pts:.1f}s"
+        for i, c in enumerate(counted)
+        if i not in used_c
+    ]
+    return out
 
 
 def counting_error(run: SceneRun, vehicles_only: bool = False) -> tuple[int, int]:
