@@ -319,6 +319,16 @@ def test_image_line_direction_follows_what_the_picture_shows() -> None:
     assert [e.direction for e in ev] == ["in"]
 
 
+def test_line_a_ground_line_counts_a_metre_beyond_its_ends() -> None:
+    """The line "gate" ends at x 7 (10.5 m long: 5 % is 0.5 m): a car whose ground point
+    passes 0.8 m beyond b (a partly hidden car's box pulls its point aside) counts, by
+    end_margin_m (1 m); 1.8 m beyond does not; with end_margin_m 0, 0.8 m does not either."""
+    beyond = merge(drive(1, CAR, 7.8, 44.0, 30.0, 0.0, 2.0))
+    assert crossings(LineCrossing(geo()), beyond) == [(1, "in", CAR)]
+    assert crossings(LineCrossing(geo(), LineSettings(end_margin_m=0)), beyond) == []
+    assert crossings(LineCrossing(geo()), merge(drive(1, CAR, 8.8, 44.0, 30.0, 0.0, 2.0))) == []
+
+
 def test_line_alert_emits_findings() -> None:
     rule = LineCrossing(geo(), LineSettings(alert=True, alert_direction="out"))
     fs = run(rule, [frame(t, [(1, CAR, 2.0, 55 - 5 * t, 30)]) for t in range(3)])

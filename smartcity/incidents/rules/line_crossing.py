@@ -4,8 +4,9 @@ Each track's side of each line is remembered; it changes only when the track's p
 than ``band`` (metres for ground lines, pixels for image lines) away from the line, so jitter on
 the line never counts twice (hysteresis). A change of side is one crossing when the step between
 the last point on the old side and the new point passes between a and b (within
-``end_margin`` of the line's length). The point is the track's ground point for ground lines,
-the bottom centre of its box for image lines.
+``end_margin`` of the line's length, or ``end_margin_m`` metres for a ground line if more: a
+partly hidden vehicle's box pulls its point aside). The point is the track's ground point for
+ground lines, the bottom centre of its box for image lines.
 
 A change of side counts once it is settled: the track has gone ``settle_m`` (``settle_px`` for
 image lines) beyond the line and, for a person, stayed on the new side for ``person_dwell_s``;
@@ -70,7 +71,8 @@ from smartcity.incidents.types import Finding, FrameTracks
 class LineSettings(Settings):
     band_m: float = 0.3  # hysteresis half-width for ground lines
     band_px: float = 3.0  # ... and for image lines
-    end_margin: float = 0.05  # fraction of the line's length beyond a and b still counted
+    end_margin: float = 0.05  # fraction of the line's length beyond a and b still counted ...
+    end_margin_m: float = 1.0  # ... or, for a ground line, these metres if more
     classes: tuple[str, ...] = ()  # counted classes; empty: all
     alert: bool = False  # also emit a Finding per crossing (a tripwire)
     alert_direction: str = "any"  # in | out | any
@@ -94,7 +96,7 @@ class LineSettings(Settings):
                 "must be in, out or any")  # fmt: skip
         for k in ("band_m", "band_px", "settle_m", "settle_px", "dwell_s", "person_dwell_s",
                   "recross_s", "bridge_s", "bridge_kmh", "bridge_along_m", "bridge_across_m",
-                  "twin_s", "twin_gap_m", "twin_m"):  # fmt: skip
+                  "twin_s", "twin_gap_m", "twin_m", "end_margin", "end_margin_m"):  # fmt: skip
             require(getattr(self, k) >= 0, f"{path}.{k}", "must be 0 or more")
         require(self.bridge_s <= self.forget_s, f"{path}.bridge_s",
                 f"must not be more than forget_s ({self.forget_s})")  # fmt: skip
@@ -109,6 +111,10 @@ _BRIDGE_NEW_S = 0.5  # a track first seen this recently is new (may take a lost 
 _BRIDGE_MIN_S = 0.5  # a lost track seen this long at least ...
 _BRIDGE_MIN_POINTS = 5  # ... its motion: a least-squares line through its last points
 _BRIDGE_Z = 2.0  # ... whose speed is this many standard errors of its slope
+
+
+def _length(line: Line) -> float:
+    return float(np.hypot(*(line.b - line.a)))
 
 
 def _iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -314,7 +320,10 @@ class LineCrossing(Rule):
         k = prev[2] / (prev[2] - here[2])
         q = np.array(prev[:2]) + k * (np.array(here[:2]) - np.array(prev[:2]))
         u = float(line.along(q[None, :])[0])
-        if not -self.s.end_margin <= u <= 1 + self.s.end_margin:
+        margin = self.s.end_margin
+        if line.space == "ground":
+            margin = max(margin, self.s.end_margin_m / max(_length(line), 1e-9))
+        if not -margin <= u <= 1 + margin:
             return []
         last = st.counted.get(line.name)
         st.counted[line.name] = pts
@@ -323,7 +332,7 @@ class LineCrossing(Rule):
         towards_left = new > 0
         direction = "in" if towards_left == (line.in_side == "left") else "out"
         if line.space == "ground" and self.s.twin_m > 0 and cls in _TWIN_CLASSES:
-            at = u * float(np.hypot(*(line.b - line.a)))
+            at = u * _length(line)
             if self._twin(line.name, tid, pts, at, direction, speed):
                 return []  # a second track on one vehicle (a box between two queued cars)
         ev = Crossing(line.name, tid, cls, direction, pts, t_ns, speed)
