@@ -48,7 +48,6 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
 from smartcity.incidents.geometry import CameraGeometry, Line
 from smartcity.incidents.rules.base import (
@@ -58,6 +57,7 @@ from smartcity.incidents.rules.base import (
     Rule,
     Settings,
     TrackStates,
+    box_iou,
     class_ids,
     class_name,
     frame_view,
@@ -115,15 +115,6 @@ _BRIDGE_Z = 2.0  # ... whose speed is this many standard errors of its slope
 
 def _length(line: Line) -> float:
     return float(np.hypot(*(line.b - line.a)))
-
-
-def _iou(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """IoU of box ``a`` (4,) with each row of ``b`` (N, 4), xyxy."""
-    w = np.clip(np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]), 0, None)
-    h = np.clip(np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]), 0, None)
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 @dataclass(frozen=True)
@@ -255,7 +246,7 @@ class LineCrossing(Rule):
         if not v.vehicle[i] or v.pts - st.first > _BRIDGE_NEW_S or not st.track:
             return None
         box = np.asarray(v.frame.xyxy, np.float64).reshape(-1, 4)
-        if len(box) > 1 and np.max(np.delete(_iou(box[i], box), i)) >= self.s.bridge_iou:
+        if any(box_iou(box[i], box[j]) >= self.s.bridge_iou for j in range(len(box)) if j != i):
             return None  # a second box on a vehicle seen in this frame
         q = np.array(st.track[-1][1:])
         best: tuple[float, _Side] | None = None
@@ -263,7 +254,7 @@ class LineCrossing(Rule):
             dt = v.pts - lost.seen
             if not 0 < dt <= self.s.bridge_s or lost.side.get(line.name) != -new:
                 continue
-            if lost.class_id not in VEHICLE_CLASSES or len(lost.track) < 2:
+            if lost.class_id not in VEHICLE_CLASSES:
                 continue
             if line.name in lost.pending or line.name not in lost.last:
                 continue
