@@ -204,6 +204,10 @@ class TrackStates(Generic[T]):
     def peek(self, tid: int) -> T | None:
         return self._state.get(tid)
 
+    def last_seen(self, tid: int) -> float:
+        """The pts the track was last seen at (its last ``get``)."""
+        return self._seen[tid]
+
     def prune(self, pts: float) -> list[tuple[int, T]]:
         """Forgets tracks not seen for forget_s; returns what was forgotten."""
         gone = [t for t, seen in self._seen.items() if pts - seen > self.forget_s]

@@ -22,6 +22,7 @@ docs/incidents.md ("Camera health checks") explains the measures and the thresho
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -241,8 +242,10 @@ class Mask:
     thumb: npt.NDArray[np.bool_]  # (36, 64): cells mostly outside the mask
 
 
+@functools.cache
 def make_mask(polygons: tuple[tuple[tuple[float, float], ...], ...]) -> Mask | None:
-    """The polygons (fractions of the frame) rasterised at the working sizes; None for none."""
+    """The polygons (fractions of the frame) rasterised at the working sizes; None for none.
+    Cached: the settings' check and each monitor of the same mask share one raster."""
     if not polygons:
         return None
     w, h = _MASK_RASTER
@@ -255,11 +258,14 @@ def make_mask(polygons: tuple[tuple[tuple[float, float], ...], ...]) -> Mask | N
     def at(size: tuple[int, int]) -> F32:
         return np.asarray(cv2.resize(cover, size, interpolation=cv2.INTER_AREA), np.float32)
 
-    return Mask(
+    m = Mask(
         work=at(WORK) < 0.5,
         shift=(at(SHIFT) < 1e-6).astype(np.float32),
         thumb=at(THUMB) < 0.5,
     )
+    for a in (m.work, m.shift, m.thumb):
+        a.setflags(write=False)  # shared by every monitor of the mask
+    return m
 
 
 # --------------------------------------------------------------------------- measures

@@ -143,8 +143,7 @@ class _Side:
     pending: dict[str, _Pending] = field(default_factory=dict)  # line -> its change of side
     counted: dict[str, float] = field(default_factory=dict)  # line -> pts of its last crossing
     first: float = math.nan  # pts of the track's first frame
-    seen: float = math.nan  # ... and of its last
-    class_id: int = -1  # ... its class there
+    class_id: int = -1  # its class in its last frame
     track: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=40))
 
 
@@ -162,6 +161,8 @@ class LineCrossing(Rule):
         self.lines = geometry.lines
         self.line_by_name = {ln.name: ln for ln in self.lines}
         self.states: TrackStates[_Side] = TrackStates(_Side, self.s.forget_s)
+        # ground points are kept per track only where the bridge can use them
+        self.bridging = self.s.bridge_s > 0 and any(ln.space == "ground" for ln in self.lines)
         self.events: list[Crossing] = []
         # per ground line: (track, pts, metres along the line, direction, km/h) of its recent
         # crossings by cars, buses and trucks
@@ -199,7 +200,7 @@ class LineCrossing(Rule):
                     old = st.side.get(line.name)
                     prev = st.last.get(line.name)
                     st.last[line.name] = here
-                    if old is None and line.space == "ground" and self.s.bridge_s > 0:
+                    if old is None and line.space == "ground" and self.bridging:
                         lent = self._bridge(v, i, line, new, seen)
                         if lent is not None:
                             old, prev = -new, lent
@@ -223,15 +224,15 @@ class LineCrossing(Rule):
         return out + self._vanished(frame, frame.pts)
 
     def _seen(self, v: FrameView) -> list[_Side]:
-        """The state of each track of the frame, its first and last time, class and ground
-        points (the last 40) brought up to date."""
+        """The state of each track of the frame, its first time, class and (for the bridge)
+        ground points (the last 40) brought up to date."""
         out = []
         for i in range(len(v.ids)):
             st = self.states.get(int(v.ids[i]), v.pts)
             if math.isnan(st.first):
                 st.first = v.pts
-            st.seen, st.class_id = v.pts, int(v.cls[i])
-            if np.all(np.isfinite(v.ground[i])):
+            st.class_id = int(v.cls[i])
+            if self.bridging and np.all(np.isfinite(v.ground[i])):
                 st.track.append((v.pts, float(v.ground[i, 0]), float(v.ground[i, 1])))
             out.append(st)
         return out
@@ -250,8 +251,9 @@ class LineCrossing(Rule):
             return None  # a second box on a vehicle seen in this frame
         q = np.array(st.track[-1][1:])
         best: tuple[float, _Side] | None = None
-        for _, lost in self.states.items():
-            dt = v.pts - lost.seen
+        for tid, lost in self.states.items():
+            last = self.states.last_seen(tid)
+            dt = v.pts - last
             if not 0 < dt <= self.s.bridge_s or lost.side.get(line.name) != -new:
                 continue
             if lost.class_id not in VEHICLE_CLASSES:
@@ -260,7 +262,7 @@ class LineCrossing(Rule):
                 continue
             if v.pts - lost.counted.get(line.name, -math.inf) < self.s.recross_s:
                 continue  # counted on this line lately, or already lent its side
-            if lost.seen - lost.first < _BRIDGE_MIN_S or len(lost.track) < _BRIDGE_MIN_POINTS:
+            if last - lost.first < _BRIDGE_MIN_S or len(lost.track) < _BRIDGE_MIN_POINTS:
                 continue  # too short a track to say where it was going
             fit = ground_line(np.asarray(lost.track, np.float64))
             if fit is None:
